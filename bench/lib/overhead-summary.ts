@@ -1,0 +1,151 @@
+// Turns every cell of every round into medians per (mode, concurrency, target), checks the issue's
+// targets, and prints the side-by-side tables.
+import type { LatencySummary } from './loadgen.js';
+import { fmt, median, printTable, type Cell } from './report.js';
+
+export type Mode = 'plain' | 'stream';
+export type TargetName = 'direct' | 'signalman' | 'signalman-nolog' | 'portkey';
+
+/** One target measured once: one mode, one concurrency, one round. */
+export interface CellResult {
+  round: number;
+  mode: Mode;
+  concurrency: number;
+  target: TargetName;
+  /** Place in that round's rotated order (0 = ran first). */
+  position: number;
+  requests: number;
+  errors: number;
+  firstError: string | null;
+  elapsedS: number;
+  rps: number;
+  totalMs: LatencySummary;
+  /** Time to the first body chunk; equals total for plain answers sent in one write. */
+  ttfbMs: LatencySummary;
+  /** Server process CPU (utime+stime) over the window / requests; for `direct` that is the mock's. */
+  cpuUsPerReq: number;
+  /** The mock upstream's CPU per request in the same window. */
+  upstreamCpuUsPerReq: number;
+  rssBytes: number;
+}
+
+/** Medians over rounds; `added*` and `xDirect` are per-round differences/ratios to direct, then the median. */
+export interface MedianRow {
+  mode: Mode;
+  concurrency: number;
+  target: TargetName;
+  rounds: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  ttfbP50: number;
+  ttfbP99: number;
+  addedP50: number;
+  addedP90: number;
+  addedP99: number;
+  addedTtfbP50: number;
+  addedTtfbP99: number;
+  rps: number;
+  xDirect: number;
+  cpuUsPerReq: number;
+  upstreamCpuUsPerReq: number;
+  rssBytes: number;
+  errors: number;
+}
+
+export function aggregate(cells: readonly CellResult[]): MedianRow[] {
+  const key = (c: { mode: string; concurrency: number; target: string }) => `${c.mode}|${c.concurrency}|${c.target}`;
+  const direct = new Map<string, CellResult>();
+  for (const c of cells) if (c.target === 'direct') direct.set(`${c.mode}|${c.concurrency}|${c.round}`, c);
+  const groups = new Map<string, CellResult[]>();
+  for (const c of cells) {
+    const g = groups.get(key(c));
+    if (g) g.push(c);
+    else groups.set(key(c), [c]);
+  }
+  const rows: MedianRow[] = [];
+  for (const g of groups.values()) {
+    const first = g[0]!;
+    const pairs = g.map((c) => ({ c, d: direct.get(`${c.mode}|${c.concurrency}|${c.round}`) }));
+    const diff = (f: (x: CellResult) => number) => median(pairs.map(({ c, d }) => (d ? f(c) - f(d) : Number.NaN)));
+    rows.push({
+      mode: first.mode, concurrency: first.concurrency, target: first.target, rounds: g.length,
+      p50: median(g.map((c) => c.totalMs.p50)),
+      p90: median(g.map((c) => c.totalMs.p90)),
+      p99: median(g.map((c) => c.totalMs.p99)),
+      ttfbP50: median(g.map((c) => c.ttfbMs.p50)),
+      ttfbP99: median(g.map((c) => c.ttfbMs.p99)),
+      addedP50: diff((x) => x.totalMs.p50),
+      addedP90: diff((x) => x.totalMs.p90),
+      addedP99: diff((x) => x.totalMs.p99),
+      addedTtfbP50: diff((x) => x.ttfbMs.p50),
+      addedTtfbP99: diff((x) => x.ttfbMs.p99),
+      rps: median(g.map((c) => c.rps)),
+      xDirect: median(pairs.map(({ c, d }) => (d ? c.rps / d.rps : Number.NaN))),
+      cpuUsPerReq: median(g.map((c) => c.cpuUsPerReq)),
+      upstreamCpuUsPerReq: median(g.map((c) => c.upstreamCpuUsPerReq)),
+      rssBytes: Math.max(...g.map((c) => c.rssBytes)),
+      errors: g.reduce((s, c) => s + c.errors, 0),
+    });
+  }
+  const order: Record<TargetName, number> = { direct: 0, signalman: 1, 'signalman-nolog': 2, portkey: 3 };
+  return rows.sort((a, b) => a.mode.localeCompare(b.mode) || a.concurrency - b.concurrency || order[a.target] - order[b.target]);
+}
+
+export interface Verdict {
+  target: TargetName;
+  check: string;
+  value: string;
+  /** null when it cannot be judged (a concurrency or rival was not run). */
+  pass: boolean | null;
+}
+
+// The streamed-first-byte check compares two medians of small differences; allow this much noise.
+export const STREAM_TOLERANCE_MS = 0.1;
+
+/** The issue's targets for Signalman pass-through, judged for each Signalman variant that ran. */
+export function verdicts(rows: readonly MedianRow[]): Verdict[] {
+  const find = (mode: Mode, c: number, t: TargetName) => rows.find((r) => r.mode === mode && r.concurrency === c && r.target === t);
+  const out: Verdict[] = [];
+  for (const t of ['signalman', 'signalman-nolog'] as const) {
+    if (!rows.some((r) => r.target === t)) continue;
+    const p1 = find('plain', 1, t);
+    const p16 = find('plain', 16, t);
+    const s1 = find('stream', 1, t);
+    const pk16 = find('plain', 16, 'portkey');
+    const v = (check: string, value: number | undefined, show: (x: number) => string, ok: (x: number) => boolean) =>
+      out.push({ target: t, check, value: value === undefined || Number.isNaN(value) ? 'not run' : show(value), pass: value === undefined || Number.isNaN(value) ? null : ok(value) });
+    v('added p50, plain, c=1 <= 0.3 ms', p1?.addedP50, (x) => `${x.toFixed(3)} ms`, (x) => x <= 0.3);
+    v('added p99, plain, c=1 <= 2 ms', p1?.addedP99, (x) => `${x.toFixed(3)} ms`, (x) => x <= 2);
+    v("req/s, plain, c=16 >= 10x Portkey's", p16 && pk16 ? p16.rps / pk16.rps : undefined, (x) => `${x.toFixed(1)}x Portkey`, (x) => x >= 10);
+    v('req/s, plain, c=16 >= 35% of direct', p16?.xDirect, (x) => `${(x * 100).toFixed(0)}% of direct`, (x) => x >= 0.35);
+    v('CPU per request, plain, c=16 <= 150 us', p16?.cpuUsPerReq, (x) => `${x.toFixed(0)} us`, (x) => x <= 150);
+    const streamGap = s1 && p1 ? s1.addedTtfbP50 - p1.addedP50 : undefined;
+    v(`stream first byte adds <= plain (c=1 p50, ${STREAM_TOLERANCE_MS} ms noise allowance)`, streamGap,
+      (x) => `stream +${s1!.addedTtfbP50.toFixed(3)} vs plain +${p1!.addedP50.toFixed(3)} ms`, (x) => x <= STREAM_TOLERANCE_MS);
+  }
+  return out;
+}
+
+export function printOverhead(rows: readonly MedianRow[], checks: readonly Verdict[]): void {
+  for (const mode of ['plain', 'stream'] as const) {
+    const rs = rows.filter((r) => r.mode === mode);
+    if (rs.length === 0) continue;
+    const stream = mode === 'stream';
+    const cols = ['target', 'c', 'p50 ms', 'p90 ms', 'p99 ms', ...(stream ? ['ttfb p50', 'ttfb p99'] : []),
+      'added p50', 'added p99', ...(stream ? ['added ttfb p50'] : []), 'req/s', 'x direct', 'CPU us/req', 'RSS MiB', 'errors'];
+    const body: Cell[][] = rs.map((r) => [
+      r.target, r.concurrency, fmt.ms(r.p50), fmt.ms(r.p90), fmt.ms(r.p99),
+      ...(stream ? [fmt.ms(r.ttfbP50), fmt.ms(r.ttfbP99)] : []),
+      r.target === 'direct' ? null : fmt.signedMs(r.addedP50), r.target === 'direct' ? null : fmt.signedMs(r.addedP99),
+      ...(stream ? [r.target === 'direct' ? null : fmt.signedMs(r.addedTtfbP50)] : []),
+      fmt.int(r.rps), fmt.ratio(r.xDirect), fmt.int(r.cpuUsPerReq), fmt.mib(r.rssBytes), r.errors,
+    ]);
+    printTable(`${mode === 'plain' ? 'Plain' : 'Streamed'} chat completions (median over ${rs[0]?.rounds ?? 0} rounds; added = target - direct, same round)`, cols, body);
+  }
+  console.log('\nTargets (issue: Signalman pass-through)');
+  for (const c of checks) {
+    const tag = c.pass === null ? 'N/A ' : c.pass ? 'PASS' : 'FAIL';
+    console.log(`${tag}  ${c.target.padEnd(15)} ${c.check.padEnd(72)} ${c.value}`);
+  }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+// `signalman <command>`: one table of subcommands, each module loaded only when it runs.
+const COMMANDS: Record<string, { about: string; run: (argv: string[]) => Promise<number | void> }> = {
+  serve: { about: 'run the gateway (embedded demo config + mock upstream when no --config is given)', run: async (a) => (await import('./serve.js')).serveCommand(a) },
+  'mock-upstream': { about: 'run the deterministic OpenAI-compatible mock upstream', run: async (a) => (await import('./mock-upstream.js')).mockUpstreamCommand(a) },
+  schema: { about: "print (or --write FILE) the config's JSON Schema, generated from the zod schema", run: async (a) => (await import('./schema.js')).schemaCommand(a) },
+  'validate-config': { about: 'check a config file; prints file:line: reason for each problem', run: async (a) => (await import('./validate-config.js')).validateConfigCommand(a) },
+};
+
+function usage(): string {
+  const rows = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(16)} ${c.about}`);
+  return `usage: signalman <command> [options]\n\ncommands:\n${rows.join('\n')}\n\nsignalman <command> --help for a command's options`;
+}
+
+async function main(): Promise<void> {
+  const [name, ...rest] = process.argv.slice(2);
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    console.error(`signalman: unknown command '${name}'\n\n${usage()}`);
+    process.exitCode = 2;
+    return;
+  }
+  const code = await cmd.run(rest);
+  if (typeof code === 'number') process.exitCode = code;
+}
+
+main().catch((err: unknown) => {
+  console.error(`signalman: ${(err as Error)?.message ?? String(err)}`);
+  process.exitCode = 1;
+});

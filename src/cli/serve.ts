@@ -1,0 +1,82 @@
+// `signalman serve`: the gateway. Without --config it runs the embedded demo: configs/default.yaml
+// routing among models of an in-process mock upstream, so it answers at once with no keys and no Redis.
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { startGateway } from '../server/listen.js';
+import { startMockUpstream, type MockUpstream } from '../upstream/mock/server.js';
+import { packageRoot } from './paths.js';
+
+const USAGE = `usage: signalman serve [--config FILE] [--host H] [--port N] [--log-level L]
+
+  --config FILE    YAML config (default: the embedded demo, configs/default.yaml, with a mock upstream)
+  --host H         listen address (env HOST; default from the config, 127.0.0.1)
+  --port N         listen port (env PORT; default from the config, 8080)
+  --log-level L    pino level (env LOG_LEVEL; default info)`;
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const logger = pino(
+    { level: values['log-level'] ?? process.env.LOG_LEVEL ?? 'info', redact: ['req.headers.authorization', '*.api_key', '*.messages', '*.prompt'] },
+    // Buffered, asynchronous writes: the request path never waits on stdout.
+    pino.destination({ sync: false, minLength: 4096 }),
+  );
+  const portText = values.port ?? process.env.PORT;
+  const port = portText === undefined ? undefined : Number(portText);
+  if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536)) {
+    console.error(`signalman serve: --port / PORT must be an integer 0-65535, got '${portText}'`);
+    return 2;
+  }
+
+  let mock: MockUpstream | null = null;
+  let configFile: string;
+  if (values.config !== undefined) {
+    configFile = resolve(values.config);
+  } else {
+    mock = await startMockUpstream({ host: '127.0.0.1', port: Number(process.env.SIGNALMAN_MOCK_PORT ?? 0) });
+    process.env.SIGNALMAN_MOCK_URL = mock.url;
+    configFile = join(packageRoot(), 'configs', 'default.yaml');
+    logger.info({ mock: mock.url }, 'demo mode: embedded mock upstream started');
+  }
+
+  let gw;
+  try {
+    gw = await startGateway({ configFile, logger, host: values.host ?? process.env.HOST, port });
+  } catch (err) {
+    console.error(`signalman serve: ${(err as Error).message}`);
+    await mock?.close();
+    logger.flush();
+    return 1;
+  }
+  logger.info({ url: gw.url, config: configFile }, 'signalman listening');
+  console.log(`signalman listening on ${gw.url} (config ${configFile})`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'draining in-flight requests');
+    const force = setTimeout(() => process.exit(1), 30_000);
+    force.unref();
+    await gw.close();
+    await mock?.close();
+    logger.flush();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  return new Promise<number>(() => undefined); // runs until a signal
+}

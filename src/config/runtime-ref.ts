@@ -1,0 +1,141 @@
+// The one mutable thing in the config path: which Runtime new requests get. A request pins the
+// runtime it started with; a reload swaps the reference and the old runtime is disposed when its last
+// pinned request ends. A bad edit never replaces a good runtime.
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import type { Logger } from 'pino';
+import type { Embedder } from '../embedders/types.js';
+import { ConfigErrors } from '../errors.js';
+import { createPoolRegistry } from '../upstream/pools.js';
+import { compileRuntime, type Runtime } from './compile.js';
+import { loadConfigFile } from './load.js';
+import { SharedResources } from './shared.js';
+
+export interface ReloadStatus {
+  ok: boolean;
+  at: string;
+  trigger: string;
+  generation: number;
+  errors: string[];
+}
+
+interface Slot {
+  runtime: Runtime;
+  pins: number;
+  retired: boolean;
+}
+
+export class RuntimeRef {
+  private slot: Slot | null = null;
+  private readonly slots = new Map<Runtime, Slot>();
+  private generation = 0;
+  private reloading: Promise<ReloadStatus> | null = null;
+  private pendingTrigger: string | null = null;
+  private watcher: FSWatcher | null = null;
+  private debounce: NodeJS.Timeout | null = null;
+  private closed = false;
+  readonly shared = { pools: createPoolRegistry(), embedders: new SharedResources<Embedder>((e) => e.close()) };
+  lastReload: ReloadStatus | null = null;
+  reloadCount = { ok: 0, error: 0 };
+
+  constructor(
+    readonly file: string,
+    private readonly log: Logger,
+  ) {}
+
+  get current(): Runtime | null {
+    return this.slot?.runtime ?? null;
+  }
+
+  /** Pins the current runtime for one request; call the returned function exactly once when it ends. */
+  pin(): { runtime: Runtime; release: () => void } | null {
+    const slot = this.slot;
+    if (!slot) return null;
+    slot.pins++;
+    let released = false;
+    return {
+      runtime: slot.runtime,
+      release: () => {
+        if (released) return;
+        released = true;
+        if (--slot.pins === 0 && slot.retired) void this.disposeSlot(slot);
+      },
+    };
+  }
+
+  /** Loads the file and swaps it in; on any error keeps the last good runtime and records why. */
+  reload(trigger: string): Promise<ReloadStatus> {
+    if (this.reloading) {
+      // Coalesce: one more reload after the running one, so the latest edit always wins.
+      this.pendingTrigger = trigger;
+      return this.reloading;
+    }
+    this.reloading = this.doReload(trigger).finally(() => {
+      this.reloading = null;
+      const next = this.pendingTrigger;
+      this.pendingTrigger = null;
+      if (next !== null && !this.closed) void this.reload(next);
+    });
+    return this.reloading;
+  }
+
+  private async doReload(trigger: string): Promise<ReloadStatus> {
+    const generation = this.generation + 1;
+    let status: ReloadStatus;
+    try {
+      const loaded = await loadConfigFile(this.file);
+      const runtime = await compileRuntime(loaded, this.shared, generation);
+      if (this.closed) {
+        await runtime.dispose();
+        throw new Error('gateway is shutting down');
+      }
+      this.generation = generation;
+      const previous = this.slot;
+      this.slot = { runtime, pins: 0, retired: false };
+      this.slots.set(runtime, this.slot);
+      if (previous) {
+        previous.retired = true;
+        if (previous.pins === 0) void this.disposeSlot(previous);
+      }
+      status = { ok: true, at: new Date().toISOString(), trigger, generation, errors: [] };
+      this.reloadCount.ok++;
+      this.log.info({ trigger, generation, file: this.file }, 'config loaded');
+    } catch (err) {
+      const errors = err instanceof ConfigErrors ? err.problems.map((p) => p.message) : [(err as Error).message];
+      status = { ok: false, at: new Date().toISOString(), trigger, generation: this.generation, errors };
+      this.reloadCount.error++;
+      this.log.error({ trigger, file: this.file, errors }, this.slot ? 'config reload failed; keeping the last good config' : 'config load failed');
+    }
+    this.lastReload = status;
+    return status;
+  }
+
+  private async disposeSlot(slot: Slot): Promise<void> {
+    this.slots.delete(slot.runtime);
+    await slot.runtime.dispose().catch((err: unknown) => this.log.warn({ err }, 'disposing an old config failed'));
+  }
+
+  /** Watches the folder (editors often replace the file by rename) and reloads on change, debounced. */
+  watch(debounceMs = 150): void {
+    if (this.watcher) return;
+    const name = basename(this.file);
+    this.watcher = watch(dirname(this.file), { persistent: false }, (_event, changed) => {
+      if (changed !== null && changed !== name) return;
+      if (this.debounce) clearTimeout(this.debounce);
+      this.debounce = setTimeout(() => void this.reload('file-change'), debounceMs);
+    });
+    this.watcher.on('error', (err) => this.log.warn({ err }, 'config watcher failed; use POST /admin/reload'));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.watcher?.close();
+    if (this.debounce) clearTimeout(this.debounce);
+    await this.reloading?.catch(() => undefined);
+    const slots = [...this.slots.values()];
+    this.slot = null;
+    await Promise.allSettled(slots.map((s) => this.disposeSlot(s)));
+    await this.shared.pools.closeAll();
+    await this.shared.embedders.closeAll();
+  }
+}

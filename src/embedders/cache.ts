@@ -1,0 +1,131 @@
+import type { Embedder } from './types.js';
+import { hashText53 } from './hash.js';
+import { abortReason } from './common.js';
+
+// Stage 5 of the request path. One cache per embedder instance, so the key needs only the text:
+// a 53-bit hash (see hash.ts for the collision odds), which keeps prompts themselves out of memory.
+// Concurrent misses for one text share a single embed() call; it is cancelled only when every
+// caller waiting on it has aborted.
+
+export interface CachedEmbedding {
+  vec: Float32Array;
+  /** True when served from the cache (or joined an embed already in flight for the same text). */
+  hit: boolean;
+}
+
+export interface EmbedCacheStats {
+  size: number;
+  capacity: number;
+  hits: number;
+  misses: number;
+}
+
+interface Pending {
+  promise: Promise<Float32Array>;
+  waiters: number;
+  controller: AbortController;
+}
+
+export interface CachedEmbedder extends Embedder {
+  /** The vector for `text`, and whether it came from the cache. Vectors are shared: do not mutate them. */
+  embedCached(text: string, signal?: AbortSignal): Promise<CachedEmbedding>;
+  stats(): EmbedCacheStats;
+  /** The wrapped embedder. */
+  readonly inner: Embedder;
+}
+
+/** Wraps `inner` in an LRU of `capacity` vectors (0 = no caching, but the same interface). */
+export function withEmbedCache(inner: Embedder, capacity: number): CachedEmbedder {
+  if (!Number.isInteger(capacity) || capacity < 0)
+    throw new RangeError(`embed cache capacity must be a non-negative integer, got ${capacity}`);
+  // Map keeps insertion order: re-inserting on a hit makes the first key the least recently used.
+  const lru = new Map<number, Float32Array>();
+  const pending = new Map<number, Pending>();
+  let hits = 0;
+  let misses = 0;
+
+  const remember = (key: number, vec: Float32Array): void => {
+    if (capacity === 0) return;
+    lru.set(key, vec);
+    if (lru.size > capacity) lru.delete(lru.keys().next().value as number);
+  };
+
+  const join = (p: Pending, key: number, signal: AbortSignal | undefined): Promise<Float32Array> => {
+    p.waiters++;
+    if (!signal) return p.promise;
+    if (signal.aborted) {
+      leave(p, key);
+      return Promise.reject(abortReason(signal));
+    }
+    return new Promise<Float32Array>((resolve, reject) => {
+      const onAbort = (): void => {
+        leave(p, key);
+        reject(abortReason(signal));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      p.promise.then(
+        (v) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(v);
+        },
+        (e: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      );
+    });
+  };
+
+  const leave = (p: Pending, key: number): void => {
+    if (--p.waiters > 0) return;
+    if (pending.get(key) === p) pending.delete(key);
+    p.controller.abort();
+  };
+
+  const embedCached = async (text: string, signal?: AbortSignal): Promise<CachedEmbedding> => {
+    signal?.throwIfAborted();
+    const key = hashText53(text);
+    const vec = lru.get(key);
+    if (vec !== undefined) {
+      lru.delete(key);
+      lru.set(key, vec);
+      hits++;
+      return { vec, hit: true };
+    }
+    const inflight = pending.get(key);
+    if (inflight !== undefined) {
+      hits++;
+      return { vec: await join(inflight, key, signal), hit: true };
+    }
+    misses++;
+    const controller = new AbortController();
+    const p: Pending = { promise: inner.embed(text, controller.signal), waiters: 0, controller };
+    pending.set(key, p);
+    p.promise.then(
+      (v) => {
+        if (pending.get(key) === p) pending.delete(key);
+        remember(key, v);
+      },
+      () => {
+        if (pending.get(key) === p) pending.delete(key);
+      },
+    );
+    return { vec: await join(p, key, signal), hit: false };
+  };
+
+  return {
+    id: inner.id,
+    dim: inner.dim,
+    inner,
+    embedCached,
+    embed: async (text, signal) => (await embedCached(text, signal)).vec,
+    // Bulk work (training, eval) goes straight through: it would only evict the serving set.
+    embedMany: (texts, onProgress) => inner.embedMany(texts, onProgress),
+    stats: () => ({ size: lru.size, capacity, hits, misses }),
+    close: async () => {
+      lru.clear();
+      pending.clear();
+      await inner.close();
+    },
+  };
+}

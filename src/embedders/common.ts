@@ -1,0 +1,41 @@
+import { z } from 'zod';
+
+// Options and helpers every embedder plugin shares. Option fields here do not change vectors,
+// except `max_chars`, which each plugin writes into its id.
+
+/** Size of the LRU of embeddings kept in front of this embedder (read by the config compiler, see cache.ts). */
+export const cacheSizeOption = z
+  .number()
+  .int()
+  .min(0)
+  .max(1_000_000)
+  .default(10_000)
+  .describe('Entries in the LRU cache of embeddings in front of this embedder, keyed by a hash of the text; 0 disables it.');
+
+/** Safety limit on text length inside the embedder (the policy's `prompt.max_chars` usually cuts earlier). */
+export const maxCharsOption = (def: number) =>
+  z
+    .number()
+    .int()
+    .min(16)
+    .max(1_000_000)
+    .default(def)
+    .describe('Longer texts are cut (head and tail kept, surrogate pairs intact) before embedding; part of the embedder id.');
+
+/** Divides `v` by its L2 norm in place; a zero vector is left as it is and false is returned. */
+export function normalizeInPlace(v: Float32Array): boolean {
+  let s = 0;
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i]!;
+    s += x * x;
+  }
+  if (!(s > 0) || !Number.isFinite(s)) return false;
+  const inv = 1 / Math.sqrt(s);
+  for (let i = 0; i < v.length; i++) v[i] = v[i]! * inv;
+  return true;
+}
+
+/** The error an aborted embed() rejects with: the signal's reason when there is one. */
+export function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
+}

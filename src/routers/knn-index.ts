@@ -1,0 +1,230 @@
+// Cosine k-nearest neighbours over (unit embedding, per-model score) rows. Exact search scans every row
+// (SIMD WebAssembly when available, plain JS otherwise); `hnsw` delegates to hnswlib-node for millions
+// of rows. Both return the same shape, so the router and the guard do not care which one runs.
+import { E } from '../errors.js';
+import { ArtifactError, HNSW_FILE, readF32, readManifest, SCORES_FILE, VECTORS_FILE } from './artifacts.js';
+import { createInt8Prefilter, rowDot, type Prefilter } from './knn-scan.js';
+import { loadHnsw, type AnnSearcher } from './knn-hnsw.js';
+
+export interface KnnQueryResult {
+  /** Similarity-weighted mean score per model (artifact column order) over the top k rows. */
+  scores: Float32Array;
+  topSimilarity: number;
+  meanSimilarity: number;
+  neighbours: number;
+}
+
+export interface KnnIndexOptions {
+  /** 'exact' scans every row; 'hnsw' uses an approximate graph index (hnswlib-node). */
+  index?: 'exact' | 'hnsw';
+  /** HNSW search breadth (higher: better recall, slower). Ignored for exact search. */
+  ef?: number;
+}
+
+/**
+ * Exact search. With the int8 prefilter: approximate every row, keep only rows whose error bound can
+ * reach the k-th best lower bound, and rank those by their exact float similarity. Without it: exact
+ * similarity for every row. Both give the same neighbours and the same similarities.
+ */
+class ExactSearcher implements AnnSearcher {
+  private readonly prefilter: Prefilter | null;
+  private readonly sims: Float32Array;
+  private readonly candRow: Int32Array;
+  private tmpIdx = new Int32Array(0);
+  private tmpSim = new Float32Array(0);
+  /** Rows re-scored exactly by the last search (for benchmarks and tests). */
+  lastCandidates = 0;
+
+  constructor(
+    private readonly vectors: Float32Array,
+    readonly rows: number,
+    readonly dim: number,
+    mode: 'auto' | 'js' = 'auto',
+  ) {
+    this.prefilter = mode === 'auto' ? createInt8Prefilter(vectors, rows, dim) : null;
+    this.sims = new Float32Array(rows);
+    this.candRow = new Int32Array(rows);
+  }
+
+  get kind(): 'int8-prefilter' | 'js' {
+    return this.prefilter === null ? 'js' : 'int8-prefilter';
+  }
+
+  search(q: Float32Array, k: number, outIdx: Int32Array, outSim: Float32Array): number {
+    const { vectors, dim, rows, sims } = this;
+    if (this.prefilter === null) {
+      for (let r = 0; r < rows; r++) sims[r] = rowDot(vectors, r, dim, q);
+      this.lastCandidates = rows;
+      return selectTopK(sims, rows, k, outIdx, outSim);
+    }
+    const { approx, bound } = this.prefilter.scan(q);
+    if (this.tmpIdx.length < k) {
+      this.tmpIdx = new Int32Array(k);
+      this.tmpSim = new Float32Array(k);
+    }
+    // The k-th largest lower bound: every true top-k row has an upper bound at least this high.
+    for (let r = 0; r < rows; r++) sims[r] = approx[r]! - bound[r]!;
+    const n = selectTopK(sims, rows, k, this.tmpIdx, this.tmpSim);
+    const floor = this.tmpSim[n - 1]!;
+    let c = 0;
+    for (let r = 0; r < rows; r++) {
+      if (approx[r]! + bound[r]! >= floor) {
+        this.candRow[c] = r;
+        sims[c++] = rowDot(vectors, r, dim, q);
+      }
+    }
+    this.lastCandidates = c;
+    // Candidates are in row order, so selectTopK's tie rule (lower position first) is still "lower row first".
+    const m = selectTopK(sims, c, k, outIdx, outSim);
+    for (let i = 0; i < m; i++) outIdx[i] = this.candRow[outIdx[i]!]!;
+    return m;
+  }
+}
+
+/** The k largest similarities, descending; ties keep the lower row first so results are deterministic. */
+export function selectTopK(sims: Float32Array, rows: number, k: number, idx: Int32Array, sim: Float32Array): number {
+  let n = 0;
+  let floor = -Infinity;
+  for (let r = 0; r < rows; r++) {
+    const s = sims[r]!;
+    if (n === k && !(s > floor)) continue;
+    let j = n < k ? n++ : k - 1;
+    while (j > 0 && sim[j - 1]! < s) {
+      sim[j] = sim[j - 1]!;
+      idx[j] = idx[j - 1]!;
+      j--;
+    }
+    sim[j] = s;
+    idx[j] = r;
+    if (n === k) floor = sim[k - 1]!;
+  }
+  return n;
+}
+
+export class KnnIndex {
+  // The last neighbour list, keyed by the query's contents: the guard and the router ask about the
+  // same embedding one after the other, and this makes that one search instead of two.
+  private readonly lastQ: Float32Array;
+  private lastK = 0;
+  private lastN = 0;
+  private topIdx = new Int32Array(0);
+  private topSim = new Float32Array(0);
+
+  private constructor(
+    private readonly searcher: AnnSearcher,
+    /** Row-major rows x models. */
+    private readonly scores: Float32Array,
+    readonly rows: number,
+    readonly dim: number,
+    readonly models: number,
+    readonly kind: 'exact' | 'hnsw',
+  ) {
+    this.lastQ = new Float32Array(dim);
+  }
+
+  /** Loads vectors.f32 and scores.f32 as the folder's manifest describes them. */
+  static async load(dir: string, opts: KnnIndexOptions = {}): Promise<KnnIndex> {
+    const m = await readManifest(dir);
+    if (m.format !== 'knn') throw new ArtifactError(dir, 'format', `expected a 'knn' artifact, got '${m.format}'`);
+    const rows = m.trained_on.rows;
+    if (rows < 1) throw new ArtifactError(dir, 'trained_on.rows', `must be at least 1, got ${rows}`);
+    const dim = m.embedder.dim;
+    const models = m.models.length;
+    const scores = await readF32(dir, SCORES_FILE, rows * models);
+    for (let i = 0; i < scores.length; i++) {
+      const s = scores[i]!;
+      if (s < 0 || s > 1) throw new ArtifactError(dir, SCORES_FILE, `value ${i} is ${s}; scores must be in 0..1`);
+    }
+    if (opts.index === 'hnsw') {
+      const searcher = await loadHnsw(dir, HNSW_FILE, rows, dim, opts.ef, () => readF32(dir, VECTORS_FILE, rows * dim));
+      return new KnnIndex(searcher, scores, rows, dim, models, 'hnsw');
+    }
+    const vectors = await readF32(dir, VECTORS_FILE, rows * dim);
+    return new KnnIndex(new ExactSearcher(vectors, rows, dim), scores, rows, dim, models, 'exact');
+  }
+
+  /** An exact index over rows in memory (tests, evaluation folds). Vectors must be unit length. */
+  static fromRows(vectors: readonly Float32Array[], scores: readonly Float32Array[], opts: { scan?: 'auto' | 'js' } = {}): KnnIndex {
+    const rows = vectors.length;
+    if (rows === 0) throw new Error('KnnIndex.fromRows: no rows');
+    if (scores.length !== rows) throw new Error(`KnnIndex.fromRows: ${rows} vectors but ${scores.length} score rows`);
+    const dim = vectors[0]!.length;
+    const models = scores[0]!.length;
+    const flatV = new Float32Array(rows * dim);
+    const flatS = new Float32Array(rows * models);
+    for (let r = 0; r < rows; r++) {
+      if (vectors[r]!.length !== dim) throw new Error(`KnnIndex.fromRows: vector ${r} has length ${vectors[r]!.length}, expected ${dim}`);
+      if (scores[r]!.length !== models) throw new Error(`KnnIndex.fromRows: score row ${r} has length ${scores[r]!.length}, expected ${models}`);
+      flatV.set(vectors[r]!, r * dim);
+      flatS.set(scores[r]!, r * models);
+    }
+    return new KnnIndex(new ExactSearcher(flatV, rows, dim, opts.scan), flatS, rows, dim, models, 'exact');
+  }
+
+  /** How the last search ran: the scan used and how many rows were scored exactly (benchmarks, tests). */
+  get stats(): { scan: string; exactRows: number } {
+    const s = this.searcher;
+    return s instanceof ExactSearcher ? { scan: s.kind, exactRows: s.lastCandidates } : { scan: 'hnsw', exactRows: 0 };
+  }
+
+  /** Similarity-weighted mean score per model over the top k rows, and how close those rows are. */
+  query(q: Float32Array, k: number): KnnQueryResult {
+    const n = this.neighbours(q, k);
+    const models = this.models;
+    const out = new Float32Array(models);
+    let wSum = 0;
+    let simSum = 0;
+    for (let i = 0; i < n; i++) {
+      const s = this.topSim[i]!;
+      simSum += s;
+      // Negative similarity is evidence of nothing; clamp so it cannot flip a mean.
+      const w = s > 0 ? s : 0;
+      wSum += w;
+      const row = this.topIdx[i]! * models;
+      for (let c = 0; c < models; c++) out[c] = out[c]! + w * this.scores[row + c]!;
+    }
+    if (wSum > 0) {
+      for (let c = 0; c < models; c++) out[c] = out[c]! / wSum;
+    } else {
+      // No neighbour points the same way (e.g. an empty prompt): fall back to the plain mean.
+      out.fill(0);
+      for (let i = 0; i < n; i++) {
+        const row = this.topIdx[i]! * models;
+        for (let c = 0; c < models; c++) out[c] = out[c]! + this.scores[row + c]! / n;
+      }
+    }
+    return { scores: out, topSimilarity: n > 0 ? this.topSim[0]! : 0, meanSimilarity: n > 0 ? simSum / n : 0, neighbours: n };
+  }
+
+  /** The best cosine similarity to any row (the kNN-distance guard's score). */
+  topSimilarity(q: Float32Array, k = 1): number {
+    return this.neighbours(q, k) > 0 ? this.topSim[0]! : 0;
+  }
+
+  private neighbours(q: Float32Array, k: number): number {
+    if (q.length !== this.dim) {
+      throw E.routingFailed(`kNN index expects a ${this.dim}-dimensional embedding, got ${q.length}; the policy's embedder does not match the artifact`);
+    }
+    if (!Number.isInteger(k) || k < 1) throw new Error(`kNN: k must be a positive integer, got ${k}`);
+    const kk = Math.min(k, this.rows);
+    let same = kk <= this.lastK;
+    const last = this.lastQ;
+    for (let j = 0; j < q.length; j++) {
+      const x = q[j]!;
+      // A NaN would compare false everywhere and silently pick the first rows; refuse it instead.
+      if (!Number.isFinite(x)) throw E.routingFailed(`kNN: embedding value ${j} is ${x}; the embedder produced a non-finite vector`);
+      if (same && x !== last[j]) same = false;
+    }
+    if (same) return Math.min(kk, this.lastN);
+    if (this.topIdx.length < kk) {
+      this.topIdx = new Int32Array(kk);
+      this.topSim = new Float32Array(kk);
+    }
+    this.lastK = 0; // invalid while searching, in case the searcher throws
+    const n = this.searcher.search(q, kk, this.topIdx, this.topSim);
+    last.set(q);
+    this.lastK = kk;
+    this.lastN = n;
+    return n;
+  }
+}

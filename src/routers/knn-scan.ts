@@ -1,0 +1,199 @@
+// The inner loop of exact kNN. A float32 scan of 10k x 512 rows reads 20 MB per query: ~5 ms in plain
+// JS, and still ~1.7 ms with 128-bit SIMD because memory bandwidth, not arithmetic, is the limit. So the
+// scan runs over an int8 copy of the rows (4x fewer bytes, 8 multiply-adds per instruction) in a small
+// SIMD WebAssembly kernel, and each row gets a proven bound on its quantisation error. The caller then
+// recomputes exact float similarities only for rows whose bound reaches the top k: the final neighbours
+// are exactly those of a full float scan. The kernel is written out below as bytes (no toolchain, no
+// download) and validated at load; plain JS is the fallback.
+
+/** Exact dot product of q with row r; both search paths use this one function, so they agree bit for bit. */
+export function rowDot(x: Float32Array, r: number, dim: number, q: Float32Array): number {
+  const o = r * dim;
+  const d4 = dim - (dim % 4);
+  // Four accumulators break the add dependency chain.
+  let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  let j = 0;
+  for (; j < d4; j += 4) {
+    a0 += x[o + j]! * q[j]!;
+    a1 += x[o + j + 1]! * q[j + 1]!;
+    a2 += x[o + j + 2]! * q[j + 2]!;
+    a3 += x[o + j + 3]! * q[j + 3]!;
+  }
+  for (; j < dim; j++) a0 += x[o + j]! * q[j]!;
+  return a0 + a1 + a2 + a3;
+}
+
+/** Approximate similarity per row and a bound: |exact - approx[r]| <= bound[r]. Arrays are reused. */
+export interface Prefilter {
+  scan(q: Float32Array): { approx: Float32Array; bound: Float32Array };
+}
+
+// The tsconfig has no DOM lib, so describe the few WebAssembly calls used here.
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmApi {
+  validate(bytes: Uint8Array): boolean;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
+}
+const WebAssembly = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+
+/** Rows are padded to a multiple of 32 int8 values: the kernel takes two 16-byte steps per iteration. */
+const PAD = 32;
+const MAX_WASM_BYTES = 2 ** 31; // stay well inside wasm32's 4 GiB and V8's per-memory limit
+/** Extra slack on every bound for float rounding of the scales (values are ~1e-7 relative). */
+const ROUNDING_SLACK = 1e-5;
+
+export function createInt8Prefilter(vectors: Float32Array, rows: number, dim: number): Prefilter | null {
+  if (WebAssembly === undefined || rows === 0) return null;
+  const padDim = Math.ceil(dim / PAD) * PAD;
+  const qBytes = padDim * 2;
+  const outBytes = Math.ceil((rows * 4) / 64) * 64;
+  const total = qBytes + outBytes + rows * padDim;
+  if (total > MAX_WASM_BYTES) return null;
+  let exports: Record<string, unknown>;
+  try {
+    const bytes = int8DotModule();
+    if (!WebAssembly.validate(bytes)) return null; // no SIMD in this runtime
+    exports = new WebAssembly.Instance(new WebAssembly.Module(bytes), {}).exports;
+    const memory = exports['memory'] as WasmMemory;
+    memory.grow(Math.ceil(total / 65_536) - memory.buffer.byteLength / 65_536);
+  } catch {
+    return null; // not enough address space: the JS scan still works
+  }
+  return new Int8Prefilter(exports, vectors, rows, dim, padDim, qBytes, outBytes);
+}
+
+class Int8Prefilter implements Prefilter {
+  private readonly run: (q: number, x: number, rows: number, rowBytes: number, out: number) => void;
+  private readonly q16: Int16Array;
+  private readonly dots: Int32Array;
+  /** Per row: the int8 scale (max |x| / 127) and the L1 norm of the quantised row. */
+  private readonly scale: Float32Array;
+  private readonly l1: Float32Array;
+  private readonly approx: Float32Array;
+  private readonly bound: Float32Array;
+  /** Largest |q| code such that no i32 lane can overflow: 127 * qMax * (padDim / 4) < 2^31. */
+  private readonly qMax: number;
+  private readonly xAt: number;
+
+  constructor(exports: Record<string, unknown>, vectors: Float32Array, private readonly rows: number, private readonly dim: number, private readonly padDim: number, qBytes: number, outBytes: number) {
+    const buf = (exports['memory'] as WasmMemory).buffer;
+    this.run = exports['dots'] as Int8Prefilter['run'];
+    this.q16 = new Int16Array(buf, 0, padDim);
+    this.dots = new Int32Array(buf, qBytes, rows);
+    this.xAt = qBytes + outBytes;
+    const x8 = new Int8Array(buf, this.xAt, rows * padDim);
+    this.scale = new Float32Array(rows);
+    this.l1 = new Float32Array(rows);
+    this.approx = new Float32Array(rows);
+    this.bound = new Float32Array(rows);
+    this.qMax = Math.min(16_383, Math.floor((2 ** 31 - 1) / (127 * (padDim / 4))));
+    for (let r = 0; r < rows; r++) {
+      let max = 0;
+      for (let j = 0; j < dim; j++) max = Math.max(max, Math.abs(vectors[r * dim + j]!));
+      const s = max > 0 ? max / 127 : 1;
+      let l1 = 0;
+      for (let j = 0; j < dim; j++) {
+        const code = Math.round(vectors[r * dim + j]! / s);
+        x8[r * padDim + j] = code;
+        l1 += Math.abs(code);
+      }
+      this.scale[r] = s;
+      this.l1[r] = l1 * s;
+    }
+  }
+
+  scan(q: Float32Array): { approx: Float32Array; bound: Float32Array } {
+    let max = 0;
+    let qL1 = 0;
+    for (let j = 0; j < this.dim; j++) {
+      const a = Math.abs(q[j]!);
+      if (a > max) max = a;
+      qL1 += a;
+    }
+    const sq = max > 0 ? max / this.qMax : 1;
+    for (let j = 0; j < this.dim; j++) this.q16[j] = Math.round(q[j]! / sq);
+    this.run(0, this.xAt, this.rows, this.padDim, this.q16.byteLength);
+    const { dots, scale, l1, approx, bound } = this;
+    // exact - approx = sum q(x - x^) + sum (q - q^) x^, and each rounding error is at most half a step.
+    for (let r = 0; r < this.rows; r++) {
+      const s = scale[r]!;
+      approx[r] = dots[r]! * sq * s;
+      bound[r] = 0.5 * (s * qL1 + sq * l1[r]!) + ROUNDING_SLACK;
+    }
+    return { approx, bound };
+  }
+}
+
+// (func (export "dots") (param $q i32) (param $x i32) (param $rows i32) (param $rowBytes i32) (param $out i32)
+//   per row: int8 codes widened to i16, i32x4.dot_i16x8_s against the int16 query, two accumulators,
+//   horizontal sum, i32.store to $out.
+function int8DotModule(): Uint8Array {
+  const Q = 0, X = 1, ROWS = 2, RB = 3, OUT = 4, J = 5, J2 = 6, XV = 7, A0 = 8, A1 = 9;
+  const simd = (...op: number[]): number[] => [0xfd, ...op];
+  const get = (i: number) => [0x20, i];
+  const set = (i: number) => [0x21, i];
+  const tee = (i: number) => [0x22, i];
+  const load = (offset: number) => simd(0x00, 4, offset);
+  const EXT_LO = simd(0x87, 0x01); // i16x8.extend_low_i8x16_s
+  const EXT_HI = simd(0x88, 0x01); // i16x8.extend_high_i8x16_s
+  const DOT = simd(0xba, 0x01); // i32x4.dot_i16x8_s
+  const ADD = simd(0xae, 0x01); // i32x4.add
+  const lane = (n: number) => simd(0x1b, n); // i32x4.extract_lane
+  const step = (a: number, xOff: number) => [
+    ...get(X), ...get(J), 0x6a, ...load(xOff), ...set(XV),
+    ...get(a),
+    ...get(XV), ...EXT_LO, ...get(Q), ...get(J2), 0x6a, ...load(2 * xOff), ...DOT, ...ADD,
+    ...get(XV), ...EXT_HI, ...get(Q), ...get(J2), 0x6a, ...load(2 * xOff + 16), ...DOT, ...ADD,
+    ...set(a),
+  ];
+  const body = [
+    0x02, 0x40, // block
+    ...get(ROWS), 0x45, 0x0d, 0, // rows == 0: done
+    0x03, 0x40, // loop over rows
+    ...simd(0x0c, ...new Array<number>(16).fill(0)), ...tee(A0), ...set(A1),
+    0x41, 0, ...tee(J), ...set(J2),
+    0x03, 0x40, // loop over 32-byte steps
+    ...step(A0, 0), ...step(A1, 16),
+    ...get(J2), 0x41, 0xc0, 0x00, 0x6a, ...set(J2), // j2 += 64
+    ...get(J), 0x41, 0x20, 0x6a, ...tee(J), // j += 32
+    ...get(RB), 0x49, 0x0d, 0, // j < rowBytes: next step
+    0x0b,
+    ...get(OUT),
+    ...get(A0), ...get(A1), ...ADD, ...tee(A0),
+    ...lane(0), ...get(A0), ...lane(1), 0x6a, ...get(A0), ...lane(2), 0x6a, ...get(A0), ...lane(3), 0x6a,
+    0x36, 2, 0, // i32.store
+    ...get(OUT), 0x41, 4, 0x6a, ...set(OUT),
+    ...get(X), ...get(RB), 0x6a, ...set(X),
+    ...get(ROWS), 0x41, 1, 0x6b, ...tee(ROWS), 0x0d, 0, // next row while rows left
+    0x0b, // end loop
+    0x0b, // end block
+    0x0b, // end func
+  ];
+  const locals = [2, 2, 0x7f, 3, 0x7b]; // $j $j2 : i32; $xv $a0 $a1 : v128
+  const fn = [...leb(locals.length + body.length), ...locals, ...body];
+  const section = (id: number, content: number[]) => [id, ...leb(content.length), ...content];
+  const name = (s: string) => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
+  return Uint8Array.from([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, [1, 0x60, 5, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0]),
+    ...section(3, [1, 0]),
+    ...section(5, [1, 0x00, 1]),
+    ...section(7, [2, ...name('memory'), 0x02, 0, ...name('dots'), 0x00, 0]),
+    ...section(10, [1, ...fn]),
+  ]);
+}
+
+function leb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+  return out;
+}

@@ -1,0 +1,52 @@
+import type { z } from 'zod';
+import type { Embedder } from '../embedders/types.js';
+
+/** One candidate's predicted quality, with the evidence behind it (shown by /v1/route). */
+export interface CandidateScore {
+  backend: string;
+  /** Predicted quality in 0..1. */
+  quality: number;
+  evidence: Readonly<Record<string, number | string>>;
+}
+
+export interface RouteQuery {
+  /** The text that was embedded (see embedders/prompt-text.ts). */
+  text: string;
+  /** Unit-length embedding, or null for routers that do not need one (needsEmbedding: false). */
+  embedding: Float32Array | null;
+  /** Candidate backend names, in policy order. */
+  candidates: readonly string[];
+  /** Request metadata rules may match on (e.g. header values, message count, has tools). */
+  meta: Readonly<Record<string, string | number | boolean>>;
+}
+
+export interface Router {
+  readonly type: string;
+  /** false: the pipeline skips the embedding stage for this router. */
+  readonly needsEmbedding: boolean;
+  /** Exactly one score per candidate. */
+  score(q: RouteQuery): readonly CandidateScore[] | Promise<readonly CandidateScore[]>;
+  close?(): Promise<void>;
+}
+
+export interface GuardVerdict {
+  score: number;
+  threshold: number;
+  inDomain: boolean;
+}
+
+export interface RouterContext {
+  resolvePath(p: string): string;
+  /** The policy's embedder, or null when the policy declares none. */
+  embedder: Embedder | null;
+  /** Candidate backends: name -> the model name this backend is known as in trained artifacts. */
+  candidates: ReadonlyArray<{ backend: string; as: string }>;
+}
+
+export interface RouterPlugin<S extends z.ZodType = z.ZodType> {
+  readonly type: string;
+  readonly options: S;
+  create(opts: z.infer<S>, ctx: RouterContext): Promise<Router>;
+}
+
+export const defineRouter = <S extends z.ZodType>(p: RouterPlugin<S>): RouterPlugin<S> => p;

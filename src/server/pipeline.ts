@@ -1,0 +1,236 @@
+// The request path for the three forwarding endpoints: validate → resolve → route → forward → stream back →
+// record. Every outcome (success, error, client abort) passes through one finally block.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { ZodType } from 'zod';
+import type { CompiledBackend, Runtime } from '../config/compile.js';
+import { E, SignalmanError } from '../errors.js';
+import { routeRequest } from '../routers/engine.js';
+import type { Decision } from '../routers/policy.js';
+import type { EventSink, RequestEvent } from '../telemetry/events.js';
+import { forward, ForwardError, type Attempt, type Endpoint, type StreamOutcome } from '../upstream/forward.js';
+import { ChatBody, CompletionBody, EmbeddingBody, paramOf } from './openai-schema.js';
+import { endStreamWithError, SseFramer } from './sse.js';
+
+const SCHEMAS: Record<Endpoint, ZodType> = { chat: ChatBody, completions: CompletionBody, embeddings: EmbeddingBody };
+const QUALITY_BIAS_HEADER = 'x-signalman-quality-bias';
+
+export interface PipelineDeps {
+  sink: EventSink;
+}
+
+export function validateBody(endpoint: Endpoint, body: unknown): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw E.invalidRequest('the request body must be a JSON object', null);
+  }
+  const parsed = SCHEMAS[endpoint].safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const param = issue ? paramOf(issue.path) : null;
+    throw E.invalidRequest(`${param ?? 'body'}: ${issue?.message ?? 'invalid request'}`, param);
+  }
+  // Forward the client's own object, not zod's copy: unknown fields stay exactly as sent.
+  return body as Record<string, unknown>;
+}
+
+/** Per-request lambda from the quality-bias header: a number >= 0, bounded so a client cannot overflow the objective. */
+export function qualityBias(req: FastifyRequest): number | undefined {
+  const raw = req.headers[QUALITY_BIAS_HEADER];
+  if (raw === undefined) return undefined;
+  const v = Number(Array.isArray(raw) ? raw[0] : raw);
+  if (!Number.isFinite(v) || v < 0 || v > 1e6) {
+    throw E.invalidRequest(`${QUALITY_BIAS_HEADER} must be a number between 0 and 1000000 (the objective's lambda)`, QUALITY_BIAS_HEADER);
+  }
+  return v;
+}
+
+export function routeMeta(req: FastifyRequest, body: Record<string, unknown>): Record<string, string | number | boolean> {
+  const messages = Array.isArray(body.messages) ? body.messages.length : 0;
+  return {
+    endpoint: req.url,
+    messages,
+    has_tools: Array.isArray(body.tools) && body.tools.length > 0,
+    stream: body.stream === true,
+    user: typeof body.user === 'string' ? body.user : '',
+  };
+}
+
+export async function resolveTarget(
+  runtime: Runtime,
+  req: FastifyRequest,
+  body: Record<string, unknown>,
+  endpoint: Endpoint,
+  signal: AbortSignal,
+): Promise<{ order: CompiledBackend[]; decision: Decision | null }> {
+  const model = body.model as string;
+  const backend = runtime.backends.get(model);
+  if (backend) return { order: [backend], decision: null };
+  const policy = runtime.policies.get(model);
+  if (!policy) {
+    throw E.modelNotFound(`model '${model}' is neither a backend nor a policy of this gateway; see GET /v1/models`, 'model');
+  }
+  let decision: Decision;
+  if (endpoint === 'embeddings') {
+    // Embeddings are not routed by content: the policy's first candidate, then its fallbacks.
+    const first = policy.candidateNames[0] as string;
+    decision = {
+      policy: policy.name, chosen: first, order: [first, ...policy.fallbacks.filter((f) => f !== first)], reason: 'fixed',
+      candidates: [], guard: null, embedder: null, router: 'none', embedCacheHit: false,
+      timingsMs: { extract: 0, embed: 0, guard: 0, score: 0, decide: 0 },
+    };
+  } else {
+    decision = await routeRequest({ policy, backends: runtime.backends, body, meta: routeMeta(req, body), lambda: qualityBias(req), signal });
+  }
+  return { order: decision.order.map((n) => runtime.backends.get(n) as CompiledBackend), decision };
+}
+
+function forwardedHeaders(runtime: Runtime, req: FastifyRequest): Record<string, string> {
+  const out: Record<string, string> = { 'x-signalman-request-id': req.id };
+  for (const name of runtime.forwardHeaders) {
+    const v = req.headers[name];
+    if (typeof v === 'string') out[name] = v;
+  }
+  return out;
+}
+
+function serverTiming(totalMs: number, routeMs: number, upstreamMs: number): string {
+  const gw = Math.max(0, totalMs - upstreamMs);
+  return `gw;desc="gateway overhead";dur=${gw.toFixed(3)}, route;dur=${routeMs.toFixed(3)}, upstream;dur=${upstreamMs.toFixed(3)}`;
+}
+
+export async function handleForward(
+  endpoint: Endpoint,
+  runtime: Runtime,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  deps: PipelineDeps,
+): Promise<void> {
+  const controller = new AbortController();
+  const raw = reply.raw;
+  // The client going away cancels everything downstream, including the upstream call.
+  const onClose = () => {
+    if (!raw.writableFinished) controller.abort(new Error('client closed the connection'));
+  };
+  raw.once('close', onClose);
+
+  const ev: RequestEvent = {
+    requestId: req.id, endpoint, model: '', policy: null, backend: null, status: 0, stream: false,
+    errorCode: null, attempts: [], decision: null, totalMs: 0, routeMs: 0, upstreamMs: 0, aborted: false, generation: runtime.generation,
+  };
+  let stream: StreamOutcome | null = null;
+  try {
+    const body = validateBody(endpoint, req.body);
+    ev.model = body.model as string;
+    ev.stream = body.stream === true;
+    const tRoute = performance.now();
+    const { order, decision } = await resolveTarget(runtime, req, body, endpoint, controller.signal);
+    ev.routeMs = performance.now() - tRoute;
+    ev.decision = decision;
+    ev.policy = decision?.policy ?? null;
+
+    const outcome = await forward({
+      order, endpoint, body, stream: ev.stream, headers: forwardedHeaders(runtime, req), signal: controller.signal,
+      retryBaseMs: runtime.config.server.retry_base_ms, retryMaxMs: runtime.config.server.retry_max_ms,
+    });
+    ev.attempts = outcome.attempts;
+    ev.backend = outcome.backend.name;
+    ev.status = outcome.status;
+    ev.upstreamMs = outcome.upstreamMs;
+    const headers: Record<string, string> = {
+      'content-type': outcome.contentType,
+      'x-signalman-request-id': req.id,
+      'x-signalman-model': outcome.backend.name,
+      'server-timing': serverTiming(reply.elapsedTime, ev.routeMs, outcome.upstreamMs),
+    };
+    if (ev.policy !== null) headers['x-signalman-policy'] = ev.policy;
+
+    if (outcome.kind === 'buffered') {
+      if (outcome.retryAfter !== undefined) headers['retry-after'] = outcome.retryAfter;
+      reply.code(outcome.status).headers(headers);
+      await reply.send(outcome.body);
+      return;
+    }
+    stream = outcome;
+    await pipeStream(reply, headers, outcome, ev);
+  } catch (err) {
+    if (err instanceof ForwardError) {
+      ev.attempts = err.attempts;
+      ev.aborted = err.aborted;
+    }
+    const e = toSignalmanError(err);
+    ev.errorCode = e.code;
+    ev.status = e.status;
+    if (controller.signal.aborted) {
+      ev.aborted = true;
+      return; // nobody is listening
+    }
+    if (!reply.sent && !raw.headersSent) {
+      reply.code(e.status).header('x-signalman-request-id', req.id);
+      if (ev.policy !== null) reply.header('x-signalman-policy', ev.policy);
+      await reply.send(e.toJSON());
+    } else {
+      endStreamWithError(raw, e);
+    }
+  } finally {
+    raw.removeListener('close', onClose);
+    stream?.cancel();
+    ev.totalMs = reply.elapsedTime;
+    deps.sink.record(ev);
+  }
+}
+
+async function pipeStream(reply: FastifyReply, headers: Record<string, string>, s: StreamOutcome, ev: RequestEvent): Promise<void> {
+  reply.hijack();
+  const raw = reply.raw;
+  headers['cache-control'] = 'no-cache';
+  raw.writeHead(200, headers);
+  const framer = new SseFramer();
+  const write = async (buf: Buffer) => {
+    if (buf.length === 0 || raw.destroyed) return;
+    // Respect backpressure: a slow client must not make us buffer the whole completion.
+    if (!raw.write(buf)) await waitDrain(raw);
+  };
+  try {
+    await write(framer.push(s.first));
+    for (;;) {
+      const r = await s.rest.next();
+      if (r.done) break;
+      await write(framer.push(r.value));
+    }
+    const rest = framer.rest();
+    if (rest !== null && rest.length > 0 && rest.toString().trim() !== '') {
+      throw Object.assign(new Error('stream ended inside an event'), { code: 'UND_ERR_SOCKET' });
+    }
+    raw.end();
+  } catch (err) {
+    if (raw.destroyed) {
+      ev.aborted = true;
+      return;
+    }
+    const e =
+      (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT'
+        ? E.upstreamTimeout(`backend '${s.backend.name}' went silent mid-stream for longer than stream_idle_timeout_ms (${s.backend.config.stream_idle_timeout_ms} ms)`)
+        : E.upstreamStreamFailed(`backend '${s.backend.name}' stream failed after it started: ${(err as Error).message}`);
+    ev.errorCode = e.code;
+    endStreamWithError(raw, e);
+  }
+}
+
+function waitDrain(raw: FastifyReply['raw']): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      raw.removeListener('drain', done);
+      raw.removeListener('close', done);
+      resolve();
+    };
+    raw.once('drain', done);
+    raw.once('close', done);
+  });
+}
+
+export function toSignalmanError(err: unknown): SignalmanError {
+  if (err instanceof SignalmanError) return err;
+  if (err instanceof ForwardError) return err.error;
+  return E.internal(`internal error: ${(err as Error)?.message ?? String(err)}`, null, err);
+}
+
+export type { Attempt };

@@ -1,0 +1,131 @@
+import { type Dataset, type ModelPrices, DatasetError, bucket, dataPath, modelsOf, overlapChecker, readDataset, readPrices, requireModels, unitScore } from '../dataset.js';
+import {
+  type CostPoint,
+  DEFAULT_KNOBS,
+  accuracyAtCost,
+  aiq,
+  chooseByUtility,
+  costToReach,
+  pointOf,
+  singleModelPoints,
+  upperHull,
+} from '../metrics.js';
+import { type EmbedderPool, type RunContext, embedAll, fitRecipe, predictRows, range } from '../fit.js';
+import type { TrainedMlp } from '../mlp-train.js';
+import type { Recipe } from '../recipes.js';
+
+// P2 (PROTOCOLS.md): nine models with prices. Train on llmrouter bucket(id) == 0 (minus rows that quote
+// a GSM8K or MT-Bench question), test on bucket(id) == 1 or on any file of the same schema. The
+// router predicts P(correct) per model; knob k picks argmax P - k x input price.
+
+export interface P2Summary {
+  name: string;
+  points: CostPoint[];
+  aiq: number;
+  /** Cheapest cost on the hull reaching the best single model's accuracy (null: never). */
+  costToMatch: number | null;
+  /** Hull accuracy at the best single model's cost. */
+  accuracyAtBestCost: number;
+}
+
+export interface P2Run {
+  protocol: 'p2';
+  recipe: string;
+  embedder: string;
+  models: string[];
+  costs: number[];
+  test: { file: string; rows: number };
+  train: { file: string; sha256: string; rows: number; split: string; droppedOverlap: number };
+  bestSingle: { model: string; cost: number; accuracy: number };
+  knobs: number[];
+  router: P2Summary;
+  zeroRouter: P2Summary;
+  oracle: P2Summary;
+  dump: Array<{ knob: number; id: string; model: string }>;
+  model: TrainedMlp;
+}
+
+export interface P2Options {
+  recipe: Recipe;
+  pool: EmbedderPool;
+  testFile?: string;
+  knobs?: readonly number[];
+}
+
+export function costsFor(models: readonly string[], prices: ModelPrices, file: string): number[] {
+  return models.map((m) => {
+    const p = prices[m];
+    if (p === undefined) throw new DatasetError(file, null, `no price for model '${m}'; models.json lists ${Object.keys(prices).join(', ')}`);
+    return p.input_per_mtok;
+  });
+}
+
+export async function trainP2(ds: Dataset, ooTest: readonly Dataset[], opts: P2Options, ctx: RunContext) {
+  const models = modelsOf(ds.rows);
+  const embedder = await opts.pool.get(opts.recipe.embedder);
+  const X = await embedAll(embedder, ds, ctx);
+  const quotes = overlapChecker(ooTest.flatMap((d) => d.rows));
+  const half = range(ds.rows.length).filter((i) => bucket(ds.rows[i]!.id) === 0);
+  const train = half.filter((i) => !quotes(ds.rows[i]!));
+  const Y = train.map((i) => Float32Array.from(models, (m) => unitScore(ds.rows[i]!, m)));
+  const model = await fitRecipe(opts.recipe, X, train, Y, 'sigmoid', ctx);
+  return { model, models, rows: train.length, dropped: half.length - train.length, embedder };
+}
+
+function summarize(name: string, points: CostPoint[], best: CostPoint, lo: number, hi: number): P2Summary {
+  return {
+    name,
+    points,
+    aiq: aiq(points, lo, hi),
+    costToMatch: costToReach(points, best.accuracy - 1e-12),
+    accuracyAtBestCost: accuracyAtCost(points, best.cost),
+  };
+}
+
+export async function runP2(opts: P2Options, ctx: RunContext): Promise<P2Run> {
+  const ds = await readDataset(dataPath(ctx.dataDir, 'llmrouter'));
+  const prices = await readPrices(dataPath(ctx.dataDir, 'prices'));
+  const ood = await Promise.all([readDataset(dataPath(ctx.dataDir, 'gsm8k')), readDataset(dataPath(ctx.dataDir, 'mtBench'))]);
+  const { model, models, rows, dropped, embedder } = await trainP2(ds, ood, opts, ctx);
+  const costs = costsFor(models, prices, dataPath(ctx.dataDir, 'prices'));
+  const testDs = opts.testFile === undefined ? ds : await readDataset(opts.testFile);
+  if (opts.testFile !== undefined) requireModels(testDs, models);
+  const idx = opts.testFile === undefined ? range(ds.rows.length).filter((i) => bucket(ds.rows[i]!.id) === 1) : range(testDs.rows.length);
+  const m = models.length;
+  const X = await embedAll(embedder, testDs, ctx);
+  const pred = predictRows(model, X, idx);
+  const truth = Float64Array.from({ length: idx.length * m }, (_, k) => testDs.rows[idx[Math.floor(k / m)]!]!.scores[models[k % m]!]!);
+  const knobs = [...(opts.knobs ?? DEFAULT_KNOBS)];
+  const dump: P2Run['dump'] = [];
+  const points = knobs.map((knob) => {
+    const choice = chooseByUtility(pred, m, costs, knob);
+    choice.forEach((j, k) => dump.push({ knob, id: testDs.rows[idx[k]!]!.id, model: models[j]! }));
+    return pointOf(choice, truth, m, costs);
+  });
+  const single = singleModelPoints(truth, m, costs);
+  let b = 0;
+  single.forEach((p, j) => {
+    const q = single[b]!;
+    if (p.accuracy > q.accuracy || (p.accuracy === q.accuracy && p.cost < q.cost)) b = j;
+  });
+  const best = single[b]!;
+  const lo = Math.min(...costs);
+  const hi = Math.max(...costs);
+  const oraclePts = knobs.map((knob) => pointOf(chooseByUtility(truth, m, costs, knob), truth, m, costs));
+  return {
+    protocol: 'p2',
+    recipe: opts.recipe.name,
+    embedder: embedder.id,
+    models,
+    costs,
+    test: { file: testDs.file, rows: idx.length },
+    train: { file: ds.file, sha256: ds.sha256, rows, split: 'llmrouter bucket(id) == 0, minus rows quoting GSM8K/MT-Bench', droppedOverlap: dropped },
+    bestSingle: { model: models[b]!, cost: best.cost, accuracy: best.accuracy },
+    knobs,
+    router: summarize('router', points, best, lo, hi),
+    zeroRouter: summarize('zero router', single, best, lo, hi),
+    oracle: summarize('oracle', upperHull(oraclePts), best, lo, hi),
+    dump,
+    model,
+  };
+}

@@ -1,0 +1,150 @@
+import {
+  type LabeledRow,
+  type OutcomeRow,
+  P3_LABELS,
+  type P3Label,
+  bucket,
+  dataPath,
+  overlapChecker,
+  p3DomainOf,
+  p3Split,
+  readDataset,
+  rowText,
+} from '../dataset.js';
+import { type P3Result, p3Evaluate } from '../metrics.js';
+import { type EmbedderPool, type RunContext, embedAll, fitRecipe } from '../fit.js';
+import { rowOf, type Matrix } from '../embed-cache.js';
+import type { TrainedMlp } from '../mlp-train.js';
+import type { Recipe } from '../recipes.js';
+import { bestHarmonicThreshold } from '../calibrate.js';
+
+// P3 (PROTOCOLS.md): guarded routing. A softmax over law / finance / health / ood; a prompt is in
+// domain when 1 - P(ood) >= threshold, and then gets its most probable domain. The threshold is
+// chosen on a validation part of the TRAIN split whose negative MMLU subjects are held out whole,
+// because the test's negatives are unseen subjects too.
+
+export interface P3Run {
+  protocol: 'p3';
+  recipe: string;
+  embedder: string;
+  labels: readonly P3Label[];
+  threshold: number;
+  calibration: string;
+  train: { rows: number; droppedOverlap: number; split: string };
+  result: P3Result;
+  /** OOD accuracy per out-of-domain source. */
+  oodBySource: Record<string, { n: number; accuracy: number }>;
+  /** Mean time of one whole guard decision (embed + MLP) over test prompts, in microseconds. */
+  decisionMicros: number;
+  dump: Array<{ id: string; label: P3Label }>;
+  model: TrainedMlp;
+}
+
+export interface P3Options {
+  recipe: Recipe;
+  pool: EmbedderPool;
+  /** Score this file's rows (labelled by p3DomainOf: MMLU subjects of the three domains, else ood). */
+  testFile?: string;
+}
+
+interface Item extends LabeledRow {
+  x: Float32Array;
+}
+
+const DOMAINS = P3_LABELS.filter((l) => l !== 'ood');
+
+/** Predicted label and in-domain score (1 - P(ood)) for one probability vector over P3_LABELS. */
+export function p3Decide(p: Float32Array, threshold: number): { label: P3Label; inScore: number } {
+  const inScore = 1 - p[P3_LABELS.indexOf('ood')]!;
+  let best = 0;
+  for (let d = 1; d < DOMAINS.length; d++) if (p[d]! > p[best]!) best = d;
+  return { label: inScore >= threshold ? DOMAINS[best]! : 'ood', inScore };
+}
+
+const oneHot = (l: P3Label): Float32Array => Float32Array.from(P3_LABELS, (x) => (x === l ? 1 : 0));
+
+/** Validation part of the train split: held-out ids, and held-out whole subjects for MMLU negatives. */
+const isValidation = (it: LabeledRow): boolean =>
+  it.label === 'ood' && it.row.benchmark === 'mmlu' ? bucket(`p3-val/${it.row.category}`) === 1 : bucket(`p3-val/${it.row.id}`) === 1;
+
+async function fit(recipe: Recipe, items: readonly Item[], ctx: RunContext): Promise<TrainedMlp> {
+  const X: Matrix = { rows: items.length, dim: items[0]!.x.length, data: new Float32Array(0) };
+  // fitRecipe reads rows through rowOf(X, i): hand it a matrix built from the items' vectors.
+  X.data = new Float32Array(items.length * X.dim);
+  items.forEach((it, i) => X.data.set(it.x, i * X.dim));
+  return fitRecipe(recipe, X, items.map((_, i) => i), items.map((it) => oneHot(it.label)), 'softmax', ctx);
+}
+
+export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
+  const mmlu = await readDataset(dataPath(ctx.dataDir, 'mmlu'));
+  const llm = await readDataset(dataPath(ctx.dataDir, 'llmrouter'));
+  const gsm = await readDataset(dataPath(ctx.dataDir, 'gsm8k'));
+  const mtb = await readDataset(dataPath(ctx.dataDir, 'mtBench'));
+  const embedder = await opts.pool.get(opts.recipe.embedder);
+  const vec = new Map<OutcomeRow, Float32Array>();
+  for (const ds of [mmlu, llm, gsm, mtb]) {
+    const X = await embedAll(embedder, ds, ctx);
+    ds.rows.forEach((r, i) => vec.set(r, rowOf(X, i)));
+  }
+  const split = p3Split(mmlu.rows, llm.rows, [...gsm.rows, ...mtb.rows]);
+  const quotes = overlapChecker([...gsm.rows, ...mtb.rows]);
+  const train: Item[] = split.train.filter((it) => !quotes(it.row)).map((it) => ({ ...it, x: vec.get(it.row)! }));
+  const dropped = split.train.length - train.length;
+
+  // 1) fit on the inner part, pick the threshold on validation; 2) refit on all train rows.
+  const inner = await fit(opts.recipe, train.filter((it) => !isValidation(it)), ctx);
+  const val = train.filter(isValidation);
+  const idVal: Array<{ score: number; correct: boolean }> = [];
+  const oodVal: number[] = [];
+  for (const it of val) {
+    const d = p3Decide(inner.predict(it.x), 0);
+    if (it.label === 'ood') oodVal.push(d.inScore);
+    else idVal.push({ score: d.inScore, correct: d.label === it.label });
+  }
+  const threshold = bestHarmonicThreshold(idVal, oodVal);
+  const model = await fit(opts.recipe, train, ctx);
+
+  let test: Item[];
+  if (opts.testFile !== undefined) {
+    const ds = await readDataset(opts.testFile);
+    const X = await embedAll(embedder, ds, ctx);
+    test = ds.rows.map((row, i) => ({ row, label: p3DomainOf(row) ?? 'ood', x: rowOf(X, i) }));
+  } else {
+    test = split.test.map((it) => ({ ...it, x: vec.get(it.row)! }));
+  }
+  const predicted = test.map((it) => p3Decide(model.predict(it.x), threshold.threshold).label);
+  const result = p3Evaluate(
+    test.map((it) => it.label),
+    predicted,
+  );
+  const oodBySource: P3Run['oodBySource'] = {};
+  test.forEach((it, i) => {
+    if (it.label !== 'ood') return;
+    const src = it.row.benchmark;
+    const s = (oodBySource[src] ??= { n: 0, accuracy: 0 });
+    s.n++;
+    if (predicted[i] === 'ood') s.accuracy++;
+  });
+  for (const s of Object.values(oodBySource)) s.accuracy /= s.n;
+
+  // Whole decision time: embed the text and run the MLP, one prompt at a time, as the gateway would.
+  const sample = test.filter((_, i) => i % Math.max(1, Math.floor(test.length / 300)) === 0).slice(0, 300);
+  const t0 = process.hrtime.bigint();
+  for (const it of sample) p3Decide(model.predict(await embedder.embed(rowText(it.row))), threshold.threshold);
+  const decisionMicros = Number(process.hrtime.bigint() - t0) / 1000 / Math.max(1, sample.length);
+
+  return {
+    protocol: 'p3',
+    recipe: opts.recipe.name,
+    embedder: embedder.id,
+    labels: P3_LABELS,
+    threshold: threshold.threshold,
+    calibration: `1 - P(ood) >= t; t maximises the ID/OOD harmonic mean (${threshold.score.toFixed(3)}) on a validation part of the train split (held-out ids; held-out whole MMLU subjects for negatives)`,
+    train: { rows: train.length, droppedOverlap: dropped, split: 'in-domain MMLU bucket(id) == 0; negatives MMLU bucket(category) == 0 and llmrouter bucket(id) == 0, minus rows quoting GSM8K/MT-Bench' },
+    result,
+    oodBySource,
+    decisionMicros,
+    dump: test.map((it, i) => ({ id: it.row.id, label: predicted[i]! })),
+    model,
+  };
+}

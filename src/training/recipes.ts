@@ -1,0 +1,103 @@
+import { getEmbedderPlugin } from '../embedders/registry.js';
+import type { Embedder } from '../embedders/types.js';
+import type { TrainOptions } from './mlp-train.js';
+
+// A recipe is everything needed to rebuild a router bit for bit: which embedder (with its options),
+// the MLP's shape and training settings, and the seed. `train`, `eval` and the shipped artifacts in
+// routers/ all name recipes from this table, so a number in the README points at one entry here.
+
+export type Protocol = 'p1' | 'p2' | 'p3';
+
+export interface Recipe {
+  name: string;
+  protocol: Protocol;
+  /** Embedder plugin options, exactly as they would appear in a policy's YAML. */
+  embedder: { type: string } & Record<string, unknown>;
+  mlp: Omit<TrainOptions, 'output' | 'seed' | 'sampleWeights' | 'onEpoch'>;
+  seed: number;
+  /** Shipped in routers/<name>/ and used by `eval` when no router is named. */
+  shipped: boolean;
+  note: string;
+}
+
+const LEX4096 = { type: 'lexical', dim: 4096 } as const;
+const LEX512 = { type: 'lexical', dim: 512 } as const;
+const USE = { type: 'use-lite', workers: 1, max_batch: 64 } as const;
+
+export const RECIPES: readonly Recipe[] = [
+  {
+    name: 'p1-lexical-lr',
+    protocol: 'p1',
+    embedder: LEX4096,
+    mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 2.5e-4 },
+    seed: 1,
+    shipped: true,
+    note: 'logistic regression (MLP without hidden layer) on 4096 hashed word/char n-grams; outputs P(correct) per model',
+  },
+  {
+    name: 'p1-use-lite-mlp',
+    protocol: 'p1',
+    embedder: USE,
+    mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+    seed: 1,
+    shipped: false,
+    note: 'one hidden layer of 128 on USE-lite sentence embeddings',
+  },
+  {
+    name: 'p2-lexical-lr',
+    protocol: 'p2',
+    embedder: LEX4096,
+    mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 2.5e-4 },
+    seed: 1,
+    shipped: true,
+    note: 'logistic regression on 4096 hashed n-grams; one sigmoid per model predicts P(correct)',
+  },
+  {
+    name: 'p2-use-lite-mlp',
+    protocol: 'p2',
+    embedder: USE,
+    mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+    seed: 1,
+    shipped: false,
+    note: 'one hidden layer of 128 on USE-lite sentence embeddings',
+  },
+  {
+    name: 'p3-lexical-lr',
+    protocol: 'p3',
+    embedder: LEX512,
+    mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 1e-4 },
+    seed: 1,
+    shipped: true,
+    note: 'softmax regression over law/finance/health/ood on 512 hashed n-grams (the sub-millisecond guard)',
+  },
+  {
+    name: 'p3-use-lite-mlp',
+    protocol: 'p3',
+    embedder: USE,
+    mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+    seed: 1,
+    shipped: false,
+    note: 'one hidden layer of 128 on USE-lite sentence embeddings',
+  },
+];
+
+export function findRecipe(name: string): Recipe {
+  const r = RECIPES.find((x) => x.name === name);
+  if (r === undefined) throw new Error(`unknown router recipe '${name}'; known: ${RECIPES.map((x) => x.name).join(', ')}`);
+  return r;
+}
+
+export const recipesFor = (p: Protocol): Recipe[] => RECIPES.filter((r) => r.protocol === p);
+export const shippedRecipe = (p: Protocol): Recipe => {
+  const r = RECIPES.find((x) => x.protocol === p && x.shipped);
+  if (r === undefined) throw new Error(`no shipped recipe for ${p}`);
+  return r;
+};
+
+/** Builds the recipe's embedder through the gateway's own plugin registry. */
+export async function createEmbedder(spec: Recipe['embedder']): Promise<Embedder> {
+  const plugin = getEmbedderPlugin(spec.type);
+  if (plugin === undefined) throw new Error(`unknown embedder type '${spec.type}'`);
+  const opts = plugin.options.parse(spec);
+  return plugin.create(opts, { resolvePath: (p) => p });
+}

@@ -1,0 +1,157 @@
+// Calls backends in order: retries with jittered backoff on 429/5xx/connect errors, then the next
+// fallback — all strictly before the first byte reaches the client. After that, a retry would splice two
+// different completions into one stream, so the caller owns failures from then on.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { CompiledBackend } from '../config/compile.js';
+import type { SignalmanError } from '../errors.js';
+import { backoffMs, sleep } from './backoff.js';
+import { classifyStatus, classifyThrown, type UpstreamFailure } from './errors.js';
+
+export type Endpoint = 'chat' | 'completions' | 'embeddings';
+
+export interface ForwardRequest {
+  order: readonly CompiledBackend[];
+  endpoint: Endpoint;
+  /** The client's body; `model` is replaced per backend, every other field is kept. */
+  body: Record<string, unknown>;
+  stream: boolean;
+  /** Allow-listed client headers plus our request id. */
+  headers: Readonly<Record<string, string>>;
+  signal: AbortSignal;
+  retryBaseMs: number;
+  retryMaxMs: number;
+}
+
+export interface Attempt {
+  backend: string;
+  status: number | null;
+  error: string | null;
+  ms: number;
+}
+
+interface Common {
+  backend: CompiledBackend;
+  status: number;
+  contentType: string;
+  attempts: Attempt[];
+  /** Time from the first call until the answer (headers + first chunk for streams) was ready. */
+  upstreamMs: number;
+}
+/** A complete body: a 2xx answer, or a client error from upstream passed through as it is. */
+export interface BufferedOutcome extends Common {
+  kind: 'buffered';
+  body: Buffer;
+  retryAfter: string | undefined;
+}
+/** A stream whose first chunk has arrived; the rest is read by the caller. */
+export interface StreamOutcome extends Common {
+  kind: 'stream';
+  first: Buffer;
+  rest: AsyncIterator<Buffer>;
+  /** Stops reading the upstream body (client gone). */
+  cancel(): void;
+}
+export type ForwardOutcome = BufferedOutcome | StreamOutcome;
+
+export class ForwardError extends Error {
+  constructor(
+    readonly error: SignalmanError,
+    readonly attempts: Attempt[],
+    readonly aborted: boolean,
+  ) {
+    super(error.message);
+  }
+}
+
+const header = (h: IncomingHttpHeaders, name: string): string | undefined => {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+};
+
+export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
+  const attempts: Attempt[] = [];
+  const started = performance.now();
+  let last: UpstreamFailure | null = null;
+  let lastRateLimit: BufferedOutcome | null = null;
+
+  for (const backend of req.order) {
+    const cfg = backend.config;
+    req.body.model = cfg.model;
+    const payload = JSON.stringify(req.body);
+    const headers = { ...backend.headers, ...req.headers };
+    for (let attempt = 0; attempt <= cfg.max_retries; attempt++) {
+      if (req.signal.aborted) throw new ForwardError(classifyThrown(req.signal.reason, backend.name, 'headers').error, attempts, true);
+      const t0 = performance.now();
+      let retryAfter: string | undefined;
+      try {
+        const res = await backend.pool.request({
+          path: backend.paths[req.endpoint],
+          method: 'POST',
+          headers,
+          body: payload,
+          signal: req.signal,
+          headersTimeout: cfg.timeout_ms,
+          bodyTimeout: req.stream ? cfg.stream_idle_timeout_ms : cfg.timeout_ms,
+        });
+        const contentType = header(res.headers, 'content-type') ?? 'application/json';
+        const failure = classifyStatus(res.statusCode, backend.name);
+        if (failure === null && res.statusCode >= 400) {
+          // The client's own mistake as the upstream sees it (400, 401, 404, 422…): pass it through.
+          const body = Buffer.from(await res.body.arrayBuffer());
+          attempts.push({ backend: backend.name, status: res.statusCode, error: null, ms: performance.now() - t0 });
+          return {
+            kind: 'buffered', backend, status: res.statusCode, contentType, body, attempts,
+            upstreamMs: performance.now() - started, retryAfter: header(res.headers, 'retry-after'),
+          };
+        }
+        if (failure !== null) {
+          retryAfter = header(res.headers, 'retry-after');
+          const body = Buffer.from(await res.body.arrayBuffer().catch(() => new ArrayBuffer(0)));
+          attempts.push({ backend: backend.name, status: res.statusCode, error: body.toString('utf8', 0, 300), ms: performance.now() - t0 });
+          if (res.statusCode === 429) {
+            lastRateLimit = { kind: 'buffered', backend, status: 429, contentType, body, attempts, upstreamMs: 0, retryAfter };
+          }
+          last = failure;
+        } else if (req.stream) {
+          const it = (res.body as Readable)[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+          const first = await readFirst(it);
+          attempts.push({ backend: backend.name, status: res.statusCode, error: null, ms: performance.now() - t0 });
+          return {
+            kind: 'stream', backend, status: res.statusCode, contentType, first, rest: it, attempts,
+            upstreamMs: performance.now() - started, cancel: () => res.body.destroy(),
+          };
+        } else {
+          const body = Buffer.from(await res.body.arrayBuffer());
+          attempts.push({ backend: backend.name, status: res.statusCode, error: null, ms: performance.now() - t0 });
+          return { kind: 'buffered', backend, status: res.statusCode, contentType, body, attempts, upstreamMs: performance.now() - started, retryAfter: undefined };
+        }
+      } catch (err) {
+        if (req.signal.aborted) throw new ForwardError(classifyThrown(req.signal.reason, backend.name, 'headers').error, attempts, true);
+        const failure = classifyThrown(err, backend.name, 'headers');
+        attempts.push({ backend: backend.name, status: null, error: (err as Error).message ?? String(err), ms: performance.now() - t0 });
+        last = failure;
+        if (!failure.retryable) break;
+      }
+      if (attempt === cfg.max_retries) break;
+      const wait = backoffMs(attempt, req.retryBaseMs, req.retryMaxMs, retryAfter);
+      if (wait === null) break; // the server asks for a longer wait than we allow: try the next backend
+      await sleep(wait, req.signal).catch(() => undefined);
+    }
+    if (last !== null && !last.fallback) break;
+  }
+  if (lastRateLimit !== null && last?.error.status === 429) {
+    // Every backend rate-limited us: the client should back off, so pass the 429 on as it came.
+    return { ...lastRateLimit, attempts, upstreamMs: performance.now() - started };
+  }
+  throw new ForwardError(last?.error ?? classifyThrown(new Error('no backend to call'), '?', 'headers').error, attempts, false);
+}
+
+/** Waits for the first non-empty chunk; an upstream that ends or dies before it counts as a failed call. */
+async function readFirst(it: AsyncIterator<Buffer>): Promise<Buffer> {
+  for (;;) {
+    const r = await it.next();
+    if (r.done) throw Object.assign(new Error('stream ended before its first byte'), { code: 'UND_ERR_SOCKET' });
+    if (r.value.length > 0) return r.value;
+  }
+}

@@ -1,0 +1,76 @@
+// The CLI as an operator runs it: the demo server answers with no keys and no Redis, validate-config
+// reports file:line problems with a non-zero exit.
+import { spawn } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import { describe, expect, it } from 'vitest';
+
+const root = join(import.meta.dirname, '../..');
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+
+function run(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const p = cli(args);
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('close', (code) => resolve({ code, out, err }));
+  });
+}
+
+describe('signalman CLI', () => {
+  it('serve with no config runs the demo: virtual model auto over the embedded mock upstream', async () => {
+    const p = cli(['serve', '--port', '0'], { SIGNALMAN_ADMIN_KEY: '', OPENAI_API_KEY: '' });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let buf = '';
+        const t = setTimeout(() => reject(new Error(`no listening line; got: ${buf}`)), 20_000);
+        p.stdout.on('data', (d: Buffer) => {
+          buf += d.toString();
+          const m = /signalman listening on (http:\/\/[\d.:]+)/.exec(buf);
+          if (m) {
+            clearTimeout(t);
+            resolve(m[1] as string);
+          }
+        });
+      });
+      const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'anything', maxRetries: 0 });
+      const { data, response } = await client.chat.completions
+        .create({ model: 'auto', messages: [{ role: 'user', content: 'Hello from the README' }] })
+        .withResponse();
+      expect(data.choices[0]?.message.content).toBeTruthy();
+      expect(response.headers.get('x-signalman-policy')).toBe('auto');
+      const exited = new Promise<number | null>((resolve) => p.on('close', resolve));
+      p.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      p.kill('SIGKILL');
+    }
+  });
+
+  it('validate-config: exit 0 for a good file, 1 with file:line for a bad one', async () => {
+    const good = await run(['validate-config', 'configs/default.yaml']);
+    expect(good.code).toBe(0);
+    expect(good.out).toContain('configs/default.yaml: ok');
+    const dir = await mkdtemp(join(tmpdir(), 'signalman-cli-'));
+    const bad = join(dir, 'bad.yaml');
+    await writeFile(bad, 'backends:\n  - name: a\n    base_url: not-a-url\n    model: m\n');
+    const res = await run(['validate-config', bad]);
+    expect(res.code).toBe(1);
+    expect(res.err).toContain(`${bad}:3:15: backends[0].base_url:`);
+  });
+
+  it('unknown commands exit 2 with the command list', async () => {
+    const res = await run(['frobnicate']);
+    expect(res.code).toBe(2);
+    expect(res.err).toContain('validate-config');
+  });
+});

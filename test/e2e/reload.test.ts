@@ -1,0 +1,108 @@
+// Hot reload: in-flight requests finish on the config they started with, nothing fails during swaps,
+// and a bad edit keeps the last good config serving while /readyz says what is wrong.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startStack, twoBackends, waitFor, type Stack } from '../helpers/stack.js';
+
+const ADMIN = 'test-admin-key';
+let stack: Stack;
+beforeAll(async () => {
+  process.env.SIGNALMAN_ADMIN_KEY = ADMIN;
+  stack = await startStack({ watch: true });
+});
+afterAll(() => stack.close());
+
+const msg = [{ role: 'user' as const, content: 'reload me' }];
+const preferring = (backend: string) => twoBackends(stack.mock.url).replace('router: { type: fixed, backend: weak }', `router: { type: fixed, backend: ${backend} }`);
+const reload = (key = ADMIN) => fetch(`${stack.gw.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${key}` } });
+const ready = async () => (await (await fetch(`${stack.gw.url}/readyz`)).json()) as Record<string, any>;
+
+describe('hot reload', () => {
+  it('guards /admin/reload with the admin key', async () => {
+    const res = await reload('wrong-key');
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
+  });
+
+  it('swaps configs under load with zero failed requests; in-flight requests finish on their config', async () => {
+    const client = stack.client();
+    // A slow request started on the old config (prefers weak) must still be answered by weak.
+    const slow = client.chat.completions
+      // @ts-expect-error: fault injection
+      .create({ model: 'auto', messages: msg, mock: { latency_ms: 400 } })
+      .withResponse();
+    let stop = false;
+    const results = { ok: 0, failed: 0, byBackend: new Map<string, number>() };
+    const worker = async () => {
+      while (!stop) {
+        try {
+          const { response } = await client.chat.completions.create({ model: 'auto', messages: msg }).withResponse();
+          const b = response.headers.get('x-signalman-model') ?? '?';
+          results.byBackend.set(b, (results.byBackend.get(b) ?? 0) + 1);
+          results.ok++;
+        } catch {
+          results.failed++;
+        }
+      }
+    };
+    const workers = Array.from({ length: 8 }, worker);
+    // Alternate the preferred backend through both reload paths: file watch and the admin endpoint.
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 60));
+      await stack.writeConfig(preferring(i % 2 === 0 ? 'strong' : 'weak'));
+      if (i % 2 === 1) expect((await reload()).status).toBe(200);
+      else await waitFor(() => stack.gw.ref.current?.config.policies[0]?.router.type === 'fixed' && (stack.gw.ref.current.config.policies[0].router as { backend?: string }).backend === 'strong');
+    }
+    await stack.writeConfig(preferring('strong'));
+    expect((await reload()).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 100));
+    stop = true;
+    await Promise.all(workers);
+    const { response } = await slow;
+    expect(response.headers.get('x-signalman-model')).toBe('weak');
+    expect(results.failed).toBe(0);
+    expect(results.ok).toBeGreaterThan(50);
+    expect(results.byBackend.get('strong')).toBeGreaterThan(0);
+    expect(results.byBackend.get('weak')).toBeGreaterThan(0);
+    expect((await ready()).generation).toBeGreaterThanOrEqual(5);
+    // Now serving the last config written.
+    const { response: last } = await client.chat.completions.create({ model: 'auto', messages: msg }).withResponse();
+    expect(last.headers.get('x-signalman-model')).toBe('strong');
+  });
+
+  it('keeps the last good config when an edit is bad, and reports file, line and reason', async () => {
+    const before = (await ready()).generation as number;
+    const bad = preferring('strong').replace('timeout_ms: 2000', 'timeout_ms: soon');
+    await stack.writeConfig(bad);
+    const res = await reload();
+    expect(res.status).toBe(422);
+    const status = (await res.json()) as { ok: boolean; errors: string[] };
+    expect(status.ok).toBe(false);
+    const line = bad.split('\n').findIndex((l) => l.includes('timeout_ms: soon')) + 1;
+    expect(status.errors[0]).toContain(`${stack.configFile}:${line}:`);
+    expect(status.errors[0]).toMatch(/timeout_ms/);
+
+    const r = await ready();
+    expect(r.ready).toBe(true);
+    expect(r.generation).toBe(before);
+    expect(r.last_reload.ok).toBe(false);
+    expect(r.last_reload.errors[0]).toContain(`:${line}:`);
+
+    const { response } = await stack.client().chat.completions.create({ model: 'auto', messages: msg }).withResponse();
+    expect(response.status).toBe(200);
+    expect(response.headers.get('x-signalman-model')).toBe('strong');
+
+    // A YAML syntax error and a broken reference are reported the same way; the old config keeps serving.
+    await stack.writeConfig(preferring('strong').replace('fallbacks: [strong]', 'fallbacks: [nowhere]'));
+    const ref = (await (await reload()).json()) as { errors: string[] };
+    expect(ref.errors[0]).toMatch(/fallback 'nowhere', which is not a declared backend/);
+    await stack.writeConfig('backends: [\n  { name: x');
+    const syn = (await (await reload()).json()) as { errors: string[] };
+    expect(syn.errors[0]).toMatch(/YAML syntax/);
+    expect((await stack.client().chat.completions.create({ model: 'auto', messages: msg })).choices).toHaveLength(1);
+
+    // Fixing the file recovers.
+    await stack.writeConfig(preferring('weak'));
+    expect((await reload()).status).toBe(200);
+    expect((await ready()).last_reload.ok).toBe(true);
+  });
+});
