@@ -32,7 +32,7 @@ export function overheadKnobs(): OverheadKnobs {
   if (!targets.includes('direct')) targets.unshift('direct'); // every "added" number is relative to it
   return {
     rounds: intEnv('ROUNDS', 5, 1),
-    durationMs: intEnv('DURATION_MS', 1500, 100),
+    durationMs: intEnv('DURATION_MS', 2000, 100),
     warmupMs: intEnv('WARMUP_MS', 300, 0),
     prewarmMs: intEnv('PREWARM_MS', 1000, 0),
     requests: optionalIntEnv('REQUESTS', 1),

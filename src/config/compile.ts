@@ -2,10 +2,12 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Pool } from 'undici';
 import type { Embedder } from '../embedders/types.js';
+import { withEmbedCache } from '../embedders/cache.js';
 import { getEmbedderPlugin } from '../embedders/registry.js';
 import { ConfigError, ConfigErrors } from '../errors.js';
 import { getRouterPlugin } from '../routers/registry.js';
-import type { Router } from '../routers/types.js';
+import { loadGuard } from '../routers/guard.js';
+import type { Guard, Router } from '../routers/types.js';
 import { newPool, poolKey } from '../upstream/pools.js';
 import type { LoadedConfig } from './load.js';
 import type { BackendConfig, Config, PolicyConfig } from './schema.js';
@@ -28,6 +30,7 @@ export interface CompiledPolicy {
   readonly candidateNames: readonly string[];
   readonly router: Router;
   readonly embedder: Embedder | null;
+  readonly guard: Guard | null;
   readonly fallbacks: readonly string[];
 }
 
@@ -63,9 +66,9 @@ export async function compileRuntime(loaded: LoadedConfig, shared: SharedPools, 
     held.push({ res: res as SharedResources<unknown>, key });
     return value;
   };
-  const routers: Router[] = [];
+  const closers: Array<{ close?: () => Promise<void> }> = [];
   const dispose = async () => {
-    await Promise.allSettled(routers.map((r) => r.close?.()));
+    await Promise.allSettled(closers.map((r) => r.close?.()));
     await Promise.allSettled(held.map((h) => h.res.release(h.key)));
   };
 
@@ -82,7 +85,8 @@ export async function compileRuntime(loaded: LoadedConfig, shared: SharedPools, 
     for (const [i, p] of config.policies.entries()) {
       try {
         const policy = await compilePolicy(p, resolvePath, (key, create) => hold(shared.embedders, key, create));
-        routers.push(policy.router);
+        closers.push(policy.router);
+        if (policy.guard !== null) closers.push(policy.guard as { close?: () => Promise<void> });
         policies.set(p.name, policy);
       } catch (err) {
         const where = loaded.locate(['policies', i, (err as { stage?: string }).stage ?? 'router']);
@@ -145,7 +149,9 @@ async function compilePolicy(p: PolicyConfig, resolvePath: (p: string) => string
     if (!plugin) throw Object.assign(new Error(`unknown embedder type '${opts.type}'`), { stage: 'embedder' });
     try {
       // Policies with equal embedder settings (and successive configs) share one instance.
-      embedder = await holdEmbedder(`${opts.type}:${JSON.stringify(opts)}:${resolvePath('.')}`, () => plugin.create(opts, { resolvePath }));
+      embedder = await holdEmbedder(`${opts.type}:${JSON.stringify(opts)}:${resolvePath('.')}`, async () =>
+        withEmbedCache(await plugin.create(opts, { resolvePath }), (opts as { cache_size?: number }).cache_size ?? 10_000),
+      );
     } catch (err) {
       throw Object.assign(new Error(`embedder '${opts.type}' failed to load: ${(err as Error).message}`), { stage: 'embedder' });
     }
@@ -161,6 +167,22 @@ async function compilePolicy(p: PolicyConfig, resolvePath: (p: string) => string
   if (router.needsEmbedding && embedder === null) {
     throw Object.assign(new Error(`router '${p.router.type}' needs an embedder: add an \`embedder:\` section to the policy`), { stage: 'router' });
   }
+  let guard: Guard | null = null;
+  if (p.guard !== undefined) {
+    const g = p.guard;
+    try {
+      if (embedder === null) throw new Error('a guard needs an embedder: add an `embedder:` section to the policy');
+      if (g.artifact !== undefined) {
+        guard = await loadGuard(resolvePath(g.artifact), embedder, g.threshold === undefined ? {} : { threshold: g.threshold });
+      } else {
+        guard = router.makeGuard?.(g.threshold === undefined ? {} : { threshold: g.threshold }) ?? null;
+        if (guard === null) throw new Error(`router '${p.router.type}' has no built-in guard: give guard.artifact`);
+      }
+    } catch (err) {
+      await router.close?.();
+      throw Object.assign(new Error(`guard failed to load: ${(err as Error).message}`), { stage: 'guard' });
+    }
+  }
   const candidateNames = candidates.map((c) => c.backend);
   return {
     name: p.name,
@@ -169,6 +191,7 @@ async function compilePolicy(p: PolicyConfig, resolvePath: (p: string) => string
     candidateNames,
     router,
     embedder,
+    guard,
     fallbacks: p.fallbacks,
   };
 }

@@ -133,6 +133,15 @@ export function checkReferences(config: Config): RefProblem[] {
       if (seen.has(name)) out.push({ path: ['policies', i, 'candidates', j], reason: `candidate '${name}' is listed twice` });
       seen.add(name);
     });
+    if (p.guard?.fallback !== undefined && !backends.has(p.guard.fallback)) {
+      out.push({ path: ['policies', i, 'guard', 'fallback'], reason: `policy '${p.name}' guard falls back to '${p.guard.fallback}', which is not a declared backend` });
+    }
+    if (p.steer?.target === 'share' && !seen.has(p.steer.backend)) {
+      out.push({ path: ['policies', i, 'steer', 'backend'], reason: `policy '${p.name}' steers the share of '${p.steer.backend}', which is not one of its candidates` });
+    }
+    if (p.steer !== undefined && p.objective.kind !== 'utility') {
+      out.push({ path: ['policies', i, 'steer'], reason: `policy '${p.name}': steer adjusts the utility objective's lambda; set objective.kind: utility` });
+    }
     p.fallbacks.forEach((f, j) => {
       if (!backends.has(f)) {
         out.push({ path: ['policies', i, 'fallbacks', j], reason: `policy '${p.name}' names fallback '${f}', which is not a declared backend` });

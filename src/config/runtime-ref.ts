@@ -6,6 +6,7 @@ import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { Embedder } from '../embedders/types.js';
 import { ConfigErrors } from '../errors.js';
+import { RoutingState } from '../routers/state.js';
 import { createPoolRegistry } from '../upstream/pools.js';
 import { compileRuntime, type Runtime } from './compile.js';
 import { loadConfigFile } from './load.js';
@@ -35,6 +36,8 @@ export class RuntimeRef {
   private debounce: NodeJS.Timeout | null = null;
   private closed = false;
   readonly shared = { pools: createPoolRegistry(), embedders: new SharedResources<Embedder>((e) => e.close()) };
+  /** Sticky conversations and steering controllers, kept across reloads. */
+  readonly routing = new RoutingState();
   lastReload: ReloadStatus | null = null;
   reloadCount = { ok: 0, error: 0 };
 

@@ -98,6 +98,56 @@ export const Objective = z.discriminatedUnion('kind', [
     .strict(),
 ]);
 
+export const GuardConfig = z
+  .object({
+    artifact: z
+      .string()
+      .optional()
+      .describe("A guard artifact folder (knn index, or mlp classifier with labels); default: the router's own index."),
+    threshold: z.number().optional().describe("Overrides the artifact's calibrated threshold."),
+    on_out_of_domain: z
+      .enum(['fallback', 'reject'])
+      .default('fallback')
+      .describe('fallback: send to `fallback`; reject: answer 400 out_of_domain.'),
+    fallback: Name.optional().describe('Backend for out-of-domain prompts (required with on_out_of_domain: fallback).'),
+  })
+  .strict()
+  .refine((g) => g.on_out_of_domain === 'reject' || g.fallback !== undefined, {
+    message: 'on_out_of_domain: fallback needs a `fallback` backend',
+    path: ['fallback'],
+  });
+
+export const StickyConfig = z
+  .object({
+    enabled: z.boolean().default(true),
+    header: z
+      .string()
+      .regex(/^[a-z0-9-]+$/, 'a lower-case header name')
+      .default('x-signalman-conversation-id')
+      .describe('Conversation id header; without it, a hash of the system prompt and first user message identifies the conversation.'),
+    ttl_s: z.number().int().positive().default(3600),
+    max_entries: z.number().int().positive().default(100_000),
+  })
+  .strict();
+
+export const SteerConfig = z.discriminatedUnion('target', [
+  z
+    .object({
+      target: z.literal('share'),
+      backend: Name.describe('The expensive backend whose share of calls is steered.'),
+      share: z.number().min(0).max(1).describe('Wanted share of calls to `backend`.'),
+      window: z.number().int().min(10).default(500).describe('Requests the moving share is averaged over.'),
+    })
+    .strict(),
+  z
+    .object({
+      target: z.literal('spend'),
+      usd_per_hour: z.number().positive().describe('Wanted expected spend per hour.'),
+      window_s: z.number().int().min(10).default(300),
+    })
+    .strict(),
+]);
+
 export const Policy = z
   .object({
     name: Name.describe('The virtual model name clients send, e.g. auto.'),
@@ -109,6 +159,9 @@ export const Policy = z
     prompt: PromptTextOptions.default(PromptTextOptions.parse({})).describe('Which text of a request is embedded and scored.'),
     expected_output_tokens: z.number().int().positive().default(256),
     fallbacks: z.array(Name).default([]).describe('Backends tried in order after the chosen one fails.'),
+    guard: GuardConfig.optional().describe('Out-of-domain check before scoring.'),
+    sticky: StickyConfig.default(StickyConfig.parse({})).describe('Multi-turn conversations stay on their first-turn model.'),
+    steer: SteerConfig.optional().describe("Adjusts the utility objective's lambda online toward a target share or spend."),
   })
   .strict();
 

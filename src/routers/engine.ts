@@ -1,30 +1,65 @@
-// Stages 4-8 of a routed request: extract the prompt text, embed it (cached), score every candidate,
-// decide. The pipeline calls routeRequest() and nothing else, and /v1/route explains the same Decision.
+// Stages 4-8 of a routed request: sticky lookup, extract the prompt text, embed it (cached), guard,
+// score every candidate, decide. The pipeline calls routeRequest() and nothing else, and /v1/route
+// explains the very same Decision (as a dry run that leaves sticky and steering state alone).
 import type { CompiledBackend, CompiledPolicy } from '../config/compile.js';
 import type { CachedEmbedder } from '../embedders/cache.js';
 import { extractPromptText } from '../embedders/prompt-text.js';
 import { E } from '../errors.js';
-import { checkScores, decide, type Decision } from './policy.js';
-import type { RouteQuery } from './types.js';
+import { checkScores, decide, effectiveLambda, orderFrom, type Decision } from './policy.js';
+import type { RoutingState } from './state.js';
+import { conversationKey } from './sticky.js';
+import type { GuardVerdict, RouteQuery } from './types.js';
 
 export interface RouteInput {
   policy: CompiledPolicy;
   backends: ReadonlyMap<string, CompiledBackend>;
-  body: unknown;
+  body: Record<string, unknown>;
   meta: RouteQuery['meta'];
-  lambda?: number;
+  /** Request headers the engine reads (conversation id). */
+  headers: Readonly<Record<string, string | string[] | undefined>>;
+  state: RoutingState;
+  /** Per-request quality bias in [0, 1] from x-signalman-quality-bias. */
+  qualityBias?: number;
   signal?: AbortSignal;
+  /** Explain only: compute the decision, change no sticky or steering state. */
+  dryRun?: boolean;
+  now?: number;
 }
+
+const NO_TIMINGS = { extract: 0, embed: 0, guard: 0, score: 0, decide: 0 };
 
 export async function routeRequest(input: RouteInput): Promise<Decision> {
   const { policy } = input;
+  const cfg = policy.config;
+  const now = input.now ?? Date.now();
+  const base = {
+    policy: policy.name, guard: null, embedder: policy.embedder?.id ?? null, router: policy.router.type, embedCacheHit: false,
+  };
+
+  // Sticky: a follow-up turn goes where its conversation started, with no scoring at all.
+  const sticky = cfg.sticky.enabled ? input.state.stickyFor(cfg) : null;
+  const header = input.headers[cfg.sticky.header];
+  const conv = sticky ? conversationKey(cfg.sticky, input.body, typeof header === 'string' ? header : undefined) : null;
+  if (sticky && conv?.followUp) {
+    const held = sticky.get(conv.key, now);
+    if (held !== undefined && policy.candidateNames.includes(held)) {
+      if (!input.dryRun) sticky.set(conv.key, held, now + cfg.sticky.ttl_s * 1000);
+      return { ...base, chosen: held, order: orderFrom(held, policy), reason: 'sticky', candidates: [], timingsMs: NO_TIMINGS };
+    }
+  }
+
   const t0 = performance.now();
-  const text = extractPromptText(input.body, policy.config.prompt);
+  const text = extractPromptText(input.body, cfg.prompt);
   const t1 = performance.now();
+  if (text.trim() === '' && (policy.router.needsEmbedding || policy.guard !== null)) {
+    // Nothing to judge (e.g. an image-only message): say so, and take the guard's fallback if there is
+    // one, else the first candidate — never a guess dressed up as a prediction.
+    const chosen = policy.config.guard?.fallback ?? (policy.candidateNames[0] as string);
+    return { ...base, chosen, order: orderFrom(chosen, policy), reason: 'no_text', candidates: [], timingsMs: { ...NO_TIMINGS, extract: t1 - t0 } };
+  }
   let embedding: Float32Array | null = null;
   let embedCacheHit = false;
-  if (policy.router.needsEmbedding && policy.embedder !== null) {
-    if (text.length === 0) throw E.invalidRequest('the prompt has no text to route on (no user message with text content)', 'messages');
+  if ((policy.router.needsEmbedding || policy.guard !== null) && policy.embedder !== null) {
     const cached = policy.embedder as Partial<CachedEmbedder>;
     if (cached.embedCached) {
       const r = await cached.embedCached(text, input.signal);
@@ -35,21 +70,51 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
     }
   }
   const t2 = performance.now();
+
+  let guard: (GuardVerdict & { label?: string }) | null = null;
+  if (policy.guard !== null && embedding !== null) {
+    guard = await policy.guard.check(embedding);
+  }
+  const t3 = performance.now();
+  if (guard !== null && !guard.inDomain) {
+    const g = cfg.guard as NonNullable<typeof cfg.guard>;
+    if (g.on_out_of_domain === 'reject') {
+      throw E.outOfDomain(
+        `policy '${policy.name}' only serves prompts like those its router was trained on; this one scored ${guard.score.toFixed(3)} against the guard threshold ${guard.threshold.toFixed(3)}`,
+        'messages',
+      );
+    }
+    const chosen = g.fallback as string;
+    const decision: Decision = {
+      ...base, guard, embedCacheHit, chosen, order: orderFrom(chosen, policy), reason: 'guard_fallback', candidates: [],
+      timingsMs: { extract: t1 - t0, embed: t2 - t1, guard: t3 - t2, score: 0, decide: 0 },
+    };
+    return decision;
+  }
+
   const scores = await policy.router.score({ text, embedding, candidates: policy.candidateNames, meta: input.meta });
   checkScores(policy, scores);
-  const t3 = performance.now();
-  const d = decide({ policy, backends: input.backends, scores, promptChars: text.length, lambda: input.lambda });
   const t4 = performance.now();
+  const steer = input.state.steerFor(cfg);
+  const steered = steer?.lambda();
+  const d = decide({ policy, backends: input.backends, scores, promptChars: text.length, lambda: steered, qualityBias: input.qualityBias });
+  const t5 = performance.now();
+  if (!input.dryRun) {
+    // A request that sets its own bias says nothing about the policy's steady state.
+    if (steer && input.qualityBias === undefined) {
+      steer.observe(d.chosen, d.candidates.find((c) => c.backend === d.chosen)?.expectedCostUsd ?? 0, now);
+    }
+    if (sticky && conv) sticky.set(conv.key, d.chosen, now + cfg.sticky.ttl_s * 1000);
+  }
   return {
-    policy: policy.name,
+    ...base,
+    guard,
+    embedCacheHit,
     chosen: d.chosen,
     order: d.order,
     reason: policy.router.type === 'fixed' ? 'fixed' : 'objective',
     candidates: d.candidates,
-    guard: null,
-    embedder: policy.embedder?.id ?? null,
-    router: policy.router.type,
-    embedCacheHit,
-    timingsMs: { extract: t1 - t0, embed: t2 - t1, guard: 0, score: t3 - t2, decide: t4 - t3 },
+    lambda: cfg.objective.kind === 'utility' ? effectiveLambda({ policy, lambda: steered, qualityBias: input.qualityBias }) : null,
+    timingsMs: { extract: t1 - t0, embed: t2 - t1, guard: t3 - t2, score: t4 - t3, decide: t5 - t4 },
   };
 }

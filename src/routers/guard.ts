@@ -8,17 +8,14 @@ import type { Embedder } from '../embedders/types.js';
 import { ArtifactError, readManifest, type ArtifactManifest } from './artifacts.js';
 import { KnnIndex } from './knn-index.js';
 import { OnnxMlp } from './mlp.js';
-import type { GuardVerdict } from './types.js';
+import type { Guard, GuardVerdict } from './types.js';
 
 export const OOD_LABEL = 'ood';
 
 export type GuardResult = GuardVerdict & { label?: string };
 
-export interface RouterGuard {
-  readonly kind: 'knn_distance' | 'max_prob';
-  /** kNN guards answer synchronously; classifier guards need one onnxruntime call. Always await it. */
-  check(embedding: Float32Array): GuardResult | Promise<GuardResult>;
-}
+/** kNN guards answer synchronously; classifier guards need one onnxruntime call. Always await check(). */
+export type RouterGuard = Guard & { readonly kind: 'knn_distance' | 'max_prob' };
 
 /** The in-domain confidence of a classifier's output: the best probability among non-'ood' labels. */
 export function maxProbScore(probs: ArrayLike<number>, labels: readonly string[]): { score: number; label: string; oodWins: boolean } {

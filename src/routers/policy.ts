@@ -2,7 +2,7 @@
 import type { CompiledBackend, CompiledPolicy } from '../config/compile.js';
 import type { CandidateScore, GuardVerdict } from './types.js';
 
-export type DecisionReason = 'objective' | 'guard_fallback' | 'fixed';
+export type DecisionReason = 'objective' | 'guard_fallback' | 'fixed' | 'sticky' | 'no_text';
 
 export interface ScoredCandidate extends CandidateScore {
   expectedCostUsd: number;
@@ -16,7 +16,9 @@ export interface Decision {
   order: readonly string[];
   reason: DecisionReason;
   candidates: readonly ScoredCandidate[];
-  guard: GuardVerdict | null;
+  guard: (GuardVerdict & { label?: string }) | null;
+  /** The lambda the utility objective used (steered, per request, or configured); null for threshold. */
+  lambda?: number | null;
   embedder: string | null;
   router: string;
   embedCacheHit: boolean;
@@ -28,8 +30,13 @@ export interface DecideInput {
   backends: ReadonlyMap<string, CompiledBackend>;
   scores: readonly CandidateScore[];
   promptChars: number;
-  /** Per-request override of the objective's lambda (x-signalman-quality-bias), already bounded. */
+  /** The utility objective's lambda when steered online; else the configured one is used. */
   lambda?: number;
+  /**
+   * Per-request bias toward quality in [0, 1] (x-signalman-quality-bias). Utility: lambda is scaled by
+   * (1 - b) / b, so 0.5 keeps it, 1 ignores cost, 0 takes the cheapest. Threshold: b is the quality bar.
+   */
+  qualityBias?: number;
 }
 
 /** Rough token estimate: ~4 characters per token for English text (good enough to rank costs). */
@@ -49,30 +56,46 @@ export function checkScores(policy: CompiledPolicy, scores: readonly CandidateSc
   }
 }
 
+/** The lambda a utility decision uses: steered or configured, then scaled by the request's quality bias. */
+export function effectiveLambda(input: Pick<DecideInput, 'policy' | 'lambda' | 'qualityBias'>): number {
+  const objective = input.policy.config.objective;
+  const base = input.lambda ?? (objective.kind === 'utility' ? objective.lambda : 0);
+  const b = input.qualityBias;
+  if (b === undefined) return base;
+  if (b >= 1) return 0;
+  if (b <= 0) return Number.MAX_VALUE;
+  return (base > 0 ? base : 1) * ((1 - b) / b);
+}
+
+/** Chosen first, then only the policy's declared fallbacks: ops decide which backends may absorb failures. */
+export function orderFrom(chosen: string, policy: CompiledPolicy): string[] {
+  const order = [chosen];
+  for (const f of policy.fallbacks) if (f !== chosen) order.push(f);
+  return order;
+}
+
 export function decide(input: DecideInput): Pick<Decision, 'chosen' | 'order' | 'candidates'> {
   const { policy, backends, scores } = input;
   const promptTokens = estimateTokens(input.promptChars);
   const outTokens = policy.config.expected_output_tokens;
   const objective = policy.config.objective;
-  const lambda = input.lambda ?? (objective.kind === 'utility' ? objective.lambda : 0);
+  const lambda = effectiveLambda(input);
   const candidates: ScoredCandidate[] = scores.map((s) => {
     const cost = expectedCostUsd(backends.get(s.backend) as CompiledBackend, promptTokens, outTokens);
     return { ...s, expectedCostUsd: cost, utility: s.quality - lambda * cost };
   });
 
   let ranked: ScoredCandidate[];
-  if (objective.kind === 'threshold' && input.lambda === undefined) {
+  if (objective.kind === 'threshold') {
     // Cheapest candidate that clears the bar; if none does, the best predicted quality.
-    const clear = candidates.filter((c) => c.quality >= objective.min_quality).sort((a, b) => a.expectedCostUsd - b.expectedCostUsd || b.quality - a.quality);
-    const rest = candidates.filter((c) => c.quality < objective.min_quality).sort((a, b) => b.quality - a.quality);
+    const bar = input.qualityBias ?? objective.min_quality;
+    const clear = candidates.filter((c) => c.quality >= bar).sort((a, b) => a.expectedCostUsd - b.expectedCostUsd || b.quality - a.quality);
+    const rest = candidates.filter((c) => c.quality < bar).sort((a, b) => b.quality - a.quality);
     ranked = [...clear, ...rest];
   } else {
     // Stable: ties keep the policy's candidate order.
     ranked = [...candidates].sort((a, b) => b.utility - a.utility);
   }
   const chosen = (ranked[0] as ScoredCandidate).backend;
-  // Only the policy's declared fallbacks follow: ops decide which backends may absorb failures.
-  const order = [chosen];
-  for (const f of policy.fallbacks) if (f !== chosen) order.push(f);
-  return { chosen, order, candidates };
+  return { chosen, order: orderFrom(chosen, policy), candidates };
 }

@@ -26,7 +26,15 @@ export interface Router {
   readonly needsEmbedding: boolean;
   /** Exactly one score per candidate. */
   score(q: RouteQuery): readonly CandidateScore[] | Promise<readonly CandidateScore[]>;
+  /** An out-of-domain guard over the router's own data (e.g. kNN distance), or null if it has none. */
+  makeGuard?(o: { threshold?: number }): Guard | null;
   close?(): Promise<void>;
+}
+
+/** Runs before scoring; kNN guards answer synchronously, classifier guards need one model call. */
+export interface Guard {
+  readonly kind: string;
+  check(embedding: Float32Array): (GuardVerdict & { label?: string }) | Promise<GuardVerdict & { label?: string }>;
 }
 
 export interface GuardVerdict {

@@ -12,6 +12,7 @@ import { handleForward, qualityBias, routeMeta, toSignalmanError, validateBody }
 export interface AppOptions {
   ref: RuntimeRef;
   logger: Logger;
+  accessLogger?: Logger;
   /** Extra sinks (tests use a MemorySink). */
   sinks?: EventSink[];
   bodyLimit?: number;
@@ -33,12 +34,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     forceCloseConnections: 'idle',
   });
   const access = ref.current?.config.server.access_log ?? true;
-  const sink = new FanoutSink([...(access ? [new LogSink(logger)] : []), ...(opts.sinks ?? [])]);
+  const sink = new FanoutSink([...(access ? [new LogSink(opts.accessLogger ?? logger)] : []), ...(opts.sinks ?? [])]);
+  const deps = { sink, routing: ref.routing };
 
   // The API speaks JSON only: anything else is a clear 415 rather than a confusing schema error.
   app.removeContentTypeParser('text/plain');
-  app.addHook('onRequest', async (req, reply) => {
+  app.addHook('onRequest', function requestIdHeader(req, reply, done) {
     reply.header('x-signalman-request-id', req.id);
+    done();
   });
 
   app.setErrorHandler((err: FastifyError | SignalmanError, req, reply) => {
@@ -54,7 +57,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     const pinned = ref.pin();
     if (!pinned) throw E.notReady('no configuration is loaded yet; see GET /readyz');
     try {
-      await handleForward(endpoint, pinned.runtime, req, reply, { sink });
+      await handleForward(endpoint, pinned.runtime, req, reply, deps);
     } finally {
       pinned.release();
     }
@@ -80,7 +83,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       }
       const t0 = performance.now();
       const decision = await routeRequest({
-        policy, backends: pinned.runtime.backends, body, meta: routeMeta(req, body), lambda: qualityBias(req),
+        policy, backends: pinned.runtime.backends, body, meta: routeMeta(req, body), headers: req.headers, state: ref.routing,
+        qualityBias: qualityBias(req), dryRun: true,
       });
       return reply.send({ object: 'signalman.route', ...decision, totalMs: performance.now() - t0, generation: pinned.runtime.generation });
     } finally {

@@ -8,6 +8,8 @@ import { buildApp } from './app.js';
 export interface GatewayOptions {
   configFile: string;
   logger: Logger;
+  /** Logger for the one-line-per-request access log (default: `logger`). */
+  accessLogger?: Logger;
   host?: string;
   port?: number;
   sinks?: EventSink[];
@@ -31,7 +33,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     throw new Error(`cannot start: the config is invalid\n${status.errors.join('\n')}`);
   }
   const server = ref.current!.config.server;
-  const app = await buildApp({ ref, logger: opts.logger, sinks: opts.sinks });
+  const app = await buildApp({ ref, logger: opts.logger, accessLogger: opts.accessLogger, sinks: opts.sinks });
   const host = opts.host ?? server.host;
   const port = opts.port ?? server.port;
   let address: string;

@@ -54,10 +54,16 @@ export interface HarmonicThreshold {
  * Guard threshold maximising the harmonic mean of ID accuracy (right domain and score >= t) and OOD
  * accuracy (score < t). Candidates lie midway between neighbouring distinct scores.
  */
-export function bestHarmonicThreshold(inDomain: ReadonlyArray<{ score: number; correct: boolean }>, ood: readonly number[]): HarmonicThreshold {
+export function bestHarmonicThreshold(
+  inDomain: ReadonlyArray<{ score: number; correct: boolean }>,
+  ood: readonly number[],
+  /** Thresholds below this are not considered (e.g. 0 for probabilities). */
+  floor = -Infinity,
+): HarmonicThreshold {
   if (inDomain.length === 0 || ood.length === 0) throw new Error('bestHarmonicThreshold needs in-domain and out-of-domain scores');
   const all = [...new Set([...inDomain.map((x) => x.score), ...ood])].sort((a, b) => a - b);
-  const cands = [all[0]! - 1e-6, ...all.slice(1).map((v, i) => (v + all[i]!) / 2), all[all.length - 1]! + 1e-6];
+  const cands = [all[0]! - 1e-6, ...all.slice(1).map((v, i) => (v + all[i]!) / 2), all[all.length - 1]! + 1e-6].filter((t) => t >= floor);
+  if (Number.isFinite(floor)) cands.unshift(floor);
   const idSorted = inDomain.filter((x) => x.correct).map((x) => x.score).sort((a, b) => a - b);
   const oodSorted = [...ood].sort((a, b) => a - b);
   let best: HarmonicThreshold = { threshold: cands[0]!, score: -1, idAccuracy: 0, oodAccuracy: 0 };

@@ -21,7 +21,6 @@ export interface Recipe {
 }
 
 const LEX4096 = { type: 'lexical', dim: 4096 } as const;
-const LEX512 = { type: 'lexical', dim: 512 } as const;
 const USE = { type: 'use-lite', workers: 1, max_batch: 64 } as const;
 
 export const RECIPES: readonly Recipe[] = [
@@ -47,7 +46,7 @@ export const RECIPES: readonly Recipe[] = [
     name: 'p2-lexical-lr',
     protocol: 'p2',
     embedder: LEX4096,
-    mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 2.5e-4 },
+    mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 5e-5 },
     seed: 1,
     shipped: true,
     note: 'logistic regression on 4096 hashed n-grams; one sigmoid per model predicts P(correct)',
@@ -64,11 +63,11 @@ export const RECIPES: readonly Recipe[] = [
   {
     name: 'p3-lexical-lr',
     protocol: 'p3',
-    embedder: LEX512,
-    mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 1e-4 },
+    embedder: LEX4096,
+    mlp: { hidden: [], epochs: 30, lr: 0.01, batchSize: 256, l2: 5e-6 },
     seed: 1,
     shipped: true,
-    note: 'softmax regression over law/finance/health/ood on 512 hashed n-grams (the sub-millisecond guard)',
+    note: 'softmax regression over law/finance/health/ood on 4096 hashed n-grams (the sub-millisecond guard)',
   },
   {
     name: 'p3-use-lite-mlp',

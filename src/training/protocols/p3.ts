@@ -17,9 +17,10 @@ import { rowOf, type Matrix } from '../embed-cache.js';
 import type { TrainedMlp } from '../mlp-train.js';
 import type { Recipe } from '../recipes.js';
 import { bestHarmonicThreshold } from '../calibrate.js';
+import { maxProbScore } from '../../routers/guard.js';
 
-// P3 (PROTOCOLS.md): guarded routing. A softmax over law / finance / health / ood; a prompt is in
-// domain when 1 - P(ood) >= threshold, and then gets its most probable domain. The threshold is
+// P3 (PROTOCOLS.md): guarded routing. A softmax over law / finance / health / ood, read by the same
+// rule as the gateway's max_prob guard (see p3Decide). The threshold is
 // chosen on a validation part of the TRAIN split whose negative MMLU subjects are held out whole,
 // because the test's negatives are unseen subjects too.
 
@@ -51,14 +52,15 @@ interface Item extends LabeledRow {
   x: Float32Array;
 }
 
-const DOMAINS = P3_LABELS.filter((l) => l !== 'ood');
-
-/** Predicted label and in-domain score (1 - P(ood)) for one probability vector over P3_LABELS. */
+/**
+ * The shipped guard's own rule (routers/guard.ts, max_prob): in domain when 'ood' is not the most
+ * probable label and the best domain's probability is at least the threshold. `inScore` is -Infinity
+ * when 'ood' wins outright, so no threshold lets such a prompt in.
+ */
 export function p3Decide(p: Float32Array, threshold: number): { label: P3Label; inScore: number } {
-  const inScore = 1 - p[P3_LABELS.indexOf('ood')]!;
-  let best = 0;
-  for (let d = 1; d < DOMAINS.length; d++) if (p[d]! > p[best]!) best = d;
-  return { label: inScore >= threshold ? DOMAINS[best]! : 'ood', inScore };
+  const r = maxProbScore(p, P3_LABELS);
+  const inScore = r.oodWins ? -Infinity : r.score;
+  return { label: inScore >= threshold ? (r.label as P3Label) : 'ood', inScore };
 }
 
 const oneHot = (l: P3Label): Float32Array => Float32Array.from(P3_LABELS, (x) => (x === l ? 1 : 0));
@@ -72,7 +74,12 @@ async function fit(recipe: Recipe, items: readonly Item[], ctx: RunContext): Pro
   // fitRecipe reads rows through rowOf(X, i): hand it a matrix built from the items' vectors.
   X.data = new Float32Array(items.length * X.dim);
   items.forEach((it, i) => X.data.set(it.x, i * X.dim));
-  return fitRecipe(recipe, X, items.map((_, i) => i), items.map((it) => oneHot(it.label)), 'softmax', ctx);
+  // Balanced classes: negatives outnumber each domain several times, and an unweighted softmax would
+  // let 'ood' win on in-domain prompts the guard should pass.
+  const count = new Map<P3Label, number>();
+  for (const it of items) count.set(it.label, (count.get(it.label) ?? 0) + 1);
+  const weights = Float32Array.from(items, (it) => items.length / (count.size * count.get(it.label)!));
+  return fitRecipe(recipe, X, items.map((_, i) => i), items.map((it) => oneHot(it.label)), 'softmax', ctx, weights);
 }
 
 export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
@@ -97,11 +104,13 @@ export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
   const idVal: Array<{ score: number; correct: boolean }> = [];
   const oodVal: number[] = [];
   for (const it of val) {
-    const d = p3Decide(inner.predict(it.x), 0);
-    if (it.label === 'ood') oodVal.push(d.inScore);
-    else idVal.push({ score: d.inScore, correct: d.label === it.label });
+    const r = maxProbScore(inner.predict(it.x), P3_LABELS);
+    // 'ood' winning outright rejects at any threshold: -1 sits below every candidate (>= 0).
+    const score = r.oodWins ? -1 : r.score;
+    if (it.label === 'ood') oodVal.push(score);
+    else idVal.push({ score, correct: !r.oodWins && r.label === it.label });
   }
-  const threshold = bestHarmonicThreshold(idVal, oodVal);
+  const threshold = bestHarmonicThreshold(idVal, oodVal, 0);
   const model = await fit(opts.recipe, train, ctx);
 
   let test: Item[];
@@ -139,7 +148,7 @@ export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
     embedder: embedder.id,
     labels: P3_LABELS,
     threshold: threshold.threshold,
-    calibration: `1 - P(ood) >= t; t maximises the ID/OOD harmonic mean (${threshold.score.toFixed(3)}) on a validation part of the train split (held-out ids; held-out whole MMLU subjects for negatives)`,
+    calibration: `in domain when 'ood' is not the argmax and the best domain probability >= t; t maximises the ID/OOD harmonic mean (${threshold.score.toFixed(3)}) on a validation part of the train split (held-out ids; held-out whole MMLU subjects for negatives)`,
     train: { rows: train.length, droppedOverlap: dropped, split: 'in-domain MMLU bucket(id) == 0; negatives MMLU bucket(category) == 0 and llmrouter bucket(id) == 0, minus rows quoting GSM8K/MT-Bench' },
     result,
     oodBySource,

@@ -1,0 +1,63 @@
+// Sticky multi-turn routing: a conversation stays on the backend chosen for its first turn, so a
+// follow-up question is not answered by a different model than the one that wrote the earlier turns.
+import { z } from 'zod';
+import type { StickyConfig } from '../config/schema.js';
+import { contentText } from '../embedders/prompt-text.js';
+import { hashText53 } from '../embedders/hash.js';
+
+type Sticky = z.infer<typeof StickyConfig>;
+
+export interface ConversationKey {
+  key: string;
+  /** The request continues a conversation (has earlier assistant turns or names its conversation). */
+  followUp: boolean;
+}
+
+/**
+ * The conversation's identity: the client's conversation-id header if sent, else a hash of the system
+ * prompt and the first user message — the part of a conversation that never changes between turns.
+ */
+export function conversationKey(cfg: Sticky, body: Record<string, unknown>, header: string | undefined): ConversationKey | null {
+  if (header !== undefined && header !== '') return { key: `h:${header}`, followUp: true };
+  const messages = body.messages;
+  if (!Array.isArray(messages)) return null;
+  let opening = '';
+  let followUp = false;
+  let sawUser = false;
+  for (const m of messages as Array<{ role?: unknown; content?: unknown }>) {
+    if (m.role === 'assistant' || m.role === 'tool') followUp = true;
+    if (!sawUser && (m.role === 'system' || m.role === 'developer' || m.role === 'user')) {
+      opening += `${String(m.role)}\u0000${contentText(m.content)}\u0001`;
+      if (m.role === 'user') sawUser = true;
+    }
+  }
+  if (!sawUser) return null;
+  return { key: `c:${hashText53(opening).toString(36)}`, followUp };
+}
+
+/** Bounded LRU of conversation → backend with a TTL; shared by all configs (survives reloads). */
+export class StickyStore {
+  private readonly map = new Map<string, { backend: string; expires: number }>();
+
+  constructor(private readonly maxEntries: number) {}
+
+  get(key: string, now: number): string | undefined {
+    const hit = this.map.get(key);
+    if (hit === undefined) return undefined;
+    if (hit.expires <= now) {
+      this.map.delete(key);
+      return undefined;
+    }
+    return hit.backend;
+  }
+
+  set(key: string, backend: string, expires: number): void {
+    this.map.delete(key); // re-insert: most recently used last
+    this.map.set(key, { backend, expires });
+    if (this.map.size > this.maxEntries) this.map.delete(this.map.keys().next().value as string);
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}
