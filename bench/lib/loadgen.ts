@@ -7,7 +7,8 @@ export interface LoadSpec {
   origin: string;
   path: string;
   headers: Record<string, string>;
-  body: string;
+  /** The request body, or a function called once per request (e.g. a distinct prompt each time). */
+  body: string | (() => string);
   concurrency: number;
   /** Requests before measuring: connections open, JIT warm. */
   warmupMs: number;
@@ -52,13 +53,15 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   let checked = 0;
 
   const one = async (): Promise<void> => {
+    // Built before the clock starts: generating a prompt is the load generator's cost, not the server's.
+    const body = typeof spec.body === 'string' ? spec.body : spec.body();
     const t0 = process.hrtime.bigint();
     let tFirst = 0n;
     let status = 0;
     let text = '';
     const keepBody = spec.check !== undefined && checked < 8;
     try {
-      const res = await pool.request({ method: 'POST', path: spec.path, headers: spec.headers, body: spec.body });
+      const res = await pool.request({ method: 'POST', path: spec.path, headers: spec.headers, body });
       status = res.statusCode;
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
         if (tFirst === 0n) tFirst = process.hrtime.bigint();

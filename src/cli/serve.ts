@@ -66,6 +66,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
   logger.info({ url: gw.url, config: configFile }, 'signalman listening');
   console.log(`signalman listening on ${gw.url} (config ${configFile})`);
 
+  // A bug in one request must not take the others down with it: log it loudly and keep serving.
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection (a bug: please report it)'));
+  process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception (a bug: please report it)'));
+
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

@@ -3,9 +3,8 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { defineEmbedder, type Embedder, type EmbedderContext } from './types.js';
 import { cacheSizeOption, maxCharsOption } from './common.js';
-import { truncateMiddle } from './prompt-text.js';
 import { hashText32 } from './hash.js';
-import { WorkerPool, workerFileFor } from './worker-pool.js';
+import { pooledEmbedder, WorkerPool, workerFileFor } from './worker-pool.js';
 import type { OnnxWorkerData } from './onnx.worker.js';
 
 // Any ONNX sentence-embedding model (all-MiniLM-L6-v2, bge-small, e5...) through the
@@ -120,23 +119,7 @@ export async function createOnnxEmbedder(o: OnnxOptions, ctx: EmbedderContext): 
     await pool.close();
     throw e;
   }
-  const cut = (t: string): string => truncateMiddle(t, o.max_chars);
-  return {
-    id: `${idBase}/d${dim}/m${o.max_chars}`,
-    dim,
-    embed: (text, signal) => pool.embed(cut(text), signal),
-    embedMany: async (texts, onProgress) => {
-      let done = 0;
-      return Promise.all(
-        texts.map(async (t) => {
-          const v = await pool.embed(cut(t));
-          onProgress?.(++done);
-          return v;
-        }),
-      );
-    },
-    close: () => pool.close(),
-  };
+  return pooledEmbedder(pool, `${idBase}/d${dim}/m${o.max_chars}`, dim, o.max_chars);
 }
 
 export default defineEmbedder({

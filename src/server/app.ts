@@ -30,7 +30,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // Cheap, unique per process; never taken from the client, so logs cannot be spoofed.
     genReqId: () => `${bootId}-${(++seq).toString(36)}`,
     requestIdHeader: false,
-    return503OnClosing: true,
+    // We answer requests that arrive while draining ourselves, in OpenAI's shape (see onRequest below).
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
   });
   const access = ref.current?.config.server.access_log ?? true;
@@ -39,8 +40,18 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   // The API speaks JSON only: anything else is a clear 415 rather than a confusing schema error.
   app.removeContentTypeParser('text/plain');
+  let draining = false;
+  app.addHook('preClose', function startDraining(done) {
+    draining = true;
+    done();
+  });
   app.addHook('onRequest', function requestIdHeader(req, reply, done) {
     reply.header('x-signalman-request-id', req.id);
+    if (draining) {
+      // A keep-alive client sent a new request while we drain: tell it to go elsewhere, and close.
+      void reply.code(503).header('connection', 'close').send(E.shuttingDown('the gateway is shutting down; retry on another instance').toJSON());
+      return;
+    }
     done();
   });
 

@@ -4,6 +4,7 @@
 // trainer draws every random number from one seeded generator and sums in a fixed order: the same
 // seed gives bit-identical weights. Zero inputs are skipped in the first layer (hashed text features
 // are sparse), which is most of the work.
+import { mulberry32 } from '../util/random.js';
 
 export interface MlpSpec {
   inputDim: number;
@@ -41,17 +42,7 @@ export interface TrainOptions {
   onEpoch?: (epoch: number, loss: number) => void;
 }
 
-/** mulberry32: tiny, fast, and good enough for initialisation, shuffling and dropout masks. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seededRandom = mulberry32;
 
 const EPS = 1e-7;
 

@@ -94,3 +94,20 @@ describe('client aborts', () => {
     expect(callsTo(stack.mock, '/strong/')).toHaveLength(0);
   });
 });
+
+describe('shutdown', () => {
+  it('lets in-flight requests finish, then refuses new ones', async () => {
+    const own = await startStack();
+    const client = own.client();
+    // @ts-expect-error: fault injection — a slow upstream
+    const inFlight = client.chat.completions.create({ model: 'weak', messages: msg, mock: { latency_ms: 400 } });
+    await waitFor(() => callsTo(own.mock, '/weak/').length === 1);
+    const closing = own.gw.close(5000);
+    const res = await inFlight;
+    expect(res.choices[0]?.message.content).toBeTruthy();
+    await closing;
+    const after = await client.chat.completions.create({ model: 'weak', messages: msg }).catch((e: unknown) => e);
+    expect(after).toBeInstanceOf(Error);
+    await own.close();
+  });
+});

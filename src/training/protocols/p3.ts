@@ -10,6 +10,7 @@ import {
   p3Split,
   readDataset,
   rowText,
+  sha256Hex,
 } from '../dataset.js';
 import { type P3Result, p3Evaluate } from '../metrics.js';
 import { type EmbedderPool, type RunContext, embedAll, fitRecipe } from '../fit.js';
@@ -31,7 +32,8 @@ export interface P3Run {
   labels: readonly P3Label[];
   threshold: number;
   calibration: string;
-  train: { rows: number; droppedOverlap: number; split: string };
+  /** sha256 = sha256(mmlu file hash + llmrouter file hash): both files the guard learnt from. */
+  train: { rows: number; droppedOverlap: number; split: string; sha256: string };
   result: P3Result;
   /** OOD accuracy per out-of-domain source. */
   oodBySource: Record<string, { n: number; accuracy: number }>;
@@ -149,7 +151,7 @@ export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
     labels: P3_LABELS,
     threshold: threshold.threshold,
     calibration: `in domain when 'ood' is not the argmax and the best domain probability >= t; t maximises the ID/OOD harmonic mean (${threshold.score.toFixed(3)}) on a validation part of the train split (held-out ids; held-out whole MMLU subjects for negatives)`,
-    train: { rows: train.length, droppedOverlap: dropped, split: 'in-domain MMLU bucket(id) == 0; negatives MMLU bucket(category) == 0 and llmrouter bucket(id) == 0, minus rows quoting GSM8K/MT-Bench' },
+    train: { rows: train.length, droppedOverlap: dropped, sha256: sha256Hex(mmlu.sha256 + llm.sha256), split: 'in-domain MMLU bucket(id) == 0; negatives MMLU bucket(category) == 0 and llmrouter bucket(id) == 0, minus rows quoting GSM8K/MT-Bench' },
     result,
     oodBySource,
     decisionMicros,

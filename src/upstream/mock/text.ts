@@ -1,5 +1,6 @@
 // Deterministic text for the mock: a string hash seeds a small PRNG that picks words, so the same
 // request always yields the same answer (tests compare two runs; benchmarks get stable sizes).
+import { mulberry32 } from '../../util/random.js';
 
 /** 32-bit hash (cyrb53's mixing, truncated): cheap, well spread, stable across runs and platforms. */
 export function hash32(text: string, seed = 0): number {
@@ -15,17 +16,7 @@ export function hash32(text: string, seed = 0): number {
   return (h1 ^ h2) >>> 0;
 }
 
-/** mulberry32: returns floats in [0, 1). Enough quality for picking words and vector entries. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const prng = mulberry32;
 
 const WORDS = (
   'the of and to in is was for on that with as by at from this it be are or an which not have has ' +

@@ -1,0 +1,121 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_CACHE_DIR } from '../training/embed-cache.js';
+import { EmbedderPool, type RunContext } from '../training/fit.js';
+import { writeCurvesPng } from '../training/plot.js';
+import { runP1, type P1Run } from '../training/protocols/p1.js';
+import { runP2, type P2Run } from '../training/protocols/p2.js';
+import { runP3, type P3Run } from '../training/protocols/p3.js';
+import { type Protocol, type Recipe, findRecipe, recipesFor, shippedRecipe } from '../training/recipes.js';
+import { type Run, p1Table, p2Table, p3Table, panels, summarize } from '../training/report.js';
+
+const USAGE = `usage: signalman eval [--protocol p1|p2|p3] [--router NAME|all]... [--test FILE]...
+                      [--data DIR] [--dump FILE | --dump-dir DIR] [--results FILE] [--plot FILE]
+                      [--cache-dir DIR | --no-cache] [--bootstrap N]
+
+Runs the evaluation protocols of ../shared/datasets/PROTOCOLS.md (all three unless --protocol) and
+prints a table per router against the random, zero-router and oracle baselines. Each router is
+trained by its protocol (deterministic: recipe + seed) before it is scored.
+  --data DIR       datasets folder (default ../shared/datasets)
+  --router NAME    a recipe name (see routers/README.md), or 'all' for every recipe of the protocol;
+                   default: the shipped router of each protocol
+  --test FILE      score this file (same schema) instead of the protocol's test sets
+  --dump FILE      per-prompt dump of the first router (needs one --protocol)
+  --dump-dir DIR   writes DIR/p1.jsonl, p2.jsonl, p3.jsonl
+  --results FILE   all numbers as JSON       --plot FILE   quality/cost curves as PNG
+  --bootstrap N    bootstrap resamples for P1 standard errors (default 200)`;
+
+export function parseEvalArgs(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      protocol: { type: 'string' },
+      router: { type: 'string', multiple: true },
+      test: { type: 'string', multiple: true },
+      data: { type: 'string', default: '../shared/datasets' },
+      dump: { type: 'string' },
+      'dump-dir': { type: 'string' },
+      results: { type: 'string' },
+      plot: { type: 'string' },
+      'cache-dir': { type: 'string', default: DEFAULT_CACHE_DIR },
+      'no-cache': { type: 'boolean', default: false },
+      bootstrap: { type: 'string', default: '200' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const p = values.protocol;
+  if (p !== undefined && p !== 'p1' && p !== 'p2' && p !== 'p3') throw new Error(`--protocol must be p1, p2 or p3, got '${p}'`);
+  const protocols: Protocol[] = p === undefined ? ['p1', 'p2', 'p3'] : [p];
+  if (values.dump !== undefined && protocols.length !== 1) throw new Error('--dump FILE needs one --protocol (or use --dump-dir DIR)');
+  if (values.test !== undefined && protocols.length !== 1) throw new Error('--test FILE needs one --protocol');
+  if (values.test !== undefined && values.test.length > 1 && protocols[0] !== 'p1') throw new Error('only p1 accepts several --test files');
+  const bootstrap = Number(values.bootstrap);
+  if (!Number.isInteger(bootstrap) || bootstrap < 0) throw new Error(`--bootstrap must be a whole number >= 0, got '${values.bootstrap}'`);
+  const recipes = (proto: Protocol): Recipe[] => {
+    const names = values.router ?? [];
+    if (names.length === 0) return [shippedRecipe(proto)];
+    if (names.includes('all')) return recipesFor(proto);
+    const picked = names.map(findRecipe).filter((r) => r.protocol === proto);
+    if (picked.length === 0) throw new Error(`none of --router ${names.join(', ')} is a ${proto} recipe; ${proto} has ${recipesFor(proto).map((r) => r.name).join(', ')}`);
+    return picked;
+  };
+  return { values, protocols, recipes, bootstrap };
+}
+
+const jsonl = (rows: readonly object[]): string => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+
+async function writeOut(file: string, text: string | Uint8Array): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, text);
+}
+
+export async function evalCommand(argv: string[]): Promise<number> {
+  let args: ReturnType<typeof parseEvalArgs>;
+  try {
+    args = parseEvalArgs(argv);
+  } catch (err) {
+    process.stderr.write(`signalman eval: ${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  const { values, protocols, recipes, bootstrap } = args;
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const ctx: RunContext = { dataDir: values.data, cacheDir: values['no-cache'] ? null : values['cache-dir'] };
+  const pool = new EmbedderPool();
+  const runs: Run[] = [];
+  try {
+    for (const proto of protocols) {
+      const done: Run[] = [];
+      for (const recipe of recipes(proto)) {
+        if (proto === 'p1') done.push(await runP1({ recipe, pool, bootstrap, ...(values.test ? { testFiles: values.test } : {}) }, ctx));
+        else if (proto === 'p2') done.push(await runP2({ recipe, pool, ...(values.test ? { testFile: values.test[0]! } : {}) }, ctx));
+        else done.push(await runP3({ recipe, pool, ...(values.test ? { testFile: values.test[0]! } : {}) }, ctx));
+      }
+      const text =
+        proto === 'p1' ? p1Table(done as P1Run[]) : proto === 'p2' ? p2Table(done as P2Run[]) : p3Table(done as P3Run[]);
+      process.stdout.write(`\n${text}\n`);
+      const head = done[0]!;
+      if (values.dump !== undefined) await writeOut(values.dump, jsonl(head.dump));
+      if (values['dump-dir'] !== undefined) await writeOut(join(values['dump-dir'], `${proto}.jsonl`), jsonl(head.dump));
+      runs.push(...done);
+    }
+    if (values.results !== undefined) {
+      await writeOut(values.results, `${JSON.stringify({ data: values.data, runs: runs.map(summarize) }, null, 2)}\n`);
+    }
+    if (values.plot !== undefined) {
+      const ps = panels(runs);
+      if (ps.length > 0) await writeCurvesPng(values.plot, ps);
+    }
+  } catch (err) {
+    process.stderr.write(`signalman eval: ${(err as Error).message}\n`);
+    return 1;
+  } finally {
+    await pool.close();
+  }
+  return 0;
+}
