@@ -16,8 +16,8 @@ try {
   // The routing suite exists once the routers do; it is loaded lazily so the overhead bench never depends on them.
   const routing = join(import.meta.dirname, 'routing.js');
   if ((only === 'all' || only === 'routing') && existsSync(routing)) {
-    const mod = (await import(pathToFileURL(routing).href)) as { runRoutingBench: () => Promise<unknown> };
-    await mod.runRoutingBench();
+    const mod = (await import(pathToFileURL(routing).href)) as { runRoutingBench: () => Promise<{ failed: number }> };
+    failed += (await mod.runRoutingBench()).failed;
   } else if (only === 'routing') {
     console.error('bench/routing.ts is not built yet');
     process.exit(2);

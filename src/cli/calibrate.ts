@@ -9,7 +9,7 @@ import { findRecipe, shippedRecipe } from '../training/recipes.js';
 
 const USAGE = `usage: signalman calibrate --protocol p1 (--target-share X | --target-cost C) [--router RECIPE]
        signalman calibrate --protocol p2 --target-cost C [--router RECIPE]
-         [--data DIR] [--on FILE]
+         [--data DIR] [--on FILE] [--cache-dir DIR | --no-cache]
 
 Finds the operating point for a target: P1, the score threshold (P(strong right) - P(weak right))
 that sends share X (0..1) of prompts to the strong model, or the share whose mean price per M input
@@ -32,6 +32,7 @@ export async function calibrateCommand(argv: string[]): Promise<number> {
         on: { type: 'string' },
         data: { type: 'string', default: '../shared/datasets' },
         'cache-dir': { type: 'string', default: DEFAULT_CACHE_DIR },
+        'no-cache': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -50,7 +51,7 @@ export async function calibrateCommand(argv: string[]): Promise<number> {
     if (!Number.isFinite(x) || x < 0) throw new Error(`--${name} must be a number >= 0, got '${v}'`);
     return x;
   };
-  const ctx: RunContext = { dataDir: values.data, cacheDir: values['cache-dir'] };
+  const ctx: RunContext = { dataDir: values.data, cacheDir: values['no-cache'] ? null : values['cache-dir'] };
   const pool = new EmbedderPool();
   try {
     const proto = values.protocol;

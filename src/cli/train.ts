@@ -9,6 +9,33 @@ import { runP2 } from '../training/protocols/p2.js';
 import { runP3 } from '../training/protocols/p3.js';
 import { type Recipe, findRecipe, shippedRecipe } from '../training/recipes.js';
 import type { ManifestInput } from '../routers/artifacts.js';
+import { OnnxMlp } from '../routers/mlp.js';
+import { rng } from '../training/metrics.js';
+import type { TrainedMlp } from '../training/mlp-train.js';
+
+/**
+ * Loads the written model.onnx the way the gateway does and checks it computes what the trained
+ * model computes (on seeded random unit vectors), so the numbers `eval` reports hold for the file.
+ */
+export async function verifyOnnx(dir: string, model: TrainedMlp): Promise<number> {
+  const onnx = await OnnxMlp.load(dir);
+  const next = rng(12345);
+  let worst = 0;
+  try {
+    for (let k = 0; k < 8; k++) {
+      const x = Float32Array.from({ length: model.spec.inputDim }, () => next() * 2 - 1);
+      const norm = Math.hypot(...x);
+      for (let i = 0; i < x.length; i++) x[i] = x[i]! / norm;
+      const a = model.predict(x);
+      const b = await onnx.run(x);
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+    }
+  } finally {
+    await onnx.close();
+  }
+  if (!(worst < 1e-4)) throw new Error(`${dir}/model.onnx differs from the trained model by ${worst}; the export is broken`);
+  return worst;
+}
 
 const USAGE = `usage: signalman train --protocol p1|p2|p3 [--router RECIPE] [--data DIR] [--out DIR]
        signalman train --input FILE --kind knn|mlp [--embedder lexical|use-lite] [--dim N]
@@ -23,8 +50,10 @@ const cmdline = (argv: string[]): string => ['signalman train', ...argv].join(' 
 
 async function trainProtocol(proto: string, recipe: Recipe, out: string, ctx: RunContext, pool: EmbedderPool, argv: string[]): Promise<void> {
   const now = new Date().toISOString();
+  let model: TrainedMlp;
   if (proto === 'p1') {
     const r = await runP1({ recipe, pool, bootstrap: 0 }, ctx);
+    model = r.model;
     const metrics: Record<string, number> = {};
     for (const b of r.benchmarks) {
       metrics[`apgr_${b.benchmark}`] = b.router.apgr;
@@ -41,6 +70,7 @@ async function trainProtocol(proto: string, recipe: Recipe, out: string, ctx: Ru
     });
   } else if (proto === 'p2') {
     const r = await runP2({ recipe, pool }, ctx);
+    model = r.model;
     await writeMlpArtifact(out, r.model, {
       embedder: { id: r.embedder, dim: r.model.spec.inputDim },
       models: r.models,
@@ -57,6 +87,7 @@ async function trainProtocol(proto: string, recipe: Recipe, out: string, ctx: Ru
     });
   } else {
     const r = await runP3({ recipe, pool }, ctx);
+    model = r.model;
     await writeMlpArtifact(out, r.model, {
       embedder: { id: r.embedder, dim: r.model.spec.inputDim },
       models: [...r.labels],
@@ -68,6 +99,7 @@ async function trainProtocol(proto: string, recipe: Recipe, out: string, ctx: Ru
       created_at: now,
     });
   }
+  await verifyOnnx(out, model);
 }
 
 async function trainFile(values: Record<string, string | boolean | undefined>, out: string, ctx: RunContext, pool: EmbedderPool, argv: string[]): Promise<void> {
@@ -110,6 +142,7 @@ async function trainFile(values: Record<string, string | boolean | undefined>, o
   };
   const mlp = await fitRecipe(recipe, X, rows, Y, 'sigmoid', ctx);
   await writeMlpArtifact(out, mlp, manifest);
+  await verifyOnnx(out, mlp);
 }
 
 export async function trainCommand(argv: string[]): Promise<number> {

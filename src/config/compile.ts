@@ -7,6 +7,7 @@ import { getEmbedderPlugin } from '../embedders/registry.js';
 import { ConfigError, ConfigErrors } from '../errors.js';
 import { getRouterPlugin } from '../routers/registry.js';
 import { loadGuard } from '../routers/guard.js';
+import { ScoreCache } from '../routers/score-cache.js';
 import type { Guard, Router } from '../routers/types.js';
 import { newPool, poolKey } from '../upstream/pools.js';
 import type { LoadedConfig } from './load.js';
@@ -31,6 +32,8 @@ export interface CompiledPolicy {
   readonly router: Router;
   readonly embedder: Embedder | null;
   readonly guard: Guard | null;
+  /** Scores and guard verdicts per prompt text, for text-only routers (null otherwise). */
+  readonly scoreCache: ScoreCache | null;
   readonly fallbacks: readonly string[];
 }
 
@@ -192,6 +195,7 @@ async function compilePolicy(p: PolicyConfig, resolvePath: (p: string) => string
     router,
     embedder,
     guard,
+    scoreCache: router.textOnly === true && p.score_cache_size > 0 ? new ScoreCache(p.score_cache_size) : null,
     fallbacks: p.fallbacks,
   };
 }

@@ -158,6 +158,12 @@ export const Policy = z
     objective: Objective.default({ kind: 'utility', lambda: 0 }),
     prompt: PromptTextOptions.default(PromptTextOptions.parse({})).describe('Which text of a request is embedded and scored.'),
     expected_output_tokens: z.number().int().positive().default(256),
+    score_cache_size: z
+      .number()
+      .int()
+      .min(0)
+      .default(10_000)
+      .describe('Prompt texts whose router scores are kept (kNN and MLP routers); 0 turns the cache off.'),
     fallbacks: z.array(Name).default([]).describe('Backends tried in order after the chosen one fails.'),
     guard: GuardConfig.optional().describe('Out-of-domain check before scoring.'),
     sticky: StickyConfig.default(StickyConfig.parse({})).describe('Multi-turn conversations stay on their first-turn model.'),

@@ -8,7 +8,7 @@ import { E } from '../errors.js';
 import { checkScores, decide, effectiveLambda, orderFrom, type Decision } from './policy.js';
 import type { RoutingState } from './state.js';
 import { conversationKey } from './sticky.js';
-import type { GuardVerdict, RouteQuery } from './types.js';
+import type { CandidateScore, GuardVerdict, RouteQuery } from './types.js';
 
 export interface RouteInput {
   policy: CompiledPolicy;
@@ -33,7 +33,7 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
   const cfg = policy.config;
   const now = input.now ?? Date.now();
   const base = {
-    policy: policy.name, guard: null, embedder: policy.embedder?.id ?? null, router: policy.router.type, embedCacheHit: false,
+    policy: policy.name, guard: null, embedder: policy.embedder?.id ?? null, router: policy.router.type, embedCacheHit: false, scoreCacheHit: false,
   };
 
   // Sticky: a follow-up turn goes where its conversation started, with no scoring at all.
@@ -57,25 +57,40 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
     const chosen = policy.config.guard?.fallback ?? (policy.candidateNames[0] as string);
     return { ...base, chosen, order: orderFrom(chosen, policy), reason: 'no_text', candidates: [], timingsMs: { ...NO_TIMINGS, extract: t1 - t0 } };
   }
-  let embedding: Float32Array | null = null;
+  // A text seen before (text-only routers): reuse its guard verdict and scores, skip embed + guard + score.
+  const cacheKey = policy.scoreCache?.key(text);
+  const hit = cacheKey === undefined ? undefined : policy.scoreCache?.get(cacheKey);
+  const scoreCacheHit = hit !== undefined;
   let embedCacheHit = false;
-  if ((policy.router.needsEmbedding || policy.guard !== null) && policy.embedder !== null) {
-    const cached = policy.embedder as Partial<CachedEmbedder>;
-    if (cached.embedCached) {
-      const r = await cached.embedCached(text, input.signal);
-      embedding = r.vec;
-      embedCacheHit = r.hit;
-    } else {
-      embedding = await policy.embedder.embed(text, input.signal);
+  let guard: (GuardVerdict & { label?: string }) | null = hit?.guard ?? null;
+  let t2 = t1;
+  let t3 = t1;
+  let scores: readonly CandidateScore[];
+  if (hit === undefined) {
+    let embedding: Float32Array | null = null;
+    if ((policy.router.needsEmbedding || policy.guard !== null) && policy.embedder !== null) {
+      const cached = policy.embedder as Partial<CachedEmbedder>;
+      if (cached.embedCached) {
+        const r = await cached.embedCached(text, input.signal);
+        embedding = r.vec;
+        embedCacheHit = r.hit;
+      } else {
+        embedding = await policy.embedder.embed(text, input.signal);
+      }
     }
+    t2 = performance.now();
+    if (policy.guard !== null && embedding !== null) guard = await policy.guard.check(embedding);
+    t3 = performance.now();
+    if (guard !== null && !guard.inDomain) {
+      scores = [];
+    } else {
+      scores = await policy.router.score({ text, embedding, candidates: policy.candidateNames, meta: input.meta });
+      checkScores(policy, scores);
+    }
+    if (cacheKey !== undefined) policy.scoreCache?.set(cacheKey, { scores, guard });
+  } else {
+    scores = hit.scores;
   }
-  const t2 = performance.now();
-
-  let guard: (GuardVerdict & { label?: string }) | null = null;
-  if (policy.guard !== null && embedding !== null) {
-    guard = await policy.guard.check(embedding);
-  }
-  const t3 = performance.now();
   if (guard !== null && !guard.inDomain) {
     const g = cfg.guard as NonNullable<typeof cfg.guard>;
     if (g.on_out_of_domain === 'reject') {
@@ -85,15 +100,11 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
       );
     }
     const chosen = g.fallback as string;
-    const decision: Decision = {
-      ...base, guard, embedCacheHit, chosen, order: orderFrom(chosen, policy), reason: 'guard_fallback', candidates: [],
+    return {
+      ...base, guard, embedCacheHit, scoreCacheHit, chosen, order: orderFrom(chosen, policy), reason: 'guard_fallback', candidates: [],
       timingsMs: { extract: t1 - t0, embed: t2 - t1, guard: t3 - t2, score: 0, decide: 0 },
     };
-    return decision;
   }
-
-  const scores = await policy.router.score({ text, embedding, candidates: policy.candidateNames, meta: input.meta });
-  checkScores(policy, scores);
   const t4 = performance.now();
   const steer = input.state.steerFor(cfg);
   const steered = steer?.lambda();
@@ -110,6 +121,7 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
     ...base,
     guard,
     embedCacheHit,
+    scoreCacheHit,
     chosen: d.chosen,
     order: d.order,
     reason: policy.router.type === 'fixed' ? 'fixed' : 'objective',

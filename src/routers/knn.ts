@@ -34,6 +34,7 @@ export default defineRouter({
     return {
       type: 'knn',
       needsEmbedding: true,
+      textOnly: true,
       score(q): CandidateScore[] {
         const r = index.query(checkEmbedding(q.embedding, index.dim, 'knn'), k);
         const topSimilarity = round4(r.topSimilarity);

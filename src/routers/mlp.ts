@@ -136,6 +136,7 @@ export default defineRouter({
     return {
       type: 'mlp',
       needsEmbedding: true,
+      textOnly: true,
       async score(q): Promise<CandidateScore[]> {
         const y = await mlp.run(checkEmbedding(q.embedding, mlp.inputDim, 'mlp'));
         return q.candidates.map((backend) => {

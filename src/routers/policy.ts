@@ -22,6 +22,8 @@ export interface Decision {
   embedder: string | null;
   router: string;
   embedCacheHit: boolean;
+  /** The guard verdict and scores came from the policy's per-text cache (no embed, guard or score ran). */
+  scoreCacheHit: boolean;
   timingsMs: { extract: number; embed: number; guard: number; score: number; decide: number };
 }
 

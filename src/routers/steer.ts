@@ -15,6 +15,7 @@ export class SteerController {
   private readonly costs: Array<{ t: number; usd: number }> = [];
   private costSum = 0;
   private observed = 0;
+  private lastMs: number | null = null;
 
   constructor(
     readonly cfg: Steer,
@@ -22,7 +23,7 @@ export class SteerController {
   ) {
     this.logLambda = Math.log(Math.max(initialLambda, 1e-3));
     // A step of ~5/window: the share settles within a few windows and wobbles little around it.
-    this.eta = cfg.target === 'share' ? 5 / cfg.window : 0.02;
+    this.eta = cfg.target === 'share' ? 5 / cfg.window : 0.5;
   }
 
   lambda(): number {
@@ -47,7 +48,11 @@ export class SteerController {
       const spanMs = Math.max(1000, Math.min(windowMs, nowMs - (this.costs[0]?.t ?? nowMs)));
       const perHour = (this.costSum * 3_600_000) / spanMs;
       const ratio = perHour / this.cfg.usd_per_hour;
-      this.logLambda += this.eta * Math.max(-1, Math.min(1, Math.log(Math.max(ratio, 1e-9))));
+      // The spend estimate lags by about half a window, so lambda may move only a fraction of its error per
+      // window's worth of time; faster and the controller chases its own delay and overshoots.
+      const dt = this.lastMs === null ? 0 : Math.min(windowMs, nowMs - this.lastMs);
+      this.lastMs = nowMs;
+      this.logLambda += this.eta * (dt / windowMs) * Math.max(-1, Math.min(1, Math.log(Math.max(ratio, 1e-9))));
     }
     this.logLambda = Math.min(MAX_LOG, Math.max(MIN_LOG, this.logLambda));
   }

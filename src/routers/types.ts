@@ -24,6 +24,11 @@ export interface Router {
   readonly type: string;
   /** false: the pipeline skips the embedding stage for this router. */
   readonly needsEmbedding: boolean;
+  /**
+   * true: scores are a pure function of the prompt text (no request metadata, no clock), so the engine
+   * may cache them per text. kNN and MLP routers are; rules read request metadata and are not.
+   */
+  readonly textOnly?: boolean;
   /** Exactly one score per candidate. */
   score(q: RouteQuery): readonly CandidateScore[] | Promise<readonly CandidateScore[]>;
   /** An out-of-domain guard over the router's own data (e.g. kNN distance), or null if it has none. */

@@ -77,7 +77,7 @@ export async function resolveTarget(
     const first = policy.candidateNames[0] as string;
     decision = {
       policy: policy.name, chosen: first, order: [first, ...policy.fallbacks.filter((f) => f !== first)], reason: 'fixed',
-      candidates: [], guard: null, embedder: null, router: 'none', embedCacheHit: false,
+      candidates: [], guard: null, embedder: null, router: 'none', embedCacheHit: false, scoreCacheHit: false,
       timingsMs: { extract: 0, embed: 0, guard: 0, score: 0, decide: 0 },
     };
   } else {

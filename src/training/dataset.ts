@@ -60,7 +60,8 @@ const describeIssue = (i: z.core.$ZodIssue): string => {
 };
 
 /** Parses JSONL text; every problem names the line and the field. Contaminated rows are dropped. */
-export function parseJsonl(text: string, file: string, opts: { modelCount?: 'same' | 'any' } = {}): Omit<Dataset, 'sha256'> {
+/** `sameModels` (default true): every row must score the same models as the first. */
+export function parseJsonl(text: string, file: string, opts: { sameModels?: boolean } = {}): Omit<Dataset, 'sha256'> {
   const rows: OutcomeRow[] = [];
   const seen = new Set<string>();
   let contaminated = 0;
@@ -81,7 +82,7 @@ export function parseJsonl(text: string, file: string, opts: { modelCount?: 'sam
     if (seen.has(row.id)) throw new DatasetError(file, n + 1, `duplicate id '${row.id}'`);
     seen.add(row.id);
     const key = Object.keys(row.scores).sort().join(',');
-    if ((opts.modelCount ?? 'same') === 'same') {
+    if (opts.sameModels ?? true) {
       if (models === null) models = key;
       else if (key !== models)
         throw new DatasetError(file, n + 1, `field 'scores': expected models [${models}] as on the first row, got [${key}]`);

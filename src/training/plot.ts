@@ -84,9 +84,13 @@ function drawPanel(ctx: PImage.Context, p: Panel, ox: number, oy: number): void 
         for (let j = 0; j < steps; j += s.dashed ? 2 : 1) {
           const t0 = j / steps;
           const t1 = (j + 1) / steps;
+          const [ax, ay] = [X(a.x + (b.x - a.x) * t0), Y(a.y + (b.y - a.y) * t0)];
+          const [bx, by] = [X(a.x + (b.x - a.x) * t1), Y(a.y + (b.y - a.y) * t1)];
+          // pureimage logs a warning for zero-length strokes (repeated curve points): skip them.
+          if (Math.abs(ax - bx) + Math.abs(ay - by) < 0.5) continue;
           ctx.beginPath();
-          ctx.moveTo(X(a.x + (b.x - a.x) * t0), Y(a.y + (b.y - a.y) * t0));
-          ctx.lineTo(X(a.x + (b.x - a.x) * t1), Y(a.y + (b.y - a.y) * t1));
+          ctx.moveTo(ax, ay);
+          ctx.lineTo(bx, by);
           ctx.stroke();
         }
       }

@@ -15,8 +15,10 @@ export interface Recipe {
   embedder: { type: string } & Record<string, unknown>;
   mlp: Omit<TrainOptions, 'output' | 'seed' | 'sampleWeights' | 'onEpoch'>;
   seed: number;
-  /** Shipped in routers/<name>/ and used by `eval` when no router is named. */
+  /** Has a trained artifact in routers/<name>/. */
   shipped: boolean;
+  /** The protocol's best shipped router: what `eval` and `train` use when no router is named. */
+  best?: boolean;
   note: string;
 }
 
@@ -31,6 +33,7 @@ export const RECIPES: readonly Recipe[] = [
     mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 2.5e-4 },
     seed: 1,
     shipped: true,
+    best: true,
     note: 'logistic regression (MLP without hidden layer) on 4096 hashed word/char n-grams; outputs P(correct) per model',
   },
   {
@@ -57,8 +60,9 @@ export const RECIPES: readonly Recipe[] = [
     embedder: USE,
     mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
     seed: 1,
-    shipped: false,
-    note: 'one hidden layer of 128 on USE-lite sentence embeddings',
+    shipped: true,
+    best: true,
+    note: 'one hidden layer of 128 on USE-lite sentence embeddings; one sigmoid per model predicts P(correct)',
   },
   {
     name: 'p3-lexical-lr',
@@ -67,6 +71,7 @@ export const RECIPES: readonly Recipe[] = [
     mlp: { hidden: [], epochs: 30, lr: 0.01, batchSize: 256, l2: 5e-6 },
     seed: 1,
     shipped: true,
+    best: true,
     note: 'softmax regression over law/finance/health/ood on 4096 hashed n-grams (the sub-millisecond guard)',
   },
   {
@@ -88,7 +93,7 @@ export function findRecipe(name: string): Recipe {
 
 export const recipesFor = (p: Protocol): Recipe[] => RECIPES.filter((r) => r.protocol === p);
 export const shippedRecipe = (p: Protocol): Recipe => {
-  const r = RECIPES.find((x) => x.protocol === p && x.shipped);
+  const r = RECIPES.find((x) => x.protocol === p && x.best === true);
   if (r === undefined) throw new Error(`no shipped recipe for ${p}`);
   return r;
 };

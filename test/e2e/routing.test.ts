@@ -81,6 +81,20 @@ describe('routing by prompt content', () => {
     expect(ev?.decision?.candidates).toHaveLength(2);
   });
 
+  it('serves a repeated prompt from the score cache with the same decision', async () => {
+    const body = { model: 'smart', messages: user(prompt('math', 510)) };
+    const first = (await route(body)).body;
+    const again = (await route(body)).body;
+    expect(first.scoreCacheHit).toBe(false);
+    expect(again.scoreCacheHit).toBe(true);
+    expect(again.candidates).toEqual(first.candidates);
+    expect(again.guard).toEqual(first.guard);
+    expect(again.timingsMs.embed).toBe(0);
+    const ood = { model: 'smart', messages: user(OUT_OF_DOMAIN[2] as string) };
+    await route(ood);
+    expect((await route(ood)).body).toMatchObject({ reason: 'guard_fallback', scoreCacheHit: true });
+  });
+
   it('lets a request bias toward quality or cost (x-signalman-quality-bias)', async () => {
     const math = { model: 'smart', messages: user(prompt('math', 504)) };
     expect((await route(math, { 'x-signalman-quality-bias': '0' })).body.chosen).toBe('weak');

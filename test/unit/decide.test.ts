@@ -4,6 +4,7 @@ import { Policy } from '../../src/config/schema.js';
 import { decide, effectiveLambda } from '../../src/routers/policy.js';
 import { SteerController } from '../../src/routers/steer.js';
 import { conversationKey, StickyStore } from '../../src/routers/sticky.js';
+import { mulberry32 } from '../../src/util/random.js';
 
 const backend = (name: string, input: number, output: number) =>
   ({ name, config: { price: { input_per_mtok: input, output_per_mtok: output } } }) as unknown as CompiledBackend;
@@ -74,11 +75,12 @@ describe('steering', () => {
 
   it('drives expected spend per hour toward its target', () => {
     const ctl = new SteerController({ target: 'spend', usd_per_hour: 36, window_s: 60 }, 1); // 0.01 USD/s
+    const rand = mulberry32(7);
     let spent = 0;
     let t = 0;
     for (let i = 0; i < 20_000; i++) {
       t += 100; // 10 requests per second
-      const chosen = Math.random() * 0.5 - ctl.lambda() * 0.01 > 0 ? 'big' : 'small';
+      const chosen = rand() * 0.5 - ctl.lambda() * 0.01 > 0 ? 'big' : 'small';
       const usd = chosen === 'big' ? 0.01 : 0.0001;
       if (i >= 15_000) spent += usd;
       ctl.observe(chosen, usd, t);

@@ -1,0 +1,123 @@
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { evalCommand } from '../../src/cli/eval.js';
+import { trainCommand } from '../../src/cli/train.js';
+import { calibrateCommand } from '../../src/cli/calibrate.js';
+import { readManifest } from '../../src/routers/artifacts.js';
+import { writeFixture } from './fixture.js';
+
+// End to end on a small made-up datasets folder: train -> eval -> dumps -> calibrate.
+
+// The lexical recipes: USE-lite would make this test slow (it runs a neural encoder per prompt).
+const LEX = ['--router', 'p1-lexical-lr', '--router', 'p2-lexical-lr', '--router', 'p3-lexical-lr'];
+let data = '';
+let out = '';
+const quiet = () => {
+  const stdout: string[] = [];
+  vi.spyOn(process.stdout, 'write').mockImplementation((s) => (stdout.push(String(s)), true));
+  vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  return stdout;
+};
+const lines = (f: string) => readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+
+beforeAll(() => {
+  data = writeFixture();
+  out = mkdtempSync(join(tmpdir(), 'sm-out-'));
+});
+
+describe('signalman eval on a small datasets folder', () => {
+  it('runs P1, P2 and P3, writes dumps, results and a PNG, and beats random on learnable data', async () => {
+    const stdout = quiet();
+    const code = await evalCommand([...LEX, '--data', data, '--no-cache', '--dump-dir', join(out, 'dumps'), '--results', join(out, 'results.json'), '--plot', join(out, 'curves.png'), '--bootstrap', '20']);
+    vi.restoreAllMocks();
+    expect(code).toBe(0);
+    const text = stdout.join('');
+    expect(text).toContain('P1 strong');
+    expect(text).toContain('oracle');
+    const p1 = lines(join(out, 'dumps', 'p1.jsonl'));
+    // Every clean test row once: MMLU bucket 1 plus all of GSM8K (30) and MT-Bench (12).
+    expect(p1.filter((r) => String(r.id).startsWith('gsm8k/'))).toHaveLength(30);
+    expect(p1.some((r) => r.id === 'mmlu/astronomy/39')).toBe(false); // contaminated
+    expect(p1.every((r) => typeof r.score === 'number')).toBe(true);
+    const p2 = lines(join(out, 'dumps', 'p2.jsonl'));
+    expect(p2.length % 129).toBe(0); // knob settings x the 129 rows with bucket(id) == 1
+    expect(p2.every((r) => ['cheap', 'mid', 'dear'].includes(String(r.model)))).toBe(true);
+    const p3 = lines(join(out, 'dumps', 'p3.jsonl'));
+    expect(p3.every((r) => ['law', 'finance', 'health', 'ood'].includes(String(r.label)))).toBe(true);
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { runs: Array<Record<string, any>> };
+    const r1 = results.runs.find((r) => r.protocol === 'p1')!;
+    const mmlu = r1.benchmarks.find((b: { benchmark: string }) => b.benchmark === 'mmlu');
+    expect(mmlu.router.apgr).toBeGreaterThan(0.6); // "hard" prompts are marked in the text
+    expect(mmlu.random.apgr).toBeCloseTo(0.5, 12);
+    const r2 = results.runs.find((r) => r.protocol === 'p2')!;
+    expect(r2.router.aiq).toBeGreaterThan(r2.zeroRouter.aiq);
+    expect(readFileSync(join(out, 'curves.png')).subarray(1, 4).toString()).toBe('PNG');
+  }, 60_000);
+
+  it('refuses bad flags with a usage message and exit code 2', async () => {
+    quiet();
+    expect(await evalCommand(['--protocol', 'p9'])).toBe(2);
+    expect(await evalCommand(['--dump', 'x.jsonl'])).toBe(2);
+    vi.restoreAllMocks();
+  });
+
+  it('gives the same P1 numbers twice (seeded training)', async () => {
+    quiet();
+    const a = join(out, 'a.jsonl');
+    const b = join(out, 'b.jsonl');
+    expect(await evalCommand(['--data', data, '--no-cache', '--protocol', 'p1', '--bootstrap', '0', '--dump', a])).toBe(0);
+    expect(await evalCommand(['--data', data, '--no-cache', '--protocol', 'p1', '--bootstrap', '0', '--dump', b])).toBe(0);
+    vi.restoreAllMocks();
+    expect(readFileSync(a, 'utf8')).toBe(readFileSync(b, 'utf8'));
+  }, 60_000);
+
+  it('scores a router trained by the protocol on another file given with --test', async () => {
+    quiet();
+    const dump = join(out, 'p2-test.jsonl');
+    const code = await evalCommand([...LEX, '--data', data, '--no-cache', '--protocol', 'p2', '--test', join(data, 'llmrouter', 'train.jsonl'), '--dump', dump]);
+    vi.restoreAllMocks();
+    expect(code).toBe(0);
+    const ids = new Set(lines(dump).map((r) => r.id));
+    expect(ids.size).toBe(240); // every row of the --test file
+  }, 60_000);
+});
+
+describe('signalman train and calibrate', () => {
+  it('writes MLP (ONNX) and kNN artifacts from any routing-outcome file', async () => {
+    quiet();
+    const file = join(data, 'llmrouter', 'train.jsonl');
+    expect(await trainCommand(['--input', file, '--kind', 'mlp', '--no-cache', '--out', join(out, 'mlp')])).toBe(0);
+    expect(await trainCommand(['--input', file, '--kind', 'knn', '--dim', '256', '--no-cache', '--out', join(out, 'knn')])).toBe(0);
+    vi.restoreAllMocks();
+    const m = await readManifest(join(out, 'mlp'));
+    expect(m.format).toBe('mlp');
+    expect(m.models).toEqual(['cheap', 'dear', 'mid']);
+    expect(existsSync(join(out, 'mlp', 'model.onnx'))).toBe(true);
+    const k = await readManifest(join(out, 'knn'));
+    expect(k.format).toBe('knn');
+    expect(k.embedder.dim).toBe(256);
+  }, 60_000);
+
+  it('trains the P3 guard with a calibrated max_prob threshold', async () => {
+    quiet();
+    expect(await trainCommand(['--protocol', 'p3', '--data', data, '--no-cache', '--out', join(out, 'guard')])).toBe(0);
+    vi.restoreAllMocks();
+    const m = await readManifest(join(out, 'guard'));
+    expect(m.labels).toEqual(['law', 'finance', 'health', 'ood']);
+    expect(m.guard?.kind).toBe('max_prob');
+    expect(m.guard?.threshold).toBeGreaterThanOrEqual(0);
+  }, 60_000);
+
+  it('finds the P1 threshold for a share of strong calls and the P2 knob for a cost', async () => {
+    const stdout = quiet();
+    expect(await calibrateCommand(['--protocol', 'p1', '--no-cache', '--data', data, '--target-share', '0.4'])).toBe(0);
+    expect(await calibrateCommand(['--protocol', 'p2', '--no-cache', '--router', 'p2-lexical-lr', '--data', data, '--target-cost', '0.3'])).toBe(0);
+    expect(await calibrateCommand(['--protocol', 'p2', '--no-cache', '--router', 'p2-lexical-lr', '--data', data, '--target-cost', '0.01'])).toBe(1);
+    vi.restoreAllMocks();
+    const [p1, p2] = stdout.filter((s) => s.startsWith('{')).map((s) => JSON.parse(s.split('\n')[0]!) as Record<string, number>);
+    expect(Math.abs(p1!.share! - 0.4)).toBeLessThan(0.1);
+    expect(p2!.meanCost).toBeLessThanOrEqual(0.3 + 1e-9);
+  }, 60_000);
+});
