@@ -11,13 +11,18 @@ const USAGE = `usage: signalman calibrate --protocol p1 (--target-share X | --ta
        signalman calibrate --protocol p2 --target-cost C [--router RECIPE]
          [--data DIR] [--on FILE] [--cache-dir DIR | --no-cache]
 
+       signalman calibrate --config FILE --policy NAME --prompts FILE (--target-share X --backend B | --target-cost-per-1k USD)
+
 Finds the operating point for a target: P1, the score threshold (P(strong right) - P(weak right))
 that sends share X (0..1) of prompts to the strong model, or the share whose mean price per M input
 tokens is C (prices --strong-price 24.7 and --weak-price 0.24 by default); P2, the cost knob
 lambda (route to argmax P(correct) - lambda x price) whose mean price is C. Calibrated on the
-protocol's TRAIN split, or on --on FILE (e.g. a sample of your own traffic with the same schema).`;
+protocol's TRAIN split, or on --on FILE (e.g. a sample of your own traffic with the same schema).
+With --config: the value to put in a policy's objective, found by running the policy itself on the prompts.`;
 
 export async function calibrateCommand(argv: string[]): Promise<number> {
+  // With a gateway config: calibrate that policy as the gateway runs it.
+  if (argv.includes('--config')) return (await import('./calibrate-policy.js')).calibratePolicyCommand(argv);
   let values;
   try {
     ({ values } = parseArgs({

@@ -33,9 +33,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   // Buffered, asynchronous writes: the request path never waits on stdout.
   const destination = pino.destination({ sync: false, minLength: 4096 });
   const logger = pino({ level, redact: ['req.headers.authorization', '*.api_key', '*.messages', '*.prompt'] }, destination);
-  // The access line is built by us from known fields (no prompts, no keys), so it skips redaction,
-  // which profiling showed costs more than the rest of the line.
-  const accessLogger = pino({ level, base: { log: 'access' } }, destination);
+  // The access line is built by the AccessLogSink from known fields and shares the buffered destination.
   const portText = values.port ?? process.env.PORT;
   const port = portText === undefined ? undefined : Number(portText);
   if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536)) {
@@ -56,7 +54,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
 
   let gw;
   try {
-    gw = await startGateway({ configFile, logger, accessLogger, host: values.host ?? process.env.HOST, port });
+    gw = await startGateway({ configFile, logger, accessLog: destination, host: values.host ?? process.env.HOST, port });
   } catch (err) {
     console.error(`signalman serve: ${(err as Error).message}`);
     await mock?.close();

@@ -5,14 +5,15 @@ import type { Logger } from 'pino';
 import type { RuntimeRef } from '../config/runtime-ref.js';
 import { E, SignalmanError } from '../errors.js';
 import { routeRequest } from '../routers/engine.js';
-import { FanoutSink, LogSink, type EventSink } from '../telemetry/events.js';
+import { AccessLogSink, FanoutSink, type EventSink, type LineWriter } from '../telemetry/events.js';
 import type { Endpoint } from '../upstream/forward.js';
 import { handleForward, qualityBias, routeMeta, toSignalmanError, validateBody } from './pipeline.js';
 
 export interface AppOptions {
   ref: RuntimeRef;
   logger: Logger;
-  accessLogger?: Logger;
+  /** Where access lines go (default stdout). */
+  accessLog?: LineWriter;
   /** Extra sinks (tests use a MemorySink). */
   sinks?: EventSink[];
   bodyLimit?: number;
@@ -24,7 +25,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   let seq = 0;
   const app = Fastify({
     loggerInstance: logger as unknown as FastifyBaseLogger,
-    // Our own access line is written once per request by the pipeline's LogSink.
+    // Our own access line is written once per request by the pipeline's AccessLogSink.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit ?? ref.current?.config.server.body_limit_bytes ?? 4 * 1024 * 1024,
     // Cheap, unique per process; never taken from the client, so logs cannot be spoofed.
@@ -35,7 +36,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     forceCloseConnections: 'idle',
   });
   const access = ref.current?.config.server.access_log ?? true;
-  const sink = new FanoutSink([...(access ? [new LogSink(opts.accessLogger ?? logger)] : []), ...(opts.sinks ?? [])]);
+  const sink = new FanoutSink([...(access ? [new AccessLogSink(opts.accessLog ?? process.stdout)] : []), ...(opts.sinks ?? [])]);
   const deps = { sink, routing: ref.routing };
 
   // The API speaks JSON only: anything else is a clear 415 rather than a confusing schema error.

@@ -2,14 +2,14 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { RuntimeRef } from '../config/runtime-ref.js';
-import type { EventSink } from '../telemetry/events.js';
+import type { EventSink, LineWriter } from '../telemetry/events.js';
 import { buildApp } from './app.js';
 
 export interface GatewayOptions {
   configFile: string;
   logger: Logger;
-  /** Logger for the one-line-per-request access log (default: `logger`). */
-  accessLogger?: Logger;
+  /** Where the one-line-per-request access log goes (default stdout). */
+  accessLog?: LineWriter;
   host?: string;
   port?: number;
   sinks?: EventSink[];
@@ -33,7 +33,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     throw new Error(`cannot start: the config is invalid\n${status.errors.join('\n')}`);
   }
   const server = ref.current!.config.server;
-  const app = await buildApp({ ref, logger: opts.logger, accessLogger: opts.accessLogger, sinks: opts.sinks });
+  const app = await buildApp({ ref, logger: opts.logger, accessLog: opts.accessLog, sinks: opts.sinks });
   const host = opts.host ?? server.host;
   const port = opts.port ?? server.port;
   let address: string;

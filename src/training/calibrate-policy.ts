@@ -89,7 +89,9 @@ export function calibrateKnob(runtime: Runtime, policyName: string, scored: read
     if (m > want === falling) lo = mid;
     else hi = mid;
   }
-  const value = at((lo + hi) / 2);
+  // Decisions jump at the boundary (many prompts can share one cost/quality ratio): take whichever side
+  // of the final bracket lands nearer the target.
+  const value = Math.abs(measure(at(lo)) - want) <= Math.abs(measure(at(hi)) - want) ? at(lo) : at(hi);
   const o = outcome(runtime, policyName, scored, knob, value);
   return { knob, value, share: o.share, usdPer1k: o.usdPer1k, prompts: scored.length + guarded, guarded };
 }

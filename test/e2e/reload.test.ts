@@ -70,6 +70,8 @@ describe('hot reload', () => {
   });
 
   it('keeps the last good config when an edit is bad, and reports file, line and reason', async () => {
+    // Let the file watcher's debounced reload of the previous test's last write land first.
+    await new Promise((r) => setTimeout(r, 400));
     const before = (await ready()).generation as number;
     const bad = preferring('strong').replace('timeout_ms: 2000', 'timeout_ms: soon');
     await stack.writeConfig(bad);
