@@ -1,3 +1,5 @@
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { Worker, parentPort, workerData } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
@@ -222,10 +224,25 @@ export interface WorkerModel {
   embedBatch(texts: string[]): Promise<Float32Array[]>;
 }
 
+/**
+ * Lowers this worker thread's CPU priority (Linux: nice is per thread, and setpriority() takes a thread id),
+ * so on a small machine a slow sentence-embedding model yields the CPU to the event loop that serves
+ * pass-through and lexical-routed requests. Threads the model starts later inherit it. Best effort.
+ */
+function yieldToEventLoop(nice: number): void {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, nice);
+  } catch {
+    // Not Linux, or not allowed: run at normal priority.
+  }
+}
+
 /** Call from a worker file: loads the model with `workerData`, then serves batches one at a time. */
 export function serveWorkerModel(load: (data: unknown) => Promise<WorkerModel>): void {
   const port = parentPort;
   if (!port) throw new Error('serveWorkerModel() must run inside a worker thread');
+  yieldToEventLoop(10);
   const send = (m: FromWorker, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer);
   load(workerData).then(
     (model) => {

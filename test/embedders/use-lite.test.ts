@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import useLite, { UseLiteOptions } from '../../src/embedders/use-lite.js';
 import type { Embedder } from '../../src/embedders/types.js';
@@ -26,6 +27,16 @@ describe('use-lite embedder', () => {
     ]);
     expect(Math.sqrt(cos(a!, a!))).toBeCloseTo(1, 5);
     expect(cos(a!, b!)).toBeGreaterThan(cos(a!, c!) + 0.2);
+  });
+
+  it.runIf(process.platform === 'linux')('runs its model in a worker thread at lowered CPU priority, off the event loop thread', () => {
+    // Field 19 of /proc/<pid>/task/<tid>/stat is the thread's nice value.
+    const nices = readdirSync('/proc/self/task').map((tid) => {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    });
+    expect(nices).toContain(10);
+    expect(nices[0]).toBe(0); // the main thread keeps its priority
   });
 
   it('gives the same vector alone and inside a batch', async () => {

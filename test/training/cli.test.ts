@@ -102,7 +102,7 @@ describe('signalman train and calibrate', () => {
 
   it('trains the P3 guard with a calibrated max_prob threshold', async () => {
     quiet();
-    expect(await trainCommand(['--protocol', 'p3', '--data', data, '--no-cache', '--out', join(out, 'guard')])).toBe(0);
+    expect(await trainCommand(['--protocol', 'p3', '--router', 'p3-lexical-lr', '--data', data, '--no-cache', '--out', join(out, 'guard')])).toBe(0);
     vi.restoreAllMocks();
     const m = await readManifest(join(out, 'guard'));
     expect(m.labels).toEqual(['law', 'finance', 'health', 'ood']);
