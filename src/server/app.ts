@@ -1,5 +1,6 @@
 // buildApp(): the Fastify app, no listen — tests get a fresh app each, the CLI listens elsewhere.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { RuntimeRef } from '../config/runtime-ref.js';
@@ -7,6 +8,7 @@ import { E, SignalmanError } from '../errors.js';
 import { routeRequest } from '../routers/engine.js';
 import { AccessLogSink, FanoutSink, type EventSink, type LineWriter } from '../telemetry/events.js';
 import type { Endpoint } from '../upstream/forward.js';
+import { createFastPath } from './fast-path.js';
 import { handleForward, qualityBias, routeMeta, toSignalmanError, validateBody } from './pipeline.js';
 
 export interface AppOptions {
@@ -23,25 +25,33 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { ref, logger } = opts;
   const bootId = randomBytes(3).toString('hex');
   let seq = 0;
+  // Cheap, unique per process; never taken from the client, so logs cannot be spoofed.
+  const nextId = () => `${bootId}-${(++seq).toString(36)}`;
+  const bodyLimit = opts.bodyLimit ?? ref.current?.config.server.body_limit_bytes ?? 4 * 1024 * 1024;
+  let draining = false;
+  const access = ref.current?.config.server.access_log ?? true;
+  const sink = new FanoutSink([...(access ? [new AccessLogSink(opts.accessLog ?? process.stdout)] : []), ...(opts.sinks ?? [])]);
+  const deps = { sink, routing: ref.routing };
   const app = Fastify({
+    // The forwarding endpoints are answered by the fast path before Fastify sees them (fast-path.ts).
+    serverFactory: (fastifyHandler) => {
+      const server = createServer(createFastPath({ ref, deps, nextId, bodyLimit, isDraining: () => draining }, fastifyHandler));
+      server.keepAliveTimeout = 72_000; // Fastify's default, longer than common client pools' idle timeouts
+      return server;
+    },
     loggerInstance: logger as unknown as FastifyBaseLogger,
     // Our own access line is written once per request by the pipeline's AccessLogSink.
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: opts.bodyLimit ?? ref.current?.config.server.body_limit_bytes ?? 4 * 1024 * 1024,
-    // Cheap, unique per process; never taken from the client, so logs cannot be spoofed.
-    genReqId: () => `${bootId}-${(++seq).toString(36)}`,
+    bodyLimit,
+    genReqId: nextId,
     requestIdHeader: false,
     // We answer requests that arrive while draining ourselves, in OpenAI's shape (see onRequest below).
     return503OnClosing: false,
     forceCloseConnections: 'idle',
   });
-  const access = ref.current?.config.server.access_log ?? true;
-  const sink = new FanoutSink([...(access ? [new AccessLogSink(opts.accessLog ?? process.stdout)] : []), ...(opts.sinks ?? [])]);
-  const deps = { sink, routing: ref.routing };
 
   // The API speaks JSON only: anything else is a clear 415 rather than a confusing schema error.
   app.removeContentTypeParser('text/plain');
-  let draining = false;
   app.addHook('preClose', function startDraining(done) {
     draining = true;
     done();
@@ -65,11 +75,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     void reply.code(404).send(E.notFound(`no route ${req.method} ${req.url}; the OpenAI-compatible API is under /v1`).toJSON());
   });
 
+  // Reached only through app.inject() (the listening server answers these on the fast path): same handler.
   const forwardRoute = (endpoint: Endpoint) => async function forwardHandler(req: FastifyRequest, reply: FastifyReply) {
     const pinned = ref.pin();
     if (!pinned) throw E.notReady('no configuration is loaded yet; see GET /readyz');
+    reply.hijack();
     try {
-      await handleForward(endpoint, pinned.runtime, req, reply, deps);
+      await handleForward(endpoint, pinned.runtime, { id: req.id, headers: req.headers, body: req.body, res: reply.raw, startedAt: performance.now() - reply.elapsedTime }, deps);
     } finally {
       pinned.release();
     }
@@ -95,8 +107,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       }
       const t0 = performance.now();
       const decision = await routeRequest({
-        policy, backends: pinned.runtime.backends, body, meta: routeMeta(req, body), headers: req.headers, state: ref.routing,
-        qualityBias: qualityBias(req), dryRun: true,
+        policy, backends: pinned.runtime.backends, body, meta: routeMeta('chat', body), headers: req.headers, state: ref.routing,
+        qualityBias: qualityBias(req.headers), dryRun: true,
       });
       return reply.send({ object: 'signalman.route', ...decision, totalMs: performance.now() - t0, generation: pinned.runtime.generation });
     } finally {

@@ -1,6 +1,6 @@
 // The request path for the three forwarding endpoints: validate → resolve → route → forward → stream back →
 // record. Every outcome (success, error, client abort) passes through one finally block.
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { ZodType } from 'zod';
 import type { CompiledBackend, Runtime } from '../config/compile.js';
 import { E, SignalmanError } from '../errors.js';
@@ -20,6 +20,30 @@ export interface PipelineDeps {
   routing: RoutingState;
 }
 
+/** One forwarding request, whether it came through Fastify or the raw fast path (fast-path.ts). */
+export interface ForwardContext {
+  id: string;
+  headers: IncomingHttpHeaders;
+  /** The parsed JSON body (unknown until validated). */
+  body: unknown;
+  res: ServerResponse;
+  /** performance.now() when the request arrived. */
+  startedAt: number;
+}
+
+/** An OpenAI-shaped error response, written straight to the socket. */
+export function sendError(res: ServerResponse, id: string, e: SignalmanError, extra: Record<string, string> = {}): void {
+  if (res.headersSent || res.destroyed) return;
+  const body = JSON.stringify(e.toJSON());
+  res.writeHead(e.status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(body)),
+    'x-signalman-request-id': id,
+    ...extra,
+  });
+  res.end(body);
+}
+
 export function validateBody(endpoint: Endpoint, body: unknown): Record<string, unknown> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw E.invalidRequest('the request body must be a JSON object', null);
@@ -35,8 +59,8 @@ export function validateBody(endpoint: Endpoint, body: unknown): Record<string, 
 }
 
 /** The request's bias toward quality in [0, 1]: 1 = best predicted quality at any cost, 0 = cheapest. */
-export function qualityBias(req: FastifyRequest): number | undefined {
-  const raw = req.headers[QUALITY_BIAS_HEADER];
+export function qualityBias(headers: IncomingHttpHeaders): number | undefined {
+  const raw = headers[QUALITY_BIAS_HEADER];
   if (raw === undefined) return undefined;
   const v = Number(Array.isArray(raw) ? raw[0] : raw);
   if (!Number.isFinite(v) || v < 0 || v > 1) {
@@ -45,10 +69,10 @@ export function qualityBias(req: FastifyRequest): number | undefined {
   return v;
 }
 
-export function routeMeta(req: FastifyRequest, body: Record<string, unknown>): Record<string, string | number | boolean> {
+export function routeMeta(endpoint: Endpoint, body: Record<string, unknown>): Record<string, string | number | boolean> {
   const messages = Array.isArray(body.messages) ? body.messages.length : 0;
   return {
-    endpoint: req.url,
+    endpoint,
     messages,
     has_tools: Array.isArray(body.tools) && body.tools.length > 0,
     stream: body.stream === true,
@@ -58,7 +82,7 @@ export function routeMeta(req: FastifyRequest, body: Record<string, unknown>): R
 
 export async function resolveTarget(
   runtime: Runtime,
-  req: FastifyRequest,
+  headers: IncomingHttpHeaders,
   body: Record<string, unknown>,
   endpoint: Endpoint,
   signal: AbortSignal,
@@ -82,16 +106,16 @@ export async function resolveTarget(
     };
   } else {
     decision = await routeRequest({
-      policy, backends: runtime.backends, body, meta: routeMeta(req, body), headers: req.headers, state, qualityBias: qualityBias(req), signal,
+      policy, backends: runtime.backends, body, meta: routeMeta(endpoint, body), headers, state, qualityBias: qualityBias(headers), signal,
     });
   }
   return { order: decision.order.map((n) => runtime.backends.get(n) as CompiledBackend), decision };
 }
 
-function forwardedHeaders(runtime: Runtime, req: FastifyRequest): Record<string, string> {
-  const out: Record<string, string> = { 'x-signalman-request-id': req.id };
+function forwardedHeaders(runtime: Runtime, ctx: ForwardContext): Record<string, string> {
+  const out: Record<string, string> = { 'x-signalman-request-id': ctx.id };
   for (const name of runtime.forwardHeaders) {
-    const v = req.headers[name];
+    const v = ctx.headers[name];
     if (typeof v === 'string') out[name] = v;
   }
   return out;
@@ -102,15 +126,9 @@ function serverTiming(totalMs: number, routeMs: number, upstreamMs: number): str
   return `gw;desc="gateway overhead";dur=${gw.toFixed(3)}, route;dur=${routeMs.toFixed(3)}, upstream;dur=${upstreamMs.toFixed(3)}`;
 }
 
-export async function handleForward(
-  endpoint: Endpoint,
-  runtime: Runtime,
-  req: FastifyRequest,
-  reply: FastifyReply,
-  deps: PipelineDeps,
-): Promise<void> {
+export async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: ForwardContext, deps: PipelineDeps): Promise<void> {
   const controller = new AbortController();
-  const raw = reply.raw;
+  const raw = ctx.res;
   // The client going away cancels everything downstream, including the upstream call.
   const onClose = () => {
     if (!raw.writableFinished) controller.abort(new Error('client closed the connection'));
@@ -118,22 +136,22 @@ export async function handleForward(
   raw.once('close', onClose);
 
   const ev: RequestEvent = {
-    requestId: req.id, endpoint, model: '', policy: null, backend: null, status: 0, stream: false,
+    requestId: ctx.id, endpoint, model: '', policy: null, backend: null, status: 0, stream: false,
     errorCode: null, attempts: [], decision: null, totalMs: 0, routeMs: 0, upstreamMs: 0, aborted: false, generation: runtime.generation,
   };
   let stream: StreamOutcome | null = null;
   try {
-    const body = validateBody(endpoint, req.body);
+    const body = validateBody(endpoint, ctx.body);
     ev.model = body.model as string;
     ev.stream = body.stream === true;
     const tRoute = performance.now();
-    const { order, decision } = await resolveTarget(runtime, req, body, endpoint, controller.signal, deps.routing);
+    const { order, decision } = await resolveTarget(runtime, ctx.headers, body, endpoint, controller.signal, deps.routing);
     ev.routeMs = performance.now() - tRoute;
     ev.decision = decision;
     ev.policy = decision?.policy ?? null;
 
     const outcome = await forward({
-      order, endpoint, body, stream: ev.stream, headers: forwardedHeaders(runtime, req), signal: controller.signal,
+      order, endpoint, body, stream: ev.stream, headers: forwardedHeaders(runtime, ctx), signal: controller.signal,
       retryBaseMs: runtime.config.server.retry_base_ms, retryMaxMs: runtime.config.server.retry_max_ms,
     });
     ev.attempts = outcome.attempts;
@@ -142,24 +160,22 @@ export async function handleForward(
     ev.upstreamMs = outcome.upstreamMs;
     const headers: Record<string, string> = {
       'content-type': outcome.contentType,
-      'x-signalman-request-id': req.id,
+      'x-signalman-request-id': ctx.id,
       'x-signalman-model': outcome.backend.name,
-      'server-timing': serverTiming(reply.elapsedTime, ev.routeMs, outcome.upstreamMs),
+      'server-timing': serverTiming(performance.now() - ctx.startedAt, ev.routeMs, outcome.upstreamMs),
     };
     if (ev.policy !== null) headers['x-signalman-policy'] = ev.policy;
 
     if (outcome.kind === 'buffered') {
       if (outcome.retryAfter !== undefined) headers['retry-after'] = outcome.retryAfter;
-      // The body is already bytes: write it straight to the socket, skipping Fastify's onSend and
-      // serialiser chain (measured: the largest avoidable cost per pass-through request).
-      reply.hijack();
+      // The body is already bytes: write it straight to the socket.
       headers['content-length'] = String(outcome.body.length);
       raw.writeHead(outcome.status, headers);
       raw.end(outcome.body);
       return;
     }
     stream = outcome;
-    await pipeStream(reply, headers, outcome, ev);
+    await pipeStream(raw, headers, outcome, ev);
   } catch (err) {
     if (err instanceof ForwardError) {
       ev.attempts = err.attempts;
@@ -172,24 +188,20 @@ export async function handleForward(
       ev.aborted = true;
       return; // nobody is listening
     }
-    if (!reply.sent && !raw.headersSent) {
-      reply.code(e.status).header('x-signalman-request-id', req.id);
-      if (ev.policy !== null) reply.header('x-signalman-policy', ev.policy);
-      await reply.send(e.toJSON());
+    if (!raw.headersSent) {
+      sendError(raw, ctx.id, e, ev.policy === null ? {} : { 'x-signalman-policy': ev.policy });
     } else {
       endStreamWithError(raw, e);
     }
   } finally {
     raw.removeListener('close', onClose);
     stream?.cancel();
-    ev.totalMs = reply.elapsedTime;
+    ev.totalMs = performance.now() - ctx.startedAt;
     deps.sink.record(ev);
   }
 }
 
-async function pipeStream(reply: FastifyReply, headers: Record<string, string>, s: StreamOutcome, ev: RequestEvent): Promise<void> {
-  reply.hijack();
-  const raw = reply.raw;
+async function pipeStream(raw: ServerResponse, headers: Record<string, string>, s: StreamOutcome, ev: RequestEvent): Promise<void> {
   headers['cache-control'] = 'no-cache';
   raw.writeHead(200, headers);
   const framer = new SseFramer();
@@ -224,7 +236,7 @@ async function pipeStream(reply: FastifyReply, headers: Record<string, string>, 
   }
 }
 
-function waitDrain(raw: FastifyReply['raw']): Promise<void> {
+function waitDrain(raw: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       raw.removeListener('drain', done);

@@ -1,0 +1,98 @@
+// The three forwarding endpoints are served straight from Node's request event, ahead of Fastify.
+// Measured on a 2-core VM at c=16: a minimal node:http + undici proxy spent ~105 µs of CPU per request,
+// the same through a Fastify route ~165 µs. For a gateway whose selling point is its overhead, that
+// difference is the budget. Everything else (models, route, health, admin, 404s) stays on Fastify.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RuntimeRef } from '../config/runtime-ref.js';
+import { E, type SignalmanError } from '../errors.js';
+import type { Endpoint } from '../upstream/forward.js';
+import { handleForward, sendError, type PipelineDeps } from './pipeline.js';
+
+const ROUTES: Readonly<Record<string, Endpoint>> = {
+  '/v1/chat/completions': 'chat',
+  '/v1/completions': 'completions',
+  '/v1/embeddings': 'embeddings',
+};
+
+export interface FastPathOptions {
+  ref: RuntimeRef;
+  deps: PipelineDeps;
+  nextId: () => string;
+  bodyLimit: number;
+  isDraining: () => boolean;
+}
+
+/** Returns a request listener that answers forwarding requests and hands everything else to `next`. */
+export function createFastPath(o: FastPathOptions, next: (req: IncomingMessage, res: ServerResponse) => void) {
+  return function signalmanRequest(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    const endpoint = ROUTES[q === -1 ? url : url.slice(0, q)];
+    if (endpoint === undefined || req.method !== 'POST') {
+      next(req, res);
+      return;
+    }
+    const startedAt = performance.now();
+    const id = o.nextId();
+    if (o.isDraining()) {
+      sendError(res, id, E.shuttingDown('the gateway is shutting down; retry on another instance'), { connection: 'close' });
+      return;
+    }
+    const type = req.headers['content-type'];
+    if (type === undefined || !type.toLowerCase().includes('application/json')) {
+      drainThen(req, () => sendError(res, id, E.unsupportedMediaType('send the body as JSON with content-type: application/json')));
+      return;
+    }
+    readBody(req, o.bodyLimit).then(
+      (raw) => serve(o, endpoint, id, raw, req, res, startedAt),
+      (e: SignalmanError) => {
+        // The client may still be sending a body we refuse: answer, then close rather than read it all.
+        sendError(res, id, e, { connection: 'close' });
+        res.once('finish', () => req.destroy());
+      },
+    );
+  };
+}
+
+function serve(o: FastPathOptions, endpoint: Endpoint, id: string, raw: Buffer, req: IncomingMessage, res: ServerResponse, startedAt: number): void {
+  if (raw.length === 0) return sendError(res, id, E.invalidJson('the request body is empty; send a JSON object'));
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch (err) {
+    return sendError(res, id, E.invalidJson(`the request body is not valid JSON: ${(err as Error).message}`));
+  }
+  const pinned = o.ref.pin();
+  if (!pinned) return sendError(res, id, E.notReady('no configuration is loaded yet; see GET /readyz'));
+  handleForward(endpoint, pinned.runtime, { id, headers: req.headers, body, res, startedAt }, o.deps)
+    .catch((err: unknown) => sendError(res, id, E.internal(`internal error: ${(err as Error)?.message ?? String(err)}`)))
+    .finally(pinned.release);
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (declared > limit) {
+      reject(E.bodyTooLarge(`request body is larger than the gateway's limit (server.body_limit_bytes = ${limit})`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        reject(E.bodyTooLarge(`request body is larger than the gateway's limit (server.body_limit_bytes = ${limit})`));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.once('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)));
+    req.once('error', () => reject(E.invalidRequest('the request body could not be read')));
+  });
+}
+
+function drainThen(req: IncomingMessage, then: () => void): void {
+  req.resume();
+  req.once('end', then);
+}
