@@ -9,28 +9,33 @@ import { SharedResources } from '../config/shared.js';
 import type { Embedder } from '../embedders/types.js';
 import { ConfigErrors } from '../errors.js';
 import { calibrateKnob, scorePrompts, type CalibrationTarget } from '../training/calibrate-policy.js';
+import { bucket } from '../training/dataset.js';
 import { createPoolRegistry } from '../upstream/pools.js';
 
-export const POLICY_USAGE = `usage: signalman calibrate --config FILE --policy NAME --prompts FILE
+export const POLICY_USAGE = `usage: signalman calibrate --config FILE --policy NAME --prompts FILE [--split all|train]
          (--target-share X --backend B | --target-cost-per-1k USD)
 
 Runs every prompt through the policy exactly as the gateway would (embedder, guard, router) and finds
 the objective's knob — lambda for kind: utility, min_quality for kind: threshold — that sends share X
 of the prompts to backend B, or whose expected cost per 1000 requests is USD. --prompts is JSONL with a
 "prompt" field per line (the datasets' schema) or chat bodies with "messages"; use a sample of your own
-traffic. Prints the value and the YAML line to put in the policy.`;
+traffic. --split train keeps only rows whose id is in PROTOCOLS.md's train half (bucket 0), so a
+dataset's test half never tunes a policy. Prints the value and the YAML line to put in the policy.`;
 
-async function readPrompts(file: string): Promise<string[]> {
+async function readPrompts(file: string, split: 'all' | 'train'): Promise<string[]> {
   const out: string[] = [];
   const lines = (await readFile(file, 'utf8')).split('\n');
   lines.forEach((line, i) => {
     if (line.trim() === '') return;
-    let row: { prompt?: unknown; messages?: Array<{ role?: string; content?: unknown }> };
+    let row: { id?: unknown; contaminated?: unknown; prompt?: unknown; messages?: Array<{ role?: string; content?: unknown }> };
     try {
       row = JSON.parse(line) as typeof row;
     } catch {
       throw new Error(`${file}:${i + 1}: not valid JSON`);
     }
+    // Calibrating on a dataset: its train half only (PROTOCOLS.md's bucket), never contaminated rows.
+    if (split === 'train' && (typeof row.id !== 'string' || bucket(row.id) !== 0)) return;
+    if (row.contaminated === true) return;
     if (typeof row.prompt === 'string') out.push(row.prompt);
     else if (Array.isArray(row.messages)) {
       const last = [...row.messages].reverse().find((m) => m.role === 'user');
@@ -51,6 +56,7 @@ export async function calibratePolicyCommand(argv: string[]): Promise<number> {
       backend: { type: 'string' },
       'target-share': { type: 'string' },
       'target-cost-per-1k': { type: 'string' },
+      split: { type: 'string', default: 'all' },
     },
     strict: true,
   });
@@ -82,7 +88,8 @@ export async function calibratePolicyCommand(argv: string[]): Promise<number> {
     const loaded = await loadConfigFile(resolve(values.config));
     const runtime = await compileRuntime(loaded, shared, 1);
     try {
-      const prompts = await readPrompts(values.prompts);
+      if (values.split !== 'all' && values.split !== 'train') throw new Error(`--split must be all or train, got '${values.split}'`);
+      const prompts = await readPrompts(values.prompts, values.split);
       const { scored, guarded } = await scorePrompts(runtime, values.policy, prompts);
       const r = calibrateKnob(runtime, values.policy, scored, guarded, target);
       const shares = Object.entries(r.share).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${(v * 100).toFixed(1)}%`).join(', ');
