@@ -1,7 +1,6 @@
-import { parseArgs } from 'node:util';
+import { DATA_OPTIONS, parseCommand } from './args.js';
 import { knobForCost, meanCostAt, shareAbove, thresholdForShare } from '../training/calibrate.js';
 import { type Dataset, bucket, dataPath, readDataset, readPrices, requireModels } from '../training/dataset.js';
-import { DEFAULT_CACHE_DIR } from '../training/embed-cache.js';
 import { EmbedderPool, type RunContext, embedAll, predictRows, range } from '../training/fit.js';
 import { P1_STRONG, P1_WEAK, trainP1 } from '../training/protocols/p1.js';
 import { costsFor, trainP2 } from '../training/protocols/p2.js';
@@ -23,33 +22,17 @@ With --config: the value to put in a policy's objective, found by running the po
 export async function calibrateCommand(argv: string[]): Promise<number> {
   // With a gateway config: calibrate that policy as the gateway runs it.
   if (argv.includes('--config')) return (await import('./calibrate-policy.js')).calibratePolicyCommand(argv);
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        protocol: { type: 'string' },
-        router: { type: 'string' },
-        'target-share': { type: 'string' },
-        'target-cost': { type: 'string' },
-        'strong-price': { type: 'string', default: '24.7' },
-        'weak-price': { type: 'string', default: '0.24' },
-        on: { type: 'string' },
-        data: { type: 'string', default: '../shared/datasets' },
-        'cache-dir': { type: 'string', default: DEFAULT_CACHE_DIR },
-        'no-cache': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`signalman calibrate: ${(err as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
+  const values = parseCommand('calibrate', USAGE, argv, {
+    ...DATA_OPTIONS,
+    protocol: { type: 'string' },
+    router: { type: 'string' },
+    'target-share': { type: 'string' },
+    'target-cost': { type: 'string' },
+    'strong-price': { type: 'string', default: '24.7' },
+    'weak-price': { type: 'string', default: '0.24' },
+    on: { type: 'string' },
+  });
+  if (typeof values === 'number') return values;
   const num = (name: string, v: string | undefined): number | undefined => {
     if (v === undefined) return undefined;
     const x = Number(v);

@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_CACHE_DIR } from '../training/embed-cache.js';
+import { DATA_OPTIONS } from './args.js';
 import { EmbedderPool, type RunContext } from '../training/fit.js';
 import { writeCurvesPng } from '../training/plot.js';
 import { runP1, type P1Run } from '../training/protocols/p1.js';
@@ -33,15 +33,12 @@ export function parseEvalArgs(argv: string[]) {
       protocol: { type: 'string' },
       router: { type: 'string', multiple: true },
       test: { type: 'string', multiple: true },
-      data: { type: 'string', default: '../shared/datasets' },
+      ...DATA_OPTIONS,
       dump: { type: 'string' },
       'dump-dir': { type: 'string' },
       results: { type: 'string' },
       plot: { type: 'string' },
-      'cache-dir': { type: 'string', default: DEFAULT_CACHE_DIR },
-      'no-cache': { type: 'boolean', default: false },
       bootstrap: { type: 'string', default: '200' },
-      help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
     allowPositionals: false,

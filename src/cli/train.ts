@@ -1,6 +1,6 @@
-import { parseArgs } from 'node:util';
+import { DATA_OPTIONS, parseCommand } from './args.js';
 import { bucket, modelsOf, readDataset, unitScore } from '../training/dataset.js';
-import { DEFAULT_CACHE_DIR, rowOf } from '../training/embed-cache.js';
+import { rowOf } from '../training/embed-cache.js';
 import { EmbedderPool, type RunContext, embedAll, fitRecipe, range } from '../training/fit.js';
 import { writeKnnArtifact } from '../training/knn-build.js';
 import { writeMlpArtifact } from '../training/onnx-export.js';
@@ -146,37 +146,21 @@ async function trainFile(values: Record<string, string | boolean | undefined>, o
 }
 
 export async function trainCommand(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        protocol: { type: 'string' },
-        router: { type: 'string' },
-        input: { type: 'string' },
-        kind: { type: 'string' },
-        embedder: { type: 'string' },
-        dim: { type: 'string' },
-        split: { type: 'string' },
-        hidden: { type: 'string' },
-        epochs: { type: 'string' },
-        seed: { type: 'string' },
-        data: { type: 'string', default: '../shared/datasets' },
-        out: { type: 'string' },
-        'cache-dir': { type: 'string', default: DEFAULT_CACHE_DIR },
-        'no-cache': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`signalman train: ${(err as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
+  const values = parseCommand('train', USAGE, argv, {
+    ...DATA_OPTIONS,
+    protocol: { type: 'string' },
+    router: { type: 'string' },
+    input: { type: 'string' },
+    kind: { type: 'string' },
+    embedder: { type: 'string' },
+    dim: { type: 'string' },
+    split: { type: 'string' },
+    hidden: { type: 'string' },
+    epochs: { type: 'string' },
+    seed: { type: 'string' },
+    out: { type: 'string' },
+  });
+  if (typeof values === 'number') return values;
   if ((values.protocol === undefined) === (values.input === undefined)) {
     process.stderr.write(`signalman train: give exactly one of --protocol or --input\n${USAGE}\n`);
     return 2;

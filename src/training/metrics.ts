@@ -1,5 +1,6 @@
 // The metrics of ../shared/datasets/PROTOCOLS.md, written to be recomputable from the per-prompt dumps.
 // P1: quality/strong-share curve, APGR, CPT. P2: cost/accuracy hull, AIQ, cost to match. P3: ID/OOD accuracy.
+import { mulberry32 } from '../util/random.js';
 
 export interface SharePoint {
   /** Share of prompts routed to the strong model, 0..1. */
@@ -101,17 +102,8 @@ export function cpt(curve: readonly SharePoint[], x: number, strongQ: number, we
   return null;
 }
 
-/** mulberry32: a small seeded PRNG, so bootstrap errors are the same on every run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG, so bootstrap errors are the same on every run. */
+export const rng = mulberry32;
 
 /** Standard deviation of a statistic over `reps` bootstrap resamples of n items (seeded). */
 export function bootstrapSe(n: number, stat: (idx: Uint32Array) => number, reps = 200, seed = 1): number {
