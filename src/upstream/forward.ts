@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import type { CompiledBackend } from '../config/compile.js';
 import type { SignalmanError } from '../errors.js';
 import { backoffMs, sleep } from './backoff.js';
+import { requestBuffered, type BufferedResponse } from './buffered.js';
 import { classifyStatus, classifyThrown, type UpstreamFailure } from './errors.js';
 
 export type Endpoint = 'chat' | 'completions' | 'embeddings';
@@ -84,47 +85,51 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
       if (req.signal.aborted) throw new ForwardError(classifyThrown(req.signal.reason, backend.name, 'headers').error, attempts, true);
       const t0 = performance.now();
       let retryAfter: string | undefined;
+      /** A complete answer: returned as the outcome, or (429 / 5xx) recorded for a retry, giving null. */
+      const settle = (res: BufferedResponse, failure: UpstreamFailure | null): BufferedOutcome | null => {
+        const contentType = header(res.headers, 'content-type') ?? 'application/json';
+        if (failure === null) {
+          // A success, or the client's own mistake as the upstream sees it (400, 401, 404, 422…): pass it on.
+          attempts.push({ backend: backend.name, status: res.status, error: null, ms: performance.now() - t0 });
+          const passRetryAfter = res.status >= 400 ? header(res.headers, 'retry-after') : undefined;
+          return { kind: 'buffered', backend, status: res.status, contentType, body: res.body, attempts, upstreamMs: performance.now() - started, retryAfter: passRetryAfter };
+        }
+        retryAfter = header(res.headers, 'retry-after');
+        attempts.push({ backend: backend.name, status: res.status, error: res.body.toString('utf8', 0, 300), ms: performance.now() - t0 });
+        if (res.status === 429) lastRateLimit = { kind: 'buffered', backend, status: 429, contentType, body: res.body, attempts, upstreamMs: 0, retryAfter };
+        last = failure;
+        return null;
+      };
       try {
-        const res = await backend.pool.request({
+        const dispatchOpts = {
           path: backend.paths[req.endpoint],
-          method: 'POST',
+          method: 'POST' as const,
           headers,
           body: payload,
-          signal: req.signal,
           headersTimeout: cfg.timeout_ms,
           bodyTimeout: req.stream ? cfg.stream_idle_timeout_ms : cfg.timeout_ms,
-        });
-        const contentType = header(res.headers, 'content-type') ?? 'application/json';
-        const failure = classifyStatus(res.statusCode, backend.name);
-        if (failure === null && res.statusCode >= 400) {
-          // The client's own mistake as the upstream sees it (400, 401, 404, 422…): pass it through.
-          const body = Buffer.from(await res.body.arrayBuffer());
-          attempts.push({ backend: backend.name, status: res.statusCode, error: null, ms: performance.now() - t0 });
-          return {
-            kind: 'buffered', backend, status: res.statusCode, contentType, body, attempts,
-            upstreamMs: performance.now() - started, retryAfter: header(res.headers, 'retry-after'),
-          };
-        }
-        if (failure !== null) {
-          retryAfter = header(res.headers, 'retry-after');
-          const body = Buffer.from(await res.body.arrayBuffer().catch(() => new ArrayBuffer(0)));
-          attempts.push({ backend: backend.name, status: res.statusCode, error: body.toString('utf8', 0, 300), ms: performance.now() - t0 });
-          if (res.statusCode === 429) {
-            lastRateLimit = { kind: 'buffered', backend, status: 429, contentType, body, attempts, upstreamMs: 0, retryAfter };
+        };
+        if (req.stream) {
+          const res = await backend.pool.request({ ...dispatchOpts, signal: req.signal });
+          const failure = classifyStatus(res.statusCode, backend.name);
+          if (res.statusCode < 400) {
+            const it = (res.body as Readable)[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+            const first = await readFirst(it);
+            attempts.push({ backend: backend.name, status: res.statusCode, error: null, ms: performance.now() - t0 });
+            return {
+              kind: 'stream', backend, status: res.statusCode, contentType: header(res.headers, 'content-type') ?? 'text/event-stream', first, rest: it, attempts,
+              upstreamMs: performance.now() - started, cancel: () => res.body.destroy(),
+            };
           }
-          last = failure;
-        } else if (req.stream) {
-          const it = (res.body as Readable)[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-          const first = await readFirst(it);
-          attempts.push({ backend: backend.name, status: res.statusCode, error: null, ms: performance.now() - t0 });
-          return {
-            kind: 'stream', backend, status: res.statusCode, contentType, first, rest: it, attempts,
-            upstreamMs: performance.now() - started, cancel: () => res.body.destroy(),
-          };
+          // An error answer to a stream request is a small JSON body: read it like a buffered one.
+          const body = Buffer.from(await res.body.arrayBuffer().catch(() => new ArrayBuffer(0)));
+          const outcome = settle({ status: res.statusCode, headers: res.headers, body }, failure);
+          if (outcome !== null) return outcome;
         } else {
-          const body = Buffer.from(await res.body.arrayBuffer());
-          attempts.push({ backend: backend.name, status: res.statusCode, error: null, ms: performance.now() - t0 });
-          return { kind: 'buffered', backend, status: res.statusCode, contentType, body, attempts, upstreamMs: performance.now() - started, retryAfter: undefined };
+          const res = await requestBuffered(backend.pool, dispatchOpts, req.signal);
+          const failure = classifyStatus(res.status, backend.name);
+          const outcome = settle(res, failure);
+          if (outcome !== null) return outcome;
         }
       } catch (err) {
         if (req.signal.aborted) throw new ForwardError(classifyThrown(req.signal.reason, backend.name, 'headers').error, attempts, true);
@@ -140,11 +145,14 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
     }
     if (last !== null && !last.fallback) break;
   }
-  if (lastRateLimit !== null && last?.error.status === 429) {
+  // Assigned inside settle(): TypeScript's flow analysis does not follow closures, so restate the types.
+  const rateLimited = lastRateLimit as BufferedOutcome | null;
+  const lastFailure = last as UpstreamFailure | null;
+  if (rateLimited !== null && lastFailure?.error.status === 429) {
     // Every backend rate-limited us: the client should back off, so pass the 429 on as it came.
-    return { ...lastRateLimit, attempts, upstreamMs: performance.now() - started };
+    return { ...rateLimited, attempts, upstreamMs: performance.now() - started };
   }
-  throw new ForwardError(last?.error ?? classifyThrown(new Error('no backend to call'), '?', 'headers').error, attempts, false);
+  throw new ForwardError(lastFailure?.error ?? classifyThrown(new Error('no backend to call'), '?', 'headers').error, attempts, false);
 }
 
 /** Waits for the first non-empty chunk; an upstream that ends or dies before it counts as a failed call. */

