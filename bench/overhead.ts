@@ -10,10 +10,10 @@ import { runLoad, summarize } from './lib/loadgen.js';
 import { describeMachine, machine, stamp } from './lib/machine.js';
 import { cpuSeconds, rssBytes } from './lib/proc.js';
 import { writeResults } from './lib/report.js';
-import { SIGNALMAN_BACKEND, startMock, startPortkey, startSignalman, type ServerProc } from './lib/servers.js';
+import { SIGNALMAN_BACKEND, startBareProxy, startMock, startPortkey, startSignalman, type ServerProc } from './lib/servers.js';
 import { aggregate, printOverhead, verdicts, type CellResult, type Mode, type TargetName } from './lib/overhead-summary.js';
 
-const ALL_TARGETS = ['direct', 'signalman', 'signalman-nolog', 'portkey'] as const satisfies readonly TargetName[];
+const ALL_TARGETS = ['direct', 'signalman', 'signalman-nolog', 'portkey', 'bare-proxy'] as const satisfies readonly TargetName[];
 
 export interface OverheadKnobs {
   rounds: number;
@@ -67,6 +67,9 @@ async function startTargets(k: OverheadKnobs, mock: ServerProc, notes: string[])
       if (name === 'signalman' || name === 'signalman-nolog') {
         const proc = await startSignalman(mock.origin, { accessLog: name === 'signalman', name });
         out.push({ name, proc, headers: base, model: SIGNALMAN_BACKEND });
+      } else if (name === 'bare-proxy') {
+        const proc = await startBareProxy(mock.origin);
+        out.push({ name, proc, headers: base, model: 'gpt-4o-mini' });
       } else if (name === 'portkey') {
         const proc = await startPortkey();
         const headers = { ...base, 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${mock.origin}/v1` };

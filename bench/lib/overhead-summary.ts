@@ -4,7 +4,7 @@ import type { LatencySummary } from './loadgen.js';
 import { fmt, median, printTable, type Cell } from './report.js';
 
 export type Mode = 'plain' | 'stream';
-export type TargetName = 'direct' | 'signalman' | 'signalman-nolog' | 'portkey';
+export type TargetName = 'direct' | 'signalman' | 'signalman-nolog' | 'portkey' | 'bare-proxy';
 
 /** One target measured once: one mode, one concurrency, one round. */
 export interface CellResult {
@@ -88,7 +88,7 @@ export function aggregate(cells: readonly CellResult[]): MedianRow[] {
       errors: g.reduce((s, c) => s + c.errors, 0),
     });
   }
-  const order: Record<TargetName, number> = { direct: 0, signalman: 1, 'signalman-nolog': 2, portkey: 3 };
+  const order: Record<TargetName, number> = { direct: 0, 'bare-proxy': 1, signalman: 2, 'signalman-nolog': 3, portkey: 4 };
   return rows.sort((a, b) => a.mode.localeCompare(b.mode) || a.concurrency - b.concurrency || order[a.target] - order[b.target]);
 }
 

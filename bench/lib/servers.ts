@@ -4,7 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 
 export interface ServerProc {
@@ -157,6 +158,17 @@ export async function startGateway(opts: { name: string; config: (port: number) 
     port,
     readyPath: '/healthz',
     ...(opts.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: opts.readyTimeoutMs }),
+  });
+}
+
+/** The bare node:http + undici pass-through proxy (bench/lib/bare-proxy.ts): a floor for any Node gateway. */
+export async function startBareProxy(upstreamOrigin: string): Promise<ServerProc> {
+  const port = await freePort();
+  return spawnServer({
+    name: 'bare-proxy',
+    args: [join(dirname(fileURLToPath(import.meta.url)), 'bare-proxy.js'), String(port), upstreamOrigin],
+    port,
+    readyPath: '/healthz',
   });
 }
 

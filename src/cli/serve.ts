@@ -30,8 +30,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const level = values['log-level'] ?? process.env.LOG_LEVEL ?? 'info';
-  // Buffered, asynchronous writes: the request path never waits on stdout.
-  const destination = pino.destination({ sync: false, minLength: 4096 });
+  // Buffered, asynchronous writes: the request path never waits on stdout. The buffer is bounded: if stdout
+  // stalls past 16 MiB, lines are dropped rather than memory growing without limit.
+  const destination = pino.destination({ sync: false, minLength: 4096, maxLength: 16 * 1024 * 1024 });
   const logger = pino({ level, redact: ['req.headers.authorization', '*.api_key', '*.messages', '*.prompt'] }, destination);
   // The access line is built by the AccessLogSink from known fields and shares the buffered destination.
   const portText = values.port ?? process.env.PORT;
