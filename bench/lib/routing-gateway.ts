@@ -22,30 +22,28 @@ export interface GatewayKnobs {
 /** A policy name, or 'passthrough' (the client names a backend: no policy runs). */
 export type GwTarget = string;
 
-export interface GwCell {
-  round: number;
-  target: GwTarget;
-  position: number;
+/** What one measured window of load gave. */
+interface LoadCell {
   concurrency: number;
   requests: number;
   errors: number;
   firstError: string | null;
   rps: number;
   totalMs: LatencySummary;
+}
+
+export interface GwCell extends LoadCell {
+  round: number;
+  target: GwTarget;
+  position: number;
   cpuUsPerReq: number;
   rssBytes: number;
 }
 
-export interface InterferenceCell {
+export interface InterferenceCell extends LoadCell {
   round: number;
   foreground: GwTarget;
   background: 'none' | string;
-  concurrency: number;
-  requests: number;
-  errors: number;
-  firstError: string | null;
-  rps: number;
-  totalMs: LatencySummary;
   /** Gateway process CPU (all its threads) over the foreground window, in cores: the worker's share shows here. */
   gatewayCores: number;
   /** The background's own numbers over its whole run (null when alone). */
