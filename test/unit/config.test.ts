@@ -108,6 +108,14 @@ describe('published JSON Schema', () => {
 });
 
 describe('shipped configs', () => {
+  it("the README's configuration walk-through is a valid config", async () => {
+    const readme = await readFile(join(import.meta.dirname, '../../README.md'), 'utf8');
+    const start = readme.indexOf('```yaml\nversion: 1\n');
+    expect(start).toBeGreaterThan(-1);
+    const block = readme.slice(start + '```yaml\n'.length, readme.indexOf('```', start + 8));
+    expect(problems(block, { OPENAI_API_KEY: 'x' })).toEqual([]);
+  });
+
   it('every file in configs/ and configs/examples/ validates', async () => {
     const root = join(import.meta.dirname, '../../configs');
     const files = [
