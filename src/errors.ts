@@ -55,6 +55,7 @@ export const E = {
   upstreamStreamFailed: def('upstream_stream_failed', 502, 'api_error'),
   notReady: def('not_ready', 503, 'server_error'),
   shuttingDown: def('shutting_down', 503, 'server_error'),
+  overloaded: def('overloaded', 503, 'server_error'),
   upstreamTimeout: def('upstream_timeout', 504, 'timeout_error'),
   configInvalid: def('config_invalid', 500, 'server_error'),
   routingFailed: def('routing_failed', 500, 'server_error'),

@@ -39,3 +39,15 @@ export function normalizeInPlace(v: Float32Array): boolean {
 export function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
 }
+
+/**
+ * Request-path texts allowed to wait for a worker-pool model. Past it, a request is refused at once with a
+ * 503 `overloaded` instead of queueing into ever-growing latency (training's embedMany is not bounded).
+ */
+export const maxQueueOption = z
+  .number()
+  .int()
+  .min(1)
+  .max(100_000)
+  .default(256)
+  .describe('Most request texts waiting for the model; more are refused with 503 overloaded rather than queued.');

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { defineEmbedder, type Embedder, type EmbedderContext } from './types.js';
-import { cacheSizeOption, maxCharsOption } from './common.js';
+import { cacheSizeOption, maxCharsOption, maxQueueOption } from './common.js';
 import { hashText32 } from './hash.js';
 import { pooledEmbedder, WorkerPool, workerFileFor } from './worker-pool.js';
 import type { OnnxWorkerData } from './onnx.worker.js';
@@ -53,6 +53,7 @@ export const OnnxOptions = z
     max_batch: z.number().int().min(1).max(512).default(16).describe('Most texts in one model call.'),
     max_chars: maxCharsOption(4096),
     cache_size: cacheSizeOption,
+    max_queue: maxQueueOption,
   })
   .strict();
 export type OnnxOptions = z.infer<typeof OnnxOptions>;
@@ -109,6 +110,7 @@ export async function createOnnxEmbedder(o: OnnxOptions, ctx: EmbedderContext): 
     size: o.workers,
     batchWindowMs: o.batch_window_ms,
     maxBatch: o.max_batch,
+    maxQueue: o.max_queue,
   });
   let dim: number;
   try {

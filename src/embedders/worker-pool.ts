@@ -3,6 +3,7 @@ import { setPriority } from 'node:os';
 import { Worker, parentPort, workerData } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import { E } from '../errors.js';
 import { abortReason } from './common.js';
 import { truncateMiddle } from './prompt-text.js';
 import type { Embedder } from './types.js';
@@ -30,6 +31,8 @@ export interface WorkerPoolOptions {
   size: number;
   batchWindowMs: number;
   maxBatch: number;
+  /** Most request-path texts waiting (embed(..., { bounded: true })); more are refused with 503 overloaded. */
+  maxQueue?: number;
   /** The worker is a .ts file (tests, tsx): load it through tsx's ESM loader. */
   tsLoader?: boolean;
 }
@@ -92,10 +95,15 @@ export class WorkerPool {
     return this.readyPromise;
   }
 
-  embed(text: string, signal?: AbortSignal): Promise<Float32Array> {
+  embed(text: string, signal?: AbortSignal, bounded = false): Promise<Float32Array> {
     if (this.closed) return Promise.reject(new Error(`${this.o.name}: embedder is closed`));
     if (this.fatal) return Promise.reject(this.fatal);
     if (signal?.aborted) return Promise.reject(abortReason(signal));
+    if (bounded && this.o.maxQueue !== undefined && this.queue.length >= this.o.maxQueue) {
+      return Promise.reject(
+        E.overloaded(`${this.o.name} has ${this.queue.length} texts waiting (max_queue ${this.o.maxQueue}); retry shortly or add workers`),
+      );
+    }
     return new Promise<Float32Array>((resolve, reject) => {
       const item: Item = { text, resolve, reject, signal, onAbort: undefined };
       if (signal) {
@@ -268,7 +276,8 @@ export function pooledEmbedder(pool: WorkerPool, id: string, dim: number, maxCha
   return {
     id,
     dim,
-    embed: (text, signal) => pool.embed(cut(text), signal),
+    // Requests are bounded; training's embedMany may queue a whole dataset.
+    embed: (text, signal) => pool.embed(cut(text), signal, true),
     embedMany: async (texts, onProgress) => {
       let done = 0;
       return Promise.all(

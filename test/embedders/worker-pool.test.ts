@@ -4,7 +4,7 @@ import { WorkerPool } from '../../src/embedders/worker-pool.js';
 // Worker start-up under tsx costs ~1 s, so the tests share one pool and run in order; the crash and
 // close() cases come last on purpose.
 
-const make = (o: { failInit?: boolean } = {}) =>
+const make = (o: { failInit?: boolean; maxQueue?: number } = {}) =>
   new WorkerPool({
     name: 'embedder echo',
     worker: new URL('./fixtures/echo.worker.ts', import.meta.url),
@@ -13,6 +13,7 @@ const make = (o: { failInit?: boolean } = {}) =>
     size: 1,
     batchWindowMs: 20,
     maxBatch: 4,
+    ...(o.maxQueue === undefined ? {} : { maxQueue: o.maxQueue }),
   });
 
 const batchOf = (v: Float32Array): number => v[0]!;
@@ -33,6 +34,22 @@ describe('WorkerPool', () => {
     const vs = await Promise.all(Array.from({ length: 10 }, (_, i) => p.embed(`t${i}`)));
     expect(vs.map(batchOf)).toEqual([4, 4, 4, 4, 4, 4, 4, 4, 2, 2]);
     vs.forEach((v, i) => expect(v[1]).toBe(`t${i}`.length)); // each caller gets its own row
+  });
+
+  it('refuses request-path calls past max_queue with 503 overloaded, but never bulk (training) calls', async () => {
+    const small = make({ maxQueue: 3 });
+    try {
+      await small.ready();
+      const bulk = Array.from({ length: 8 }, (_, i) => small.embed(`bulk${i}`)); // unbounded: all queue
+      const refused = await small.embed('request', undefined, true).catch((e: unknown) => e);
+      expect(refused).toMatchObject({ code: 'overloaded', status: 503 });
+      expect((refused as Error).message).toMatch(/max_queue 3/);
+      expect(await Promise.all(bulk)).toHaveLength(8);
+      // Once the queue drains, requests are accepted again.
+      expect(await small.embed('request', undefined, true)).toHaveLength(4);
+    } finally {
+      await small.close();
+    }
   });
 
   it('drops an aborted call from the queue before it reaches the model', async () => {
