@@ -2,11 +2,12 @@ import lexical from './lexical.js';
 import useLite from './use-lite.js';
 import onnx from './onnx.js';
 import remote from './remote.js';
+import concat from './concat.js';
 import type { EmbedderPlugin } from './types.js';
 
 // Adding an embedder is one line here: the config builds its `embedder:` union (discriminated on
 // `type`) and the published JSON Schema from this list. Heavy libraries load inside create().
-export const embedderPlugins = [lexical, useLite, onnx, remote] as const;
+export const embedderPlugins = [lexical, useLite, onnx, remote, concat] as const;
 
 export type EmbedderType = (typeof embedderPlugins)[number]['type'];
 

@@ -2,6 +2,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { Embedder } from '../embedders/types.js';
+import { isConcatEmbedder, type ConcatEmbedder } from '../embedders/concat.js';
 import { type Dataset, rowText, sha256Hex } from './dataset.js';
 import { startProgress } from './progress.js';
 
@@ -62,6 +63,7 @@ export interface EmbedDatasetOptions {
 
 /** Vectors for every clean row of `ds`, in order, from the disk cache when it holds them. */
 export async function embedDataset(embedder: Embedder, ds: Dataset, opts: EmbedDatasetOptions = {}): Promise<Matrix> {
+  if (isConcatEmbedder(embedder)) return embedConcat(embedder, ds, opts);
   const dir = opts.cacheDir === undefined ? DEFAULT_CACHE_DIR : opts.cacheDir;
   const meta: CacheMeta = {
     embedder: embedder.id,
@@ -105,4 +107,16 @@ export async function embedDataset(embedder: Embedder, ds: Dataset, opts: EmbedD
     await rename(`${tmp}.json`, `${base}.json`);
   }
   return m;
+}
+
+/**
+ * A concat embedder's rows are joined from its members' cached matrices: each member hits (or fills)
+ * its own cache entry, and the joined matrix is not stored (cheap to rebuild, large on disk).
+ */
+async function embedConcat(embedder: ConcatEmbedder, ds: Dataset, opts: EmbedDatasetOptions): Promise<Matrix> {
+  const parts: Matrix[] = [];
+  for (const m of embedder.members) parts.push(await embedDataset(m, ds, { ...opts, ...(opts.label === undefined ? {} : { label: `${opts.label} [${m.id}]` }) }));
+  const data = new Float32Array(ds.rows.length * embedder.dim);
+  for (let i = 0; i < ds.rows.length; i++) data.set(embedder.combine(parts.map((p) => rowOf(p, i))), i * embedder.dim);
+  return { rows: ds.rows.length, dim: embedder.dim, data };
 }

@@ -24,6 +24,8 @@ export interface Recipe {
 
 const LEX4096 = { type: 'lexical', dim: 4096 } as const;
 const USE = { type: 'use-lite', workers: 1, max_batch: 64 } as const;
+/** Both signals in one vector, equal shares; each member's vectors come from its own embedding cache. */
+const CONCAT = { type: 'concat', members: [LEX4096, USE], weights: [1, 1] };
 
 export const RECIPES: readonly Recipe[] = [
   {
@@ -80,8 +82,35 @@ export const RECIPES: readonly Recipe[] = [
     mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
     seed: 1,
     shipped: true,
-    best: true,
     note: 'one hidden layer of 128 on USE-lite sentence embeddings; softmax over law/finance/health/ood',
+  },
+  {
+    name: 'p1-concat-lr',
+    protocol: 'p1',
+    embedder: CONCAT,
+    mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 2.5e-4 },
+    seed: 1,
+    shipped: false,
+    note: 'logistic regression on lexical 4096 and USE-lite 512 side by side (concat embedder, equal weights); settings of p1-lexical-lr',
+  },
+  {
+    name: 'p2-concat-mlp',
+    protocol: 'p2',
+    embedder: CONCAT,
+    mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+    seed: 1,
+    shipped: false,
+    note: 'one hidden layer of 128 on lexical 4096 + USE-lite 512 (concat, equal weights); settings of p2-use-lite-mlp',
+  },
+  {
+    name: 'p3-concat-mlp',
+    protocol: 'p3',
+    embedder: CONCAT,
+    mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+    seed: 1,
+    shipped: true,
+    best: true,
+    note: 'one hidden layer of 128 on lexical 4096 + USE-lite 512 (concat, equal weights); softmax over law/finance/health/ood',
   },
 ];
 

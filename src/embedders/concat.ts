@@ -1,0 +1,127 @@
+import { z } from 'zod';
+import { defineEmbedder, type Embedder, type EmbedderContext } from './types.js';
+import { cacheSizeOption, normalizeInPlace } from './common.js';
+import lexical, { LexicalOptions } from './lexical.js';
+import useLite, { UseLiteOptions } from './use-lite.js';
+import onnx, { OnnxOptions } from './onnx.js';
+import remote, { RemoteOptions } from './remote.js';
+
+// Several embedders side by side in one vector, so one artifact (which names one embedder) can read
+// several signals, e.g. hashed n-grams plus a sentence encoder. Members are built through their plugins
+// directly, not the registry: the registry lists this plugin, and importing it back would be a cycle.
+
+const MemberOptions = z.discriminatedUnion('type', [LexicalOptions, UseLiteOptions, OnnxOptions, RemoteOptions]);
+type MemberOptions = z.infer<typeof MemberOptions>;
+
+export const ConcatOptions = z
+  .object({
+    type: z.literal('concat'),
+    members: z
+      .array(MemberOptions)
+      .min(2)
+      .prefault([{ type: 'lexical', dim: 4096 }, { type: 'use-lite' }])
+      .describe('Embedders whose vectors are joined, in this order (lexical, use-lite, onnx, remote; not concat).'),
+    weights: z
+      .array(z.number().positive().finite())
+      .optional()
+      .describe("Relative share of each member in the vector's squared length (default: equal); one per member."),
+    cache_size: cacheSizeOption,
+  })
+  .strict()
+  .refine((o) => o.weights === undefined || o.weights.length === o.members.length, {
+    message: 'weights must have one entry per member',
+    path: ['weights'],
+  });
+export type ConcatOptions = z.infer<typeof ConcatOptions>;
+
+export interface ConcatEmbedder extends Embedder {
+  readonly members: readonly Embedder[];
+  /** Raw weights, one per member (equal when none were given). */
+  readonly weights: readonly number[];
+  /** Joins one vector per member (each of that member's dim) into this embedder's vector. */
+  combine(parts: readonly Float32Array[]): Float32Array;
+}
+
+export const isConcatEmbedder = (e: Embedder): e is ConcatEmbedder =>
+  Array.isArray((e as Partial<ConcatEmbedder>).members) && typeof (e as Partial<ConcatEmbedder>).combine === 'function';
+
+function createMember(o: MemberOptions, ctx: EmbedderContext): Promise<Embedder> {
+  switch (o.type) {
+    case 'lexical':
+      return lexical.create(o, ctx);
+    case 'use-lite':
+      return useLite.create(o, ctx);
+    case 'onnx':
+      return onnx.create(o, ctx);
+    case 'remote':
+      return remote.create(o, ctx);
+  }
+}
+
+/**
+ * Member i is scaled by sqrt(w_i / sum w): unit members give a unit result, and in a dot product each
+ * member's cosine counts with weight w_i / sum w. The result is renormalised so that a member that
+ * returns a zero vector (no features) still leaves a unit vector.
+ */
+export function combineVectors(parts: readonly Float32Array[], dims: readonly number[], weights: readonly number[]): Float32Array {
+  const total = weights.reduce((s, w) => s + w, 0);
+  const out = new Float32Array(dims.reduce((s, d) => s + d, 0));
+  let at = 0;
+  parts.forEach((p, i) => {
+    const d = dims[i]!;
+    if (p.length !== d) throw new Error(`concat member ${i} gave a ${p.length}-d vector, expected ${d}`);
+    const s = Math.sqrt(weights[i]! / total);
+    for (let k = 0; k < d; k++) out[at + k] = p[k]! * s;
+    at += d;
+  });
+  normalizeInPlace(out);
+  return out;
+}
+
+export async function createConcatEmbedder(o: ConcatOptions, ctx: EmbedderContext): Promise<ConcatEmbedder> {
+  const members: Embedder[] = [];
+  try {
+    for (const m of o.members) members.push(await createMember(m, ctx));
+  } catch (e) {
+    await Promise.allSettled(members.map((m) => m.close()));
+    throw e;
+  }
+  const weights = o.weights ?? o.members.map(() => 1);
+  const dims = members.map((m) => m.dim);
+  const combine = (parts: readonly Float32Array[]): Float32Array => combineVectors(parts, dims, weights);
+  return {
+    id: `concat/v1/(${members.map((m) => m.id).join('+')})/w${weights.join(',')}`,
+    dim: dims.reduce((s, d) => s + d, 0),
+    members,
+    weights,
+    combine,
+    embed: async (text, signal) => combine(await Promise.all(members.map((m) => m.embed(text, signal)))),
+    async embedMany(texts, onProgress) {
+      // Progress is that of the slowest member.
+      const done = members.map(() => 0);
+      const per = await Promise.all(
+        members.map((m, i) =>
+          m.embedMany(
+            texts,
+            onProgress === undefined
+              ? undefined
+              : (n) => {
+                  done[i] = n;
+                  onProgress(Math.min(...done));
+                },
+          ),
+        ),
+      );
+      return texts.map((_, r) => combine(per.map((vs) => vs[r]!)));
+    },
+    close: async () => {
+      await Promise.all(members.map((m) => m.close()));
+    },
+  };
+}
+
+export default defineEmbedder({
+  type: 'concat',
+  options: ConcatOptions,
+  create: (opts, ctx) => createConcatEmbedder(opts, ctx),
+});

@@ -1,0 +1,73 @@
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import concat, { ConcatOptions, isConcatEmbedder } from '../../src/embedders/concat.js';
+import lexical, { LexicalOptions } from '../../src/embedders/lexical.js';
+import { readDataset, rowText } from '../../src/training/dataset.js';
+import { embedDataset, rowOf } from '../../src/training/embed-cache.js';
+
+const ctx = { resolvePath: (p: string) => p };
+const A = { type: 'lexical', dim: 64 } as const;
+const B = { type: 'lexical', dim: 32, word_ngram_max: 0 } as const;
+const make = (weights?: number[]) =>
+  concat.create(ConcatOptions.parse({ type: 'concat', members: [A, B], ...(weights ? { weights } : {}) }), ctx);
+const norm = (v: Float32Array): number => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+
+describe('concat embedder', () => {
+  it('is the weighted concatenation of its members, unit length, with dims summed', async () => {
+    const e = await make([3, 1]);
+    const a = await lexical.create(LexicalOptions.parse(A), ctx);
+    const b = await lexical.create(LexicalOptions.parse(B), ctx);
+    expect(e.dim).toBe(96);
+    expect(isConcatEmbedder(e)).toBe(true);
+    expect(isConcatEmbedder(a)).toBe(false);
+    const text = 'What is the statute of limitations for a tort?';
+    const v = await e.embed(text);
+    const va = await a.embed(text);
+    const vb = await b.embed(text);
+    expect(norm(v)).toBeCloseTo(1, 5);
+    for (let i = 0; i < 64; i++) expect(v[i]).toBeCloseTo(va[i]! * Math.sqrt(0.75), 6);
+    for (let i = 0; i < 32; i++) expect(v[64 + i]).toBeCloseTo(vb[i]! * Math.sqrt(0.25), 6);
+    const [m] = await e.embedMany([text]);
+    expect(Array.from(m!)).toEqual(Array.from(v));
+    await Promise.all([e.close(), a.close(), b.close()]);
+  });
+
+  it('names its members and weights in its id', async () => {
+    const [eq, w] = await Promise.all([make(), make([2, 1])]);
+    expect(eq.id).toBe('concat/v1/(lexical/v1/d64/w1-2/c3-5/ww0.5/m8192+lexical/v1/d32/w1-0/c3-5/ww0/m8192)/w1,1');
+    expect(w.id).not.toBe(eq.id);
+  });
+
+  it('rejects weights that do not match the members, fewer than two members and nested concats', () => {
+    expect(ConcatOptions.safeParse({ type: 'concat', members: [A, B], weights: [1] }).success).toBe(false);
+    expect(ConcatOptions.safeParse({ type: 'concat', members: [A] }).success).toBe(false);
+    expect(ConcatOptions.safeParse({ type: 'concat', members: [A, { type: 'concat' }] }).success).toBe(false);
+    expect(ConcatOptions.safeParse({ type: 'concat', members: [A, B], weights: [1, 0] }).success).toBe(false);
+  });
+
+  it("embeds datasets through each member's own cache entry, never one of its own", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sm-concat-'));
+    const file = join(dir, 'd.jsonl');
+    const row = (id: string, prompt: string) => JSON.stringify({ id, benchmark: 'x', category: 'c', prompt, scores: { a: 1 }, contaminated: false });
+    writeFileSync(file, `${row('r1', 'hello there')}\n${row('r2', 'what is a tort')}\n`);
+    const cacheDir = join(dir, 'cache');
+    const ds = await readDataset(file);
+    const e = await make([1, 2]);
+    const m = await embedDataset(e, ds, { cacheDir, progress: false });
+    expect(readdirSync(cacheDir).filter((f) => f.endsWith('.f32')).sort()).toHaveLength(2);
+    expect(readdirSync(cacheDir).some((f) => f.startsWith('concat'))).toBe(false);
+    expect(m.dim).toBe(96);
+    for (let i = 0; i < 2; i++) {
+      const want = await e.embed(rowText(ds.rows[i]!));
+      const got = rowOf(m, i);
+      for (let k = 0; k < 96; k++) expect(got[k]).toBeCloseTo(want[k]!, 6);
+    }
+    // Member entries are the ones a plain lexical embedder of the same options reads.
+    const a = await lexical.create(LexicalOptions.parse(A), ctx);
+    const ma = await embedDataset(a, ds, { cacheDir, progress: false });
+    expect(readdirSync(cacheDir).filter((f) => f.endsWith('.f32'))).toHaveLength(2);
+    expect(rowOf(m, 1)[0]).toBeCloseTo(rowOf(ma, 1)[0]! * Math.sqrt(1 / 3), 6);
+  });
+});
