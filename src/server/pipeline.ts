@@ -8,7 +8,7 @@ import { routeRequest } from '../routers/engine.js';
 import type { Decision } from '../routers/policy.js';
 import type { RoutingState } from '../routers/state.js';
 import type { EventSink, RequestEvent } from '../telemetry/events.js';
-import { forward, ForwardError, type Attempt, type Endpoint, type StreamOutcome } from '../upstream/forward.js';
+import { forward, ForwardError, type Endpoint, type StreamOutcome } from '../upstream/forward.js';
 import { ChatBody, CompletionBody, EmbeddingBody, paramOf } from './openai-schema.js';
 import { endStreamWithError, SseFramer } from './sse.js';
 
@@ -254,4 +254,3 @@ export function toSignalmanError(err: unknown): SignalmanError {
   return E.internal(`internal error: ${(err as Error)?.message ?? String(err)}`, null, err);
 }
 
-export type { Attempt };
