@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { startGateway } from '../server/listen.js';
+import { BatchedLineWriter } from '../telemetry/line-writer.js';
 import { startMockUpstream, type MockUpstream } from '../upstream/mock/server.js';
 import { packageRoot } from './paths.js';
 
@@ -30,11 +31,12 @@ export async function serveCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const level = values['log-level'] ?? process.env.LOG_LEVEL ?? 'info';
-  // Buffered, asynchronous writes: the request path never waits on stdout. The buffer is bounded: if stdout
-  // stalls past 16 MiB, lines are dropped rather than memory growing without limit.
-  const destination = pino.destination({ sync: false, minLength: 4096, maxLength: 16 * 1024 * 1024 });
+  // Batched, asynchronous writes: the request path never waits on stdout. The buffer is bounded: if stdout
+  // stalls past 16 MiB, lines are dropped (and counted) rather than memory growing without limit.
+  const destination = new BatchedLineWriter({ fd: 1, maxBufferedBytes: 16 * 1024 * 1024 });
   const logger = pino({ level, redact: ['req.headers.authorization', '*.api_key', '*.messages', '*.prompt'] }, destination);
-  // The access line is built by the AccessLogSink from known fields and shares the buffered destination.
+  // The access line is built by the AccessLogSink from known fields and shares the batched destination,
+  // so app and access lines never interleave mid-line.
   const portText = values.port ?? process.env.PORT;
   const port = portText === undefined ? undefined : Number(portText);
   if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536)) {
@@ -59,7 +61,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   } catch (err) {
     console.error(`signalman serve: ${(err as Error).message}`);
     await mock?.close();
-    logger.flush();
+    await destination.end();
     return 1;
   }
   logger.info({ url: gw.url, config: configFile }, 'signalman listening');
@@ -78,7 +80,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     force.unref();
     await gw.close();
     await mock?.close();
-    logger.flush();
+    await destination.end();
     process.exit(0);
   };
   process.once('SIGINT', () => void stop('SIGINT'));

@@ -8,6 +8,7 @@ import { routeRequest } from '../routers/engine.js';
 import type { Decision } from '../routers/policy.js';
 import type { RoutingState } from '../routers/state.js';
 import type { EventSink, RequestEvent } from '../telemetry/events.js';
+import { Cancellation } from '../upstream/cancel.js';
 import { forward, ForwardError, type Endpoint, type StreamOutcome } from '../upstream/forward.js';
 import { ChatBody, CompletionBody, EmbeddingBody, paramOf } from './openai-schema.js';
 import { endStreamWithError, SseFramer } from './sse.js';
@@ -85,7 +86,7 @@ export async function resolveTarget(
   headers: IncomingHttpHeaders,
   body: Record<string, unknown>,
   endpoint: Endpoint,
-  signal: AbortSignal,
+  cancel: Cancellation,
   state: RoutingState,
 ): Promise<{ order: CompiledBackend[]; decision: Decision | null }> {
   const model = body.model as string;
@@ -106,7 +107,7 @@ export async function resolveTarget(
     };
   } else {
     decision = await routeRequest({
-      policy, backends: runtime.backends, body, meta: routeMeta(endpoint, body), headers, state, qualityBias: qualityBias(headers), signal,
+      policy, backends: runtime.backends, body, meta: routeMeta(endpoint, body), headers, state, qualityBias: qualityBias(headers), signal: cancel.signal,
     });
   }
   return { order: decision.order.map((n) => runtime.backends.get(n) as CompiledBackend), decision };
@@ -127,11 +128,11 @@ function serverTiming(totalMs: number, routeMs: number, upstreamMs: number): str
 }
 
 export async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: ForwardContext, deps: PipelineDeps): Promise<void> {
-  const controller = new AbortController();
+  const cancel = new Cancellation();
   const raw = ctx.res;
   // The client going away cancels everything downstream, including the upstream call.
   const onClose = () => {
-    if (!raw.writableFinished) controller.abort(new Error('client closed the connection'));
+    if (!raw.writableFinished) cancel.cancel(new Error('client closed the connection'));
   };
   raw.once('close', onClose);
 
@@ -145,13 +146,13 @@ export async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: F
     ev.model = body.model as string;
     ev.stream = body.stream === true;
     const tRoute = performance.now();
-    const { order, decision } = await resolveTarget(runtime, ctx.headers, body, endpoint, controller.signal, deps.routing);
+    const { order, decision } = await resolveTarget(runtime, ctx.headers, body, endpoint, cancel, deps.routing);
     ev.routeMs = performance.now() - tRoute;
     ev.decision = decision;
     ev.policy = decision?.policy ?? null;
 
     const outcome = await forward({
-      order, endpoint, body, stream: ev.stream, headers: forwardedHeaders(runtime, ctx), signal: controller.signal,
+      order, endpoint, body, stream: ev.stream, headers: forwardedHeaders(runtime, ctx), cancel,
       retryBaseMs: runtime.config.server.retry_base_ms, retryMaxMs: runtime.config.server.retry_max_ms,
     });
     ev.attempts = outcome.attempts;
@@ -184,7 +185,7 @@ export async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: F
     const e = toSignalmanError(err);
     ev.errorCode = e.code;
     ev.status = e.status;
-    if (controller.signal.aborted) {
+    if (cancel.aborted) {
       ev.aborted = true;
       return; // nobody is listening
     }

@@ -7,6 +7,7 @@ import type { CompiledBackend } from '../config/compile.js';
 import type { SignalmanError } from '../errors.js';
 import { backoffMs, sleep } from './backoff.js';
 import { requestBuffered, type BufferedResponse } from './buffered.js';
+import type { Cancellation } from './cancel.js';
 import { classifyStatus, classifyThrown, type UpstreamFailure } from './errors.js';
 
 export type Endpoint = 'chat' | 'completions' | 'embeddings';
@@ -19,7 +20,8 @@ export interface ForwardRequest {
   stream: boolean;
   /** Allow-listed client headers plus our request id. */
   headers: Readonly<Record<string, string>>;
-  signal: AbortSignal;
+  /** The client's request: cancelled when it goes away. */
+  cancel: Cancellation;
   retryBaseMs: number;
   retryMaxMs: number;
 }
@@ -82,7 +84,7 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
     const payload = JSON.stringify(req.body);
     const headers = { ...backend.headers, ...req.headers };
     for (let attempt = 0; attempt <= cfg.max_retries; attempt++) {
-      if (req.signal.aborted) throw new ForwardError(classifyThrown(req.signal.reason, backend.name, 'headers').error, attempts, true);
+      if (req.cancel.aborted) throw new ForwardError(classifyThrown(req.cancel.reason, backend.name, 'headers').error, attempts, true);
       const t0 = performance.now();
       let retryAfter: string | undefined;
       /** A complete answer: returned as the outcome, or (429 / 5xx) recorded for a retry, giving null. */
@@ -110,7 +112,7 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
           bodyTimeout: req.stream ? cfg.stream_idle_timeout_ms : cfg.timeout_ms,
         };
         if (req.stream) {
-          const res = await backend.pool.request({ ...dispatchOpts, signal: req.signal });
+          const res = await backend.pool.request({ ...dispatchOpts, signal: req.cancel.signal });
           const failure = classifyStatus(res.statusCode, backend.name);
           if (res.statusCode < 400) {
             const it = (res.body as Readable)[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
@@ -126,13 +128,13 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
           const outcome = settle({ status: res.statusCode, headers: res.headers, body }, failure);
           if (outcome !== null) return outcome;
         } else {
-          const res = await requestBuffered(backend.pool, dispatchOpts, req.signal);
+          const res = await requestBuffered(backend.pool, dispatchOpts, req.cancel);
           const failure = classifyStatus(res.status, backend.name);
           const outcome = settle(res, failure);
           if (outcome !== null) return outcome;
         }
       } catch (err) {
-        if (req.signal.aborted) throw new ForwardError(classifyThrown(req.signal.reason, backend.name, 'headers').error, attempts, true);
+        if (req.cancel.aborted) throw new ForwardError(classifyThrown(req.cancel.reason, backend.name, 'headers').error, attempts, true);
         const failure = classifyThrown(err, backend.name, 'headers');
         attempts.push({ backend: backend.name, status: null, error: (err as Error).message ?? String(err), ms: performance.now() - t0 });
         last = failure;
@@ -141,7 +143,7 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
       if (attempt === cfg.max_retries) break;
       const wait = backoffMs(attempt, req.retryBaseMs, req.retryMaxMs, retryAfter);
       if (wait === null) break; // the server asks for a longer wait than we allow: try the next backend
-      await sleep(wait, req.signal).catch(() => undefined);
+      await sleep(wait, req.cancel.signal).catch(() => undefined);
     }
     if (last !== null && !last.fallback) break;
   }
