@@ -43,14 +43,12 @@ export function createFastPath(o: FastPathOptions, next: (req: IncomingMessage, 
       drainThen(req, () => sendError(res, id, E.unsupportedMediaType('send the body as JSON with content-type: application/json')));
       return;
     }
-    readBody(req, o.bodyLimit).then(
-      (raw) => serve(o, endpoint, id, raw, req, res, startedAt),
-      (e: SignalmanError) => {
-        // The client may still be sending a body we refuse: answer, then close rather than read it all.
-        sendError(res, id, e, { connection: 'close' });
-        res.once('finish', () => req.destroy());
-      },
-    );
+    readBody(req, o.bodyLimit, (e, raw) => {
+      if (e === null) return serve(o, endpoint, id, raw as Buffer, req, res, startedAt);
+      // The client may still be sending a body we refuse: answer, then close rather than read it all.
+      sendError(res, id, e, { connection: 'close' });
+      res.once('finish', () => req.destroy());
+    });
   };
 }
 
@@ -64,32 +62,36 @@ function serve(o: FastPathOptions, endpoint: Endpoint, id: string, raw: Buffer, 
   }
   const pinned = o.ref.pin();
   if (!pinned) return sendError(res, id, E.notReady('no configuration is loaded yet; see GET /readyz'));
-  handleForward(endpoint, pinned.runtime, { id, headers: req.headers, body, res, startedAt }, o.deps)
-    .catch((err: unknown) => sendError(res, id, E.internal(`internal error: ${(err as Error)?.message ?? String(err)}`)))
-    .finally(pinned.release);
+  // handleForward answers every outcome itself; a rejection here is a bug, still answered in OpenAI's shape.
+  handleForward(endpoint, pinned.runtime, { id, headers: req.headers, body, res, startedAt }, o.deps).then(pinned.release, (err: unknown) => {
+    pinned.release();
+    sendError(res, id, E.internal(`internal error: ${(err as Error)?.message ?? String(err)}`));
+  });
 }
 
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    if (declared > limit) {
-      reject(E.bodyTooLarge(`request body is larger than the gateway's limit (server.body_limit_bytes = ${limit})`));
+/** Reads the whole body, then calls `done` once. Callbacks, not a Promise: this runs for every request. */
+function readBody(req: IncomingMessage, limit: number, done: (e: SignalmanError | null, raw: Buffer | null) => void): void {
+  const tooLarge = () => E.bodyTooLarge(`request body is larger than the gateway's limit (server.body_limit_bytes = ${limit})`);
+  if (Number(req.headers['content-length']) > limit) return done(tooLarge(), null);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let settled = false;
+  const finish = (e: SignalmanError | null, raw: Buffer | null) => {
+    if (settled) return;
+    settled = true;
+    done(e, raw);
+  };
+  req.on('data', (c: Buffer) => {
+    size += c.length;
+    if (size > limit) {
+      req.removeAllListeners('data');
+      finish(tooLarge(), null);
       return;
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        reject(E.bodyTooLarge(`request body is larger than the gateway's limit (server.body_limit_bytes = ${limit})`));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.once('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)));
-    req.once('error', () => reject(E.invalidRequest('the request body could not be read')));
+    chunks.push(c);
   });
+  req.once('end', () => finish(null, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)));
+  req.once('error', () => finish(E.invalidRequest('the request body could not be read'), null));
 }
 
 function drainThen(req: IncomingMessage, then: () => void): void {

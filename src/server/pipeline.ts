@@ -146,7 +146,9 @@ export async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: F
     ev.model = body.model as string;
     ev.stream = body.stream === true;
     const tRoute = performance.now();
-    const { order, decision } = await resolveTarget(runtime, ctx.headers, body, endpoint, cancel, deps.routing);
+    // A backend named directly needs no routing: skip the async step (and its promise) altogether.
+    const direct = runtime.backends.get(ev.model);
+    const { order, decision } = direct !== undefined ? { order: [direct], decision: null } : await resolveTarget(runtime, ctx.headers, body, endpoint, cancel, deps.routing);
     ev.routeMs = performance.now() - tRoute;
     ev.decision = decision;
     ev.policy = decision?.policy ?? null;
