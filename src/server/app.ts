@@ -9,7 +9,7 @@ import { routeRequest } from '../routers/engine.js';
 import { AccessLogSink, FanoutSink, type EventSink, type LineWriter } from '../telemetry/events.js';
 import type { Endpoint } from '../upstream/forward.js';
 import { createFastPath } from './fast-path.js';
-import { handleForward, qualityBias, routeMeta, toSignalmanError, validateBody } from './pipeline.js';
+import { handleForward, qualityBias, routeMeta, serverTiming, toSignalmanError, validateBody } from './pipeline.js';
 
 export interface AppOptions {
   ref: RuntimeRef;
@@ -64,6 +64,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       return;
     }
     done();
+  });
+
+  // Every response says what the gateway cost, not only forwarded ones (which set their own, with upstream time).
+  app.addHook('onSend', function serverTimingHeader(_req, reply, payload, done) {
+    if (!reply.hasHeader('server-timing')) reply.header('server-timing', serverTiming(reply.elapsedTime, 0, 0));
+    done(null, payload);
   });
 
   app.setErrorHandler((err: FastifyError | SignalmanError, req, reply) => {

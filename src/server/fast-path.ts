@@ -6,7 +6,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RuntimeRef } from '../config/runtime-ref.js';
 import { E, type SignalmanError } from '../errors.js';
 import type { Endpoint } from '../upstream/forward.js';
-import { handleForward, sendError, type PipelineDeps } from './pipeline.js';
+import { handleForward, sendError, serverTiming, type PipelineDeps } from './pipeline.js';
+
+/** Errors found before routing: the whole time so far is the gateway's. */
+const sendEarlyError = (res: ServerResponse, id: string, startedAt: number, e: SignalmanError, extra?: Record<string, string>) =>
+  sendError(res, id, e, serverTiming(performance.now() - startedAt, 0, 0), extra);
 
 const ROUTES: Readonly<Record<string, Endpoint>> = {
   '/v1/chat/completions': 'chat',
@@ -35,37 +39,37 @@ export function createFastPath(o: FastPathOptions, next: (req: IncomingMessage, 
     const startedAt = performance.now();
     const id = o.nextId();
     if (o.isDraining()) {
-      sendError(res, id, E.shuttingDown('the gateway is shutting down; retry on another instance'), { connection: 'close' });
+      sendEarlyError(res, id, startedAt, E.shuttingDown('the gateway is shutting down; retry on another instance'), { connection: 'close' });
       return;
     }
     const type = req.headers['content-type'];
     if (type === undefined || !type.toLowerCase().includes('application/json')) {
-      drainThen(req, () => sendError(res, id, E.unsupportedMediaType('send the body as JSON with content-type: application/json')));
+      drainThen(req, () => sendEarlyError(res, id, startedAt, E.unsupportedMediaType('send the body as JSON with content-type: application/json')));
       return;
     }
     readBody(req, o.bodyLimit, (e, raw) => {
       if (e === null) return serve(o, endpoint, id, raw as Buffer, req, res, startedAt);
       // The client may still be sending a body we refuse: answer, then close rather than read it all.
-      sendError(res, id, e, { connection: 'close' });
+      sendEarlyError(res, id, startedAt, e, { connection: 'close' });
       res.once('finish', () => req.destroy());
     });
   };
 }
 
 function serve(o: FastPathOptions, endpoint: Endpoint, id: string, raw: Buffer, req: IncomingMessage, res: ServerResponse, startedAt: number): void {
-  if (raw.length === 0) return sendError(res, id, E.invalidJson('the request body is empty; send a JSON object'));
+  if (raw.length === 0) return sendEarlyError(res, id, startedAt, E.invalidJson('the request body is empty; send a JSON object'));
   let body: unknown;
   try {
     body = JSON.parse(raw.toString('utf8'));
   } catch (err) {
-    return sendError(res, id, E.invalidJson(`the request body is not valid JSON: ${(err as Error).message}`));
+    return sendEarlyError(res, id, startedAt, E.invalidJson(`the request body is not valid JSON: ${(err as Error).message}`));
   }
   const pinned = o.ref.pin();
-  if (!pinned) return sendError(res, id, E.notReady('no configuration is loaded yet; see GET /readyz'));
+  if (!pinned) return sendEarlyError(res, id, startedAt, E.notReady('no configuration is loaded yet; see GET /readyz'));
   // handleForward answers every outcome itself; a rejection here is a bug, still answered in OpenAI's shape.
   handleForward(endpoint, pinned.runtime, { id, headers: req.headers, body, res, startedAt }, o.deps).then(pinned.release, (err: unknown) => {
     pinned.release();
-    sendError(res, id, E.internal(`internal error: ${(err as Error)?.message ?? String(err)}`));
+    sendEarlyError(res, id, startedAt, E.internal(`internal error: ${(err as Error)?.message ?? String(err)}`));
   });
 }
 

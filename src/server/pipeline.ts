@@ -32,14 +32,18 @@ export interface ForwardContext {
   startedAt: number;
 }
 
-/** An OpenAI-shaped error response, written straight to the socket. */
-export function sendError(res: ServerResponse, id: string, e: SignalmanError, extra: Record<string, string> = {}): void {
+/**
+ * An OpenAI-shaped error response, written straight to the socket. `timing` is its Server-Timing value:
+ * errors show what the gateway cost too.
+ */
+export function sendError(res: ServerResponse, id: string, e: SignalmanError, timing: string, extra: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return;
   const body = JSON.stringify(e.toJSON());
   res.writeHead(e.status, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': String(Buffer.byteLength(body)),
     'x-signalman-request-id': id,
+    'server-timing': timing,
     ...extra,
   });
   res.end(body);
@@ -122,7 +126,8 @@ function forwardedHeaders(runtime: Runtime, ctx: ForwardContext): Record<string,
   return out;
 }
 
-function serverTiming(totalMs: number, routeMs: number, upstreamMs: number): string {
+/** The Server-Timing value of every response: gateway overhead, routing, upstream (0 where there was none). */
+export function serverTiming(totalMs: number, routeMs: number, upstreamMs: number): string {
   const gw = Math.max(0, totalMs - upstreamMs);
   return `gw;desc="gateway overhead";dur=${gw.toFixed(3)}, route;dur=${routeMs.toFixed(3)}, upstream;dur=${upstreamMs.toFixed(3)}`;
 }
@@ -192,7 +197,11 @@ export async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: F
       return; // nobody is listening
     }
     if (!raw.headersSent) {
-      sendError(raw, ctx.id, e, ev.policy === null ? {} : { 'x-signalman-policy': ev.policy });
+      // Upstream time of a failed call: what its attempts spent waiting on backends.
+      let upstreamMs = 0;
+      for (const a of ev.attempts) upstreamMs += a.ms;
+      const timing = serverTiming(performance.now() - ctx.startedAt, ev.routeMs, upstreamMs);
+      sendError(raw, ctx.id, e, timing, ev.policy === null ? {} : { 'x-signalman-policy': ev.policy });
     } else {
       endStreamWithError(raw, e);
     }

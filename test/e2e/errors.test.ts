@@ -31,6 +31,7 @@ policies:`,
 afterAll(() => stack.close());
 
 const msg = [{ role: 'user' as const, content: 'hello' }];
+const SERVER_TIMING = /^gw;desc="gateway overhead";dur=[\d.]+, route;dur=[\d.]+, upstream;dur=[\d.]+$/;
 const post = (path: string, body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) =>
   fetch(`${stack.gw.url}${path}`, { method: 'POST', body, headers });
 
@@ -45,6 +46,7 @@ async function expectApiError(p: Promise<unknown>, status: number, code: string,
   expect(e.code).toBe(code);
   if (param !== undefined) expect(e.param).toBe(param);
   expect(e.headers?.get('x-signalman-request-id')).toBeTruthy();
+  expect(e.headers?.get('server-timing')).toMatch(SERVER_TIMING);
   return e;
 }
 
@@ -55,6 +57,15 @@ describe('request errors', () => {
     const body = (await res.json()) as { error: Record<string, unknown> };
     expect(body.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_json', param: null });
     expect(Object.keys(body.error).sort()).toEqual(['code', 'message', 'param', 'type']);
+    expect(res.headers.get('server-timing')).toMatch(SERVER_TIMING);
+  });
+
+  it('every response carries Server-Timing: Fastify routes and their 404s too', async () => {
+    for (const path of ['/v1/models', '/healthz', '/readyz', '/no/such/path']) {
+      const res = await fetch(`${stack.gw.url}${path}`);
+      expect(res.headers.get('server-timing'), path).toMatch(SERVER_TIMING);
+      expect(res.headers.get('x-signalman-request-id'), path).toBeTruthy();
+    }
   });
 
   it('400 naming the bad field for a schema violation', async () => {
