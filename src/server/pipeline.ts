@@ -207,7 +207,7 @@ export async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: F
     }
   } finally {
     raw.removeListener('close', onClose);
-    stream?.cancel();
+    stream?.stream.cancel();
     ev.totalMs = performance.now() - ctx.startedAt;
     deps.sink.record(ev);
   }
@@ -217,24 +217,25 @@ async function pipeStream(raw: ServerResponse, headers: Record<string, string>, 
   headers['cache-control'] = 'no-cache';
   raw.writeHead(200, headers);
   const framer = new SseFramer();
-  const write = async (buf: Buffer) => {
-    if (buf.length === 0 || raw.destroyed) return;
-    // Respect backpressure: a slow client must not make us buffer the whole completion.
-    if (!raw.write(buf)) await waitDrain(raw);
+  const { stream } = s;
+  // Respect backpressure: a slow client pauses the upstream socket instead of us buffering the completion.
+  const resume = () => stream.resume();
+  const send = (chunk: Buffer): boolean => {
+    const out = framer.push(chunk);
+    if (out.length === 0 || raw.destroyed || raw.write(out)) return true;
+    raw.once('drain', resume);
+    return false;
   };
   try {
-    await write(framer.push(s.first));
-    for (;;) {
-      const r = await s.rest.next();
-      if (r.done) break;
-      await write(framer.push(r.value));
-    }
+    send(stream.first);
+    await new Promise<void>((resolve, reject) => stream.pipe({ data: send, end: resolve, error: reject }));
     const rest = framer.rest();
     if (rest !== null && rest.length > 0 && rest.toString().trim() !== '') {
       throw Object.assign(new Error('stream ended inside an event'), { code: 'UND_ERR_SOCKET' });
     }
     raw.end();
   } catch (err) {
+    raw.removeListener('drain', resume);
     if (raw.destroyed) {
       ev.aborted = true;
       return;
@@ -246,18 +247,6 @@ async function pipeStream(raw: ServerResponse, headers: Record<string, string>, 
     ev.errorCode = e.code;
     endStreamWithError(raw, e);
   }
-}
-
-function waitDrain(raw: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      raw.removeListener('drain', done);
-      raw.removeListener('close', done);
-      resolve();
-    };
-    raw.once('drain', done);
-    raw.once('close', done);
-  });
 }
 
 export function toSignalmanError(err: unknown): SignalmanError {

@@ -2,12 +2,12 @@
 // fallback — all strictly before the first byte reaches the client. After that, a retry would splice two
 // different completions into one stream, so the caller owns failures from then on.
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
 import type { CompiledBackend } from '../config/compile.js';
 import type { SignalmanError } from '../errors.js';
 import { backoffMs, sleep } from './backoff.js';
 import { requestBuffered, type BufferedResponse } from './buffered.js';
 import type { Cancellation } from './cancel.js';
+import { requestStream, type UpstreamStream } from './streaming.js';
 import { classifyStatus, classifyThrown, type UpstreamFailure } from './errors.js';
 
 export type Endpoint = 'chat' | 'completions' | 'embeddings';
@@ -47,13 +47,10 @@ export interface BufferedOutcome extends Common {
   body: Buffer;
   retryAfter: string | undefined;
 }
-/** A stream whose first chunk has arrived; the rest is read by the caller. */
+/** A stream whose first chunk has arrived; the caller pipes the rest (`stream.pipe`). */
 export interface StreamOutcome extends Common {
   kind: 'stream';
-  first: Buffer;
-  rest: AsyncIterator<Buffer>;
-  /** Stops reading the upstream body (client gone). */
-  cancel(): void;
+  stream: UpstreamStream;
 }
 export type ForwardOutcome = BufferedOutcome | StreamOutcome;
 
@@ -112,20 +109,17 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
           bodyTimeout: req.stream ? cfg.stream_idle_timeout_ms : cfg.timeout_ms,
         };
         if (req.stream) {
-          const res = await backend.pool.request({ ...dispatchOpts, signal: req.cancel.signal });
-          const failure = classifyStatus(res.statusCode, backend.name);
-          if (res.statusCode < 400) {
-            const it = (res.body as Readable)[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-            const first = await readFirst(it);
-            attempts.push({ backend: backend.name, status: res.statusCode, error: null, ms: performance.now() - t0 });
+          const start = await requestStream(backend.pool, dispatchOpts, req.cancel);
+          if (start.kind === 'stream') {
+            const { stream } = start;
+            attempts.push({ backend: backend.name, status: stream.status, error: null, ms: performance.now() - t0 });
             return {
-              kind: 'stream', backend, status: res.statusCode, contentType: header(res.headers, 'content-type') ?? 'text/event-stream', first, rest: it, attempts,
-              upstreamMs: performance.now() - started, cancel: () => res.body.destroy(),
+              kind: 'stream', backend, status: stream.status, contentType: header(stream.headers, 'content-type') ?? 'text/event-stream', stream, attempts,
+              upstreamMs: performance.now() - started,
             };
           }
-          // An error answer to a stream request is a small JSON body: read it like a buffered one.
-          const body = Buffer.from(await res.body.arrayBuffer().catch(() => new ArrayBuffer(0)));
-          const outcome = settle({ status: res.statusCode, headers: res.headers, body }, failure);
+          // An error answer to a stream request is a small JSON body: handled like a buffered one.
+          const outcome = settle(start.response, classifyStatus(start.response.status, backend.name));
           if (outcome !== null) return outcome;
         } else {
           const res = await requestBuffered(backend.pool, dispatchOpts, req.cancel);
@@ -155,13 +149,4 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
     return { ...rateLimited, attempts, upstreamMs: performance.now() - started };
   }
   throw new ForwardError(lastFailure?.error ?? classifyThrown(new Error('no backend to call'), '?', 'headers').error, attempts, false);
-}
-
-/** Waits for the first non-empty chunk; an upstream that ends or dies before it counts as a failed call. */
-async function readFirst(it: AsyncIterator<Buffer>): Promise<Buffer> {
-  for (;;) {
-    const r = await it.next();
-    if (r.done) throw Object.assign(new Error('stream ended before its first byte'), { code: 'UND_ERR_SOCKET' });
-    if (r.value.length > 0) return r.value;
-  }
 }
