@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import pino from 'pino';
 import { startGateway, type Gateway } from '../../src/server/listen.js';
 import { MemorySink } from '../../src/telemetry/events.js';
-import { startMockUpstream, type MockUpstream } from '../../src/upstream/mock/server.js';
+import { startMockUpstream, type MockOptions, type MockUpstream } from '../../src/upstream/mock/server.js';
 
 export interface Stack {
   mock: MockUpstream;
@@ -47,9 +47,9 @@ policies:
     fallbacks: [strong]
 ${extra}`;
 
-export async function startStack(opts: { config?: (mockUrl: string) => string; watch?: boolean } = {}): Promise<Stack> {
+export async function startStack(opts: { config?: (mockUrl: string) => string; watch?: boolean; mock?: MockOptions } = {}): Promise<Stack> {
   process.env.TEST_STRONG_KEY = 'sk-strong-backend-key';
-  const mock = await startMockUpstream({ port: 0 });
+  const mock = await startMockUpstream({ ...opts.mock, port: 0 });
   const dir = await mkdtemp(join(tmpdir(), 'signalman-test-'));
   const configFile = join(dir, 'signalman.yaml');
   await writeFile(configFile, (opts.config ?? twoBackends)(mock.url));
