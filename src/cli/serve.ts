@@ -65,7 +65,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     return 1;
   }
   logger.info({ url: gw.url, config: configFile }, 'signalman listening');
-  destination.flushSync(); // keep the start-up lines in order with this one, which goes straight to stdout
+  await destination.end(); // start-up lines first, in order: the next line goes straight to stdout
   console.log(`signalman listening on ${gw.url} (config ${configFile})`);
 
   // A bug in one request must not take the others down with it: log it loudly and keep serving.

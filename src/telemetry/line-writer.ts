@@ -78,7 +78,7 @@ export class BatchedLineWriter {
     else this.afterWrite.push(done);
   }
 
-  /** Resolves once every line written so far has reached the file descriptor. */
+  /** Resolves once every line written so far has reached the file descriptor; the writer stays open. */
   end(): Promise<void> {
     return new Promise((resolve) => this.flush(() => resolve()));
   }
