@@ -28,7 +28,7 @@ export interface OverheadKnobs {
 }
 
 export function overheadKnobs(): OverheadKnobs {
-  const targets = listEnv('TARGETS', ['direct', 'signalman', 'portkey'], ALL_TARGETS);
+  const targets = listEnv('TARGETS', ['direct', 'signalman', 'portkey', 'bare-proxy'], ALL_TARGETS);
   if (!targets.includes('direct')) targets.unshift('direct'); // every "added" number is relative to it
   return {
     rounds: intEnv('ROUNDS', 5, 1),
@@ -190,5 +190,6 @@ export async function runOverheadBench(): Promise<{ file: string; failed: number
     medians: rows, verdicts: checks, cells,
   });
   console.log(`\nwrote ${file} (and bench/results/latest-overhead.json)`);
-  return { file, failed: checks.filter((c) => c.pass === false).length };
+  // The bare proxy's checks are a reference, not Signalman's score.
+  return { file, failed: checks.filter((c) => c.pass === false && c.target !== 'bare-proxy').length };
 }

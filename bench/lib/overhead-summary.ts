@@ -103,11 +103,14 @@ export interface Verdict {
 // The streamed-first-byte check compares two medians of small differences; allow this much noise.
 export const STREAM_TOLERANCE_MS = 0.1;
 
-/** The issue's targets for Signalman pass-through, judged for each Signalman variant that ran. */
+/**
+ * The issue's targets for Signalman pass-through, judged for each Signalman variant that ran, and for the
+ * bare proxy as a reference: which targets a Node proxy doing nothing at all meets on this machine today.
+ */
 export function verdicts(rows: readonly MedianRow[]): Verdict[] {
   const find = (mode: Mode, c: number, t: TargetName) => rows.find((r) => r.mode === mode && r.concurrency === c && r.target === t);
   const out: Verdict[] = [];
-  for (const t of ['signalman', 'signalman-nolog'] as const) {
+  for (const t of ['signalman', 'signalman-nolog', 'bare-proxy'] as const) {
     if (!rows.some((r) => r.target === t)) continue;
     const p1 = find('plain', 1, t);
     const p16 = find('plain', 16, t);
@@ -143,7 +146,7 @@ export function printOverhead(rows: readonly MedianRow[], checks: readonly Verdi
     ]);
     printTable(`${mode === 'plain' ? 'Plain' : 'Streamed'} chat completions (median over ${rs[0]?.rounds ?? 0} rounds; added = target - direct, same round)`, cols, body);
   }
-  console.log('\nTargets (issue: Signalman pass-through)');
+  console.log('\nTargets (issue: Signalman pass-through; bare-proxy, the floor, judged alike for reference)');
   for (const c of checks) {
     const tag = c.pass === null ? 'N/A ' : c.pass ? 'PASS' : 'FAIL';
     console.log(`${tag}  ${c.target.padEnd(15)} ${c.check.padEnd(72)} ${c.value}`);
