@@ -18,7 +18,12 @@ export interface ReloadStatus {
   trigger: string;
   generation: number;
   errors: string[];
+  /** Accepted edits that cannot apply to a running process (the listening address, the watcher). */
+  warnings: string[];
 }
+
+/** Server settings bound at start: a reload accepts a change to them but says it waits for a restart. */
+const RESTART_ONLY = ['host', 'port', 'watch'] as const;
 
 interface Slot {
   runtime: Runtime;
@@ -94,18 +99,27 @@ export class RuntimeRef {
       }
       this.generation = generation;
       const previous = this.slot;
+      const warnings: string[] = [];
+      if (previous) {
+        for (const k of RESTART_ONLY) {
+          const was = previous.runtime.config.server[k];
+          const now = runtime.config.server[k];
+          if (was !== now) warnings.push(`server.${k} changed (${String(was)} -> ${String(now)}): it takes effect at the next restart`);
+        }
+      }
       this.slot = { runtime, pins: 0, retired: false };
       this.slots.set(runtime, this.slot);
       if (previous) {
         previous.retired = true;
         if (previous.pins === 0) void this.disposeSlot(previous);
       }
-      status = { ok: true, at: new Date().toISOString(), trigger, generation, errors: [] };
+      status = { ok: true, at: new Date().toISOString(), trigger, generation, errors: [], warnings };
       this.reloadCount.ok++;
       this.log.info({ trigger, generation, file: this.file }, 'config loaded');
+      for (const w of warnings) this.log.warn({ trigger, generation, file: this.file }, w);
     } catch (err) {
       const errors = err instanceof ConfigErrors ? err.problems.map((p) => p.message) : [(err as Error).message];
-      status = { ok: false, at: new Date().toISOString(), trigger, generation: this.generation, errors };
+      status = { ok: false, at: new Date().toISOString(), trigger, generation: this.generation, errors, warnings: [] };
       this.reloadCount.error++;
       this.log.error({ trigger, file: this.file, errors }, this.slot ? 'config reload failed; keeping the last good config' : 'config load failed');
     }

@@ -27,10 +27,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   let seq = 0;
   // Cheap, unique per process; never taken from the client, so logs cannot be spoofed.
   const nextId = () => `${bootId}-${(++seq).toString(36)}`;
-  const bodyLimit = opts.bodyLimit ?? ref.current?.config.server.body_limit_bytes ?? 4 * 1024 * 1024;
+  // Read per request, so a reload that changes them applies at once.
+  const bodyLimit = () => opts.bodyLimit ?? ref.current?.config.server.body_limit_bytes ?? 4 * 1024 * 1024;
+  const accessLogOn = () => ref.current?.config.server.access_log ?? true;
   let draining = false;
-  const access = ref.current?.config.server.access_log ?? true;
-  const sink = new FanoutSink([...(access ? [new AccessLogSink(opts.accessLog ?? process.stdout)] : []), ...(opts.sinks ?? [])]);
+  const sink = new FanoutSink([new AccessLogSink(opts.accessLog ?? process.stdout, accessLogOn), ...(opts.sinks ?? [])]);
   const deps = { sink, routing: ref.routing };
   const app = Fastify({
     // The forwarding endpoints are answered by the fast path before Fastify sees them (fast-path.ts).
@@ -42,7 +43,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     loggerInstance: logger as unknown as FastifyBaseLogger,
     // Our own access line is written once per request by the pipeline's AccessLogSink.
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit,
+    bodyLimit: bodyLimit(), // the inject()-only routes; the listening server's fast path reads it per request
     genReqId: nextId,
     requestIdHeader: false,
     // We answer requests that arrive while draining ourselves, in OpenAI's shape (see onRequest below).

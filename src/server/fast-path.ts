@@ -22,7 +22,8 @@ export interface FastPathOptions {
   ref: RuntimeRef;
   deps: PipelineDeps;
   nextId: () => string;
-  bodyLimit: number;
+  /** Read per request: server.body_limit_bytes applies on reload. */
+  bodyLimit: () => number;
   isDraining: () => boolean;
 }
 
@@ -47,7 +48,7 @@ export function createFastPath(o: FastPathOptions, next: (req: IncomingMessage, 
       drainThen(req, () => sendEarlyError(res, id, startedAt, E.unsupportedMediaType('send the body as JSON with content-type: application/json')));
       return;
     }
-    readBody(req, o.bodyLimit, (e, raw) => {
+    readBody(req, o.bodyLimit(), (e, raw) => {
       if (e === null) return serve(o, endpoint, id, raw as Buffer, req, res, startedAt);
       // The client may still be sending a body we refuse: answer, then close rather than read it all.
       sendEarlyError(res, id, startedAt, e, { connection: 'close' });

@@ -50,8 +50,13 @@ const str = (s: string | null): string => (s === null ? 'null' : JSON.stringify(
  * plus redaction at ~50 µs of CPU per request; this line costs a few.
  */
 export class AccessLogSink implements EventSink {
-  constructor(private readonly out: LineWriter) {}
+  /** `enabled` is asked per event, so `server.access_log` can be switched by a config reload. */
+  constructor(
+    private readonly out: LineWriter,
+    private readonly enabled: () => boolean = () => true,
+  ) {}
   record(ev: RequestEvent): void {
+    if (!this.enabled()) return;
     const d = ev.decision;
     this.out.write(
       `{"level":${LEVEL_INFO},"time":${Date.now()},"msg":"request","reqId":${str(ev.requestId)},"endpoint":"${ev.endpoint}",` +

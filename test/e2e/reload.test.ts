@@ -108,3 +108,33 @@ describe('hot reload', () => {
     expect((await ready()).last_reload.ok).toBe(true);
   });
 });
+
+describe('server settings on reload', () => {
+  it('access_log and body_limit_bytes apply at once; host, port and watch changes are accepted and flagged for a restart', async () => {
+    const lines: string[] = [];
+    const own = await startStack({ accessLog: { write: (l: string) => lines.push(l) } });
+    try {
+      const adminReload = async () => (await fetch(`${own.gw.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } })).json() as Promise<Record<string, any>>;
+      const big = 'x'.repeat(4000);
+      const client = own.client();
+      await client.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: big }] });
+      expect(lines).toHaveLength(0); // the stack's config says access_log: false
+
+      await own.writeConfig(
+        twoBackends(own.mock.url).replace('server: { watch: false, access_log: false,', 'server: { watch: false, access_log: true, body_limit_bytes: 2048, port: 9999,'),
+      );
+      const status = await adminReload();
+      expect(status.ok).toBe(true);
+      expect(status.warnings).toEqual(['server.port changed (8080 -> 9999): it takes effect at the next restart']);
+      expect(((await (await fetch(`${own.gw.url}/readyz`)).json()) as Record<string, any>).last_reload.warnings).toEqual(status.warnings);
+
+      await client.chat.completions.create({ model: 'auto', messages: msg });
+      expect(lines).toHaveLength(1);
+      expect(JSON.parse(lines[0] as string)).toMatchObject({ msg: 'request', model: 'auto', status: 200 });
+      const tooBig = await client.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: big }] }).catch((e: unknown) => e);
+      expect((tooBig as { status?: number }).status).toBe(413);
+    } finally {
+      await own.close();
+    }
+  });
+});

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import pino from 'pino';
 import { startGateway, type Gateway } from '../../src/server/listen.js';
-import { MemorySink } from '../../src/telemetry/events.js';
+import { MemorySink, type LineWriter } from '../../src/telemetry/events.js';
 import { startMockUpstream, type MockOptions, type MockUpstream } from '../../src/upstream/mock/server.js';
 
 export interface Stack {
@@ -47,7 +47,9 @@ policies:
     fallbacks: [strong]
 ${extra}`;
 
-export async function startStack(opts: { config?: (mockUrl: string) => string; watch?: boolean; mock?: MockOptions } = {}): Promise<Stack> {
+export async function startStack(
+  opts: { config?: (mockUrl: string) => string; watch?: boolean; mock?: MockOptions; accessLog?: LineWriter } = {},
+): Promise<Stack> {
   process.env.TEST_STRONG_KEY = 'sk-strong-backend-key';
   const mock = await startMockUpstream({ ...opts.mock, port: 0 });
   const dir = await mkdtemp(join(tmpdir(), 'signalman-test-'));
@@ -57,7 +59,7 @@ export async function startStack(opts: { config?: (mockUrl: string) => string; w
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   let gw: Gateway;
   try {
-    gw = await startGateway({ configFile, logger, host: '127.0.0.1', port: 0, sinks: [sink], watch: opts.watch ?? false });
+    gw = await startGateway({ configFile, logger, host: '127.0.0.1', port: 0, sinks: [sink], watch: opts.watch ?? false, accessLog: opts.accessLog });
   } catch (err) {
     await mock.close();
     throw err;
