@@ -95,6 +95,29 @@ describe('client aborts', () => {
   });
 });
 
+describe('client aborts before the first streamed event', () => {
+  it('cancels the upstream stream that has sent headers but no event yet', async () => {
+    stack.mock.reset();
+    const controller = new AbortController();
+    const pending = stack
+      .client()
+      // @ts-expect-error: fault injection — a stream whose first token is slow
+      .chat.completions.create({ model: 'weak', messages: msg, stream: true, mock: { ttft_ms: 1500 } }, { signal: controller.signal })
+      .then(async (s) => {
+        for await (const _ of s) return 'got an event';
+        return 'ended';
+      })
+      .catch(() => 'aborted');
+    await waitFor(() => callsTo(stack.mock, '/weak/').length === 1);
+    await new Promise((r) => setTimeout(r, 100)); // the mock has flushed its headers by now
+    controller.abort();
+    expect(await pending).toBe('aborted');
+    await waitFor(() => callsTo(stack.mock, '/weak/')[0]?.outcome === 'aborted', 1000);
+    await waitFor(() => stack.sink.events.at(-1)?.aborted === true);
+    expect(callsTo(stack.mock, '/strong/')).toHaveLength(0);
+  });
+});
+
 describe('shutdown', () => {
   it('lets in-flight requests finish, then refuses new ones', async () => {
     const own = await startStack();
