@@ -2,6 +2,8 @@ import type { Embedder } from '../embedders/types.js';
 import type { Dataset } from './dataset.js';
 import { embedDataset, rowOf, type Matrix } from './embed-cache.js';
 import { trainMlp, type TrainedMlp } from './mlp-train.js';
+import { trainEnsemble } from './ensemble.js';
+import { isConcatEmbedder } from '../embedders/concat.js';
 import { startProgress } from './progress.js';
 import { type Recipe, createEmbedder } from './recipes.js';
 
@@ -43,7 +45,26 @@ export async function embedAll(embedder: Embedder, ds: Dataset, ctx: RunContext)
   });
 }
 
-/** Trains the recipe's MLP on the given rows of `X` with targets `Y` (one Float32Array per row, 0..1). */
+/** What some recipes need beyond vectors and targets (ensembles: the input's parts, row categories). */
+export interface FitExtras {
+  /** The embedder that made X: an ensemble member may read one of a concat embedder's parts. */
+  embedder?: Embedder;
+  /** Category of every row of X (indexed like X, not like `rows`); for category-prior members. */
+  categories?: readonly string[];
+}
+
+/** [start, end) of each member's part of a concat embedder's vector; the whole vector otherwise. */
+export function slicesOf(embedder: Embedder): Array<[number, number]> {
+  if (!isConcatEmbedder(embedder)) return [[0, embedder.dim]];
+  let at = 0;
+  return embedder.members.map((m) => {
+    const s: [number, number] = [at, at + m.dim];
+    at += m.dim;
+    return s;
+  });
+}
+
+/** Trains the recipe's model on the given rows of `X` with targets `Y` (one Float32Array per row, 0..1). */
 export async function fitRecipe(
   recipe: Recipe,
   X: Matrix,
@@ -52,14 +73,36 @@ export async function fitRecipe(
   output: 'sigmoid' | 'softmax',
   ctx: RunContext,
   sampleWeights?: Float32Array,
+  extras: FitExtras = {},
 ): Promise<TrainedMlp> {
-  const bar = startProgress(`train ${recipe.name}`, recipe.mlp.epochs, ctx.progress === undefined ? {} : { enabled: ctx.progress });
+  if (recipe.ensemble !== undefined) {
+    if (output !== 'sigmoid' || sampleWeights !== undefined) throw new Error(`recipe ${recipe.name}: ensembles predict quality (sigmoid, unweighted rows) only`);
+    const members = recipe.ensemble;
+    const epochs = members.reduce((s, m) => s + (m.mlp?.epochs ?? 1), 0);
+    const bar = startProgress(`train ${recipe.name}`, epochs, ctx.progress === undefined ? {} : { enabled: ctx.progress });
+    const before = members.map((_, k) => members.slice(0, k).reduce((s, m) => s + (m.mlp?.epochs ?? 1), 0));
+    const cats = extras.categories;
+    try {
+      return await trainEnsemble(members, {
+        X: rows.map((i) => rowOf(X, i)),
+        Y,
+        ...(cats === undefined ? {} : { categories: rows.map((i) => cats[i]!) }),
+        slices: extras.embedder === undefined ? [[0, X.dim]] : slicesOf(extras.embedder),
+        onEpoch: (k, e) => bar.update(before[k]! + e + 1),
+      });
+    } finally {
+      bar.stop();
+    }
+  }
+  const mlp = recipe.mlp;
+  if (mlp === undefined) throw new Error(`recipe ${recipe.name} has neither mlp settings nor an ensemble`);
+  const bar = startProgress(`train ${recipe.name}`, mlp.epochs, ctx.progress === undefined ? {} : { enabled: ctx.progress });
   try {
     return await trainMlp(
       rows.map((i) => rowOf(X, i)),
       [...Y],
       {
-        ...recipe.mlp,
+        ...mlp,
         output,
         seed: recipe.seed,
         ...(sampleWeights === undefined ? {} : { sampleWeights }),

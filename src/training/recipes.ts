@@ -1,5 +1,6 @@
 import { getEmbedderPlugin } from '../embedders/registry.js';
 import type { Embedder } from '../embedders/types.js';
+import type { EnsembleMemberRecipe } from './ensemble.js';
 import type { TrainOptions } from './mlp-train.js';
 
 // A recipe is everything needed to rebuild a router bit for bit: which embedder (with its options),
@@ -13,7 +14,10 @@ export interface Recipe {
   protocol: Protocol;
   /** Embedder plugin options, exactly as they would appear in a policy's YAML. */
   embedder: { type: string } & Record<string, unknown>;
-  mlp: Omit<TrainOptions, 'output' | 'seed' | 'sampleWeights' | 'onEpoch'>;
+  /** One MLP's shape and training settings (or `ensemble` instead). */
+  mlp?: Omit<TrainOptions, 'output' | 'seed' | 'sampleWeights' | 'onEpoch'>;
+  /** Several networks mixed into one graph (src/training/ensemble.ts); each member has its own seed. */
+  ensemble?: EnsembleMemberRecipe[];
   seed: number;
   /** Has a trained artifact in routers/<name>/. */
   shipped: boolean;
@@ -35,7 +39,6 @@ export const RECIPES: readonly Recipe[] = [
     mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 2.5e-4 },
     seed: 1,
     shipped: true,
-    best: true,
     note: 'logistic regression (MLP without hidden layer) on 4096 hashed word/char n-grams; outputs P(correct) per model',
   },
   {
@@ -63,7 +66,6 @@ export const RECIPES: readonly Recipe[] = [
     mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
     seed: 1,
     shipped: true,
-    best: true,
     note: 'one hidden layer of 128 on USE-lite sentence embeddings; one sigmoid per model predicts P(correct)',
   },
   {
@@ -111,6 +113,35 @@ export const RECIPES: readonly Recipe[] = [
     shipped: true,
     best: true,
     note: 'one hidden layer of 128 on lexical 4096 + USE-lite 512 (concat, equal weights); softmax over law/finance/health/ood',
+  },
+  {
+    name: 'p1-ensemble',
+    protocol: 'p1',
+    embedder: CONCAT,
+    ensemble: [
+      { input: 0, kind: 'joint', mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 2.5e-4 }, seed: 1, weight: 0.45 },
+      { input: 1, kind: 'joint', mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 }, seed: 1, weight: 0.2 },
+      { input: 'all', kind: 'category-prior', mlp: { hidden: [], epochs: 30, lr: 0.01, batchSize: 256, l2: 5e-6 }, seed: 1, weight: 0.35 },
+    ],
+    seed: 1,
+    shipped: true,
+    best: true,
+    note: 'one graph on the concat vector: 0.45 x softmax regression over the 4 joint outcomes (both wrong / only weak right / only strong right / both right) on its lexical part + 0.2 x MLP 512-128-4 over the same outcomes on its USE-lite part + 0.35 x subject prior (softmax regression over the 57 MMLU subjects on the whole vector, times each subject\'s mean outcome per model on the train rows); weights chosen by 2-fold cross-validation on the train half',
+  },
+  {
+    name: 'p2-ensemble',
+    protocol: 'p2',
+    embedder: USE,
+    ensemble: [
+      { input: 'all', kind: 'quality', mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 }, seed: 1, weight: 0.4 },
+      { input: 'all', kind: 'centroid-prior', clusters: 128, temperature: 0.05, seed: 1, weight: 0.2 },
+      { input: 'all', kind: 'centroid-prior', clusters: 128, temperature: 0.05, seed: 2, weight: 0.2 },
+      { input: 'all', kind: 'centroid-prior', clusters: 128, temperature: 0.05, seed: 3, weight: 0.2 },
+    ],
+    seed: 1,
+    shipped: true,
+    best: true,
+    note: 'one graph on USE-lite: 0.4 x the MLP of p2-use-lite-mlp + 3 x 0.2 x centroid prior (128 spherical k-means clusters of the train vectors, seeds 1-3, softmax over cosine / 0.05, times each cluster\'s mean score per model); settings chosen by 2-fold cross-validation on the train half',
   },
 ];
 

@@ -49,7 +49,9 @@ export async function trainP1(mmlu: Dataset, opts: P1Options, ctx: RunContext): 
   const X = await embedAll(embedder, mmlu, ctx);
   const train = range(mmlu.rows.length).filter((i) => bucket(mmlu.rows[i]!.id) === 0);
   const Y = train.map((i) => Float32Array.of(unitScore(mmlu.rows[i]!, P1_STRONG), unitScore(mmlu.rows[i]!, P1_WEAK)));
-  return { model: await fitRecipe(opts.recipe, X, train, Y, 'sigmoid', ctx), rows: train.length };
+  // Subjects (the MMLU category) of the train rows feed category-prior ensemble members.
+  const extras = { embedder, categories: mmlu.rows.map((r) => r.category) };
+  return { model: await fitRecipe(opts.recipe, X, train, Y, 'sigmoid', ctx, undefined, extras), rows: train.length };
 }
 
 export async function runP1(opts: P1Options, ctx: RunContext): Promise<P1Run> {

@@ -68,7 +68,7 @@ export async function trainP2(ds: Dataset, ooTest: readonly Dataset[], opts: P2O
   const half = range(ds.rows.length).filter((i) => bucket(ds.rows[i]!.id) === 0);
   const train = half.filter((i) => !quotes(ds.rows[i]!));
   const Y = train.map((i) => Float32Array.from(models, (m) => unitScore(ds.rows[i]!, m)));
-  const model = await fitRecipe(opts.recipe, X, train, Y, 'sigmoid', ctx);
+  const model = await fitRecipe(opts.recipe, X, train, Y, 'sigmoid', ctx, undefined, { embedder, categories: ds.rows.map((r) => r.category) });
   return { model, models, rows: train.length, dropped: half.length - train.length, embedder };
 }
 

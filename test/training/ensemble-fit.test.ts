@@ -1,0 +1,94 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { createConcatEmbedder, ConcatOptions } from '../../src/embedders/concat.js';
+import { OnnxMlp } from '../../src/routers/mlp.js';
+import { fitRecipe, slicesOf } from '../../src/training/fit.js';
+import { isEnsemble } from '../../src/training/ensemble.js';
+import { writeMlpArtifact } from '../../src/training/onnx-export.js';
+import { RECIPES, shippedRecipe, type Recipe } from '../../src/training/recipes.js';
+import type { Matrix } from '../../src/training/embed-cache.js';
+
+// fitRecipe with an ensemble recipe on a real concat embedder (two lexical members, so it is fast):
+// members read their own parts of the joined vector, and the artifact runs in onnxruntime.
+
+const TOPICS = {
+  algebra: ['solve', 'equation', 'root', 'polynomial', 'integral'],
+  law: ['court', 'statute', 'plaintiff', 'tort', 'contract'],
+  biology: ['cell', 'gene', 'protein', 'enzyme', 'membrane'],
+};
+
+describe('fitRecipe with an ensemble recipe', () => {
+  it('trains each member on its slice of a concat vector and exports one graph', async () => {
+    const embedder = await createConcatEmbedder(
+      ConcatOptions.parse({ type: 'concat', members: [{ type: 'lexical', dim: 64 }, { type: 'lexical', dim: 32, char_ngram_max: 3 }] }),
+      { resolvePath: (p) => p },
+    );
+    onTestFinished(() => embedder.close());
+    expect(slicesOf(embedder)).toEqual([
+      [0, 64],
+      [64, 96],
+    ]);
+    const texts: string[] = [];
+    const categories: string[] = [];
+    const Y: Float32Array[] = [];
+    for (const [cat, words] of Object.entries(TOPICS)) {
+      for (let i = 0; i < 12; i++) {
+        texts.push(`${words[i % 5]} ${words[(i * 3 + 1) % 5]} ${words[(i * 7 + 2) % 5]} question ${i}`);
+        categories.push(cat);
+        Y.push(Float32Array.of(1, cat === 'algebra' ? 0 : 1)); // the weak model fails algebra
+      }
+    }
+    const vecs = await embedder.embedMany(texts);
+    const X: Matrix = { rows: vecs.length, dim: embedder.dim, data: new Float32Array(vecs.length * embedder.dim) };
+    vecs.forEach((v, i) => X.data.set(v, i * embedder.dim));
+    const recipe: Recipe = {
+      name: 'test-ensemble',
+      protocol: 'p1',
+      embedder: { type: 'concat' },
+      ensemble: [
+        { input: 0, kind: 'joint', mlp: { hidden: [], epochs: 15, lr: 0.02, batchSize: 8 }, seed: 1, weight: 0.5 },
+        { input: 1, kind: 'quality', mlp: { hidden: [8], epochs: 15, lr: 0.01, batchSize: 8 }, seed: 1, weight: 0.2 },
+        { input: 'all', kind: 'category-prior', mlp: { hidden: [], epochs: 20, lr: 0.02, batchSize: 8 }, seed: 1, weight: 0.3 },
+      ],
+      seed: 1,
+      shipped: false,
+      note: '',
+    };
+    const rows = texts.map((_, i) => i);
+    const m = await fitRecipe(recipe, X, rows, Y, 'sigmoid', { dataDir: '', cacheDir: null, progress: false }, undefined, { embedder, categories });
+    expect(isEnsemble(m)).toBe(true);
+    if (!isEnsemble(m)) return;
+    expect(m.ensemble.parts.map((p) => [p.start, p.end])).toEqual([[0, 64], [64, 96], [0, 96]]);
+    const algebra = m.predict(vecs[0]!);
+    const law = m.predict(vecs[12]!);
+    expect(algebra[0]! - algebra[1]!).toBeGreaterThan(law[0]! - law[1]!);
+    const dir = await mkdtemp(join(tmpdir(), 'sm-ens-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    await writeMlpArtifact(dir, m, {
+      embedder: { id: embedder.id, dim: embedder.dim },
+      models: ['strong', 'weak'],
+      trained_on: { file: 'synthetic', sha256: '0'.repeat(64), split: 'all', seed: 1, rows: rows.length },
+      metrics: {},
+      command: 'test',
+      created_at: '2025-01-01T00:00:00.000Z',
+    });
+    const ort = await OnnxMlp.load(dir);
+    onTestFinished(() => ort.close());
+    for (const v of vecs) {
+      const js = m.predict(v);
+      const rt = await ort.run(v);
+      for (let i = 0; i < 2; i++) expect(rt[i]).toBeCloseTo(js[i]!, 5);
+    }
+    // Ensembles predict quality only.
+    await expect(fitRecipe(recipe, X, rows, Y, 'softmax', { dataDir: '', cacheDir: null, progress: false })).rejects.toThrow(/ensembles predict quality/);
+  });
+
+  it('every recipe has either mlp settings or an ensemble, and each protocol one best', () => {
+    for (const r of RECIPES) expect((r.mlp === undefined) !== (r.ensemble === undefined)).toBe(true);
+    for (const r of RECIPES.filter((x) => x.ensemble)) expect(r.ensemble!.reduce((s, m) => s + m.weight, 0)).toBeCloseTo(1, 9);
+    expect(shippedRecipe('p1').name).toBe('p1-ensemble');
+    expect(shippedRecipe('p2').name).toBe('p2-ensemble');
+  });
+});
