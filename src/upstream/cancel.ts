@@ -1,7 +1,8 @@
 // Cancelling one request's work when its client goes away. An AbortController per request (plus an
 // 'abort' listener per upstream attempt) was ~4% of the gateway's CPU at c=16: EventTarget is slow in
 // Node. This is a flag and one callback slot; a real AbortSignal is made only for code that needs one
-// (an embedder, a streamed upstream call, a backoff sleep), and stays in step with the flag.
+// (an embedder, a backoff sleep), and stays in step with the flag.
+import type { Dispatcher } from 'undici';
 
 export class Cancellation {
   aborted = false;
@@ -35,5 +36,25 @@ export class Cancellation {
 
   clearHook(): void {
     this.hook = null;
+  }
+}
+
+/** One undici dispatch tied to a cancellation: aborted when it fires, before or after the call started. */
+export class CancellableDispatch {
+  controller: Dispatcher.DispatchController | null = null;
+
+  constructor(private readonly cancel: Cancellation) {
+    cancel.onCancel((reason) => this.controller?.abort(reason));
+  }
+
+  /** The handler's onRequestStart. */
+  start(c: Dispatcher.DispatchController): void {
+    this.controller = c;
+    if (this.cancel.aborted) c.abort(this.cancel.reason as Error);
+  }
+
+  /** The call is over: stop listening for the cancellation. */
+  done(): void {
+    this.cancel.clearHook();
   }
 }

@@ -8,7 +8,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { BufferedResponse } from './buffered.js';
-import type { Cancellation } from './cancel.js';
+import { CancellableDispatch, type Cancellation } from './cancel.js';
 
 export interface StreamConsumer {
   /** One chunk; return false to pause the upstream until resume() is called. */
@@ -39,7 +39,7 @@ export function requestStream(dispatcher: Dispatcher, opts: Dispatcher.DispatchO
       reject(cancel.reason);
       return;
     }
-    let controller: Dispatcher.DispatchController | null = null;
+    const call = new CancellableDispatch(cancel);
     let status = 0;
     let headers: IncomingHttpHeaders = {};
     let started = false;
@@ -57,7 +57,7 @@ export function requestStream(dispatcher: Dispatcher, opts: Dispatcher.DispatchO
       pipe(c) {
         consumer = c;
         if (early !== null) {
-          for (const chunk of early) if (!c.data(chunk)) controller?.pause();
+          for (const chunk of early) if (!c.data(chunk)) call.controller?.pause();
           early = null;
         }
         if (earlyEnd !== null) {
@@ -66,18 +66,18 @@ export function requestStream(dispatcher: Dispatcher, opts: Dispatcher.DispatchO
         }
       },
       resume() {
-        controller?.resume();
+        call.controller?.resume();
       },
       cancel(reason) {
         if (finished) return;
         finished = true;
-        cancel.clearHook();
-        controller?.abort(reason ?? new Error('stream cancelled'));
+        call.done();
+        call.controller?.abort(reason ?? new Error('stream cancelled'));
       },
     };
 
     const fail = (err: Error) => {
-      cancel.clearHook();
+      call.done();
       if (!started) {
         started = true;
         reject(err);
@@ -85,11 +85,9 @@ export function requestStream(dispatcher: Dispatcher, opts: Dispatcher.DispatchO
       else earlyEnd = { err };
     };
 
-    cancel.onCancel((reason) => controller?.abort(reason));
     dispatcher.dispatch(opts, {
       onRequestStart(c) {
-        controller = c;
-        if (cancel.aborted) c.abort(cancel.reason as Error);
+        call.start(c);
       },
       onResponseStart(_c, statusCode, h) {
         status = statusCode;
@@ -116,7 +114,7 @@ export function requestStream(dispatcher: Dispatcher, opts: Dispatcher.DispatchO
       },
       onResponseEnd() {
         finished = true;
-        cancel.clearHook();
+        call.done();
         if (errorBody !== null) {
           started = true;
           resolve({ kind: 'buffered', response: { status, headers, body: errorBody.length === 1 ? (errorBody[0] as Buffer) : Buffer.concat(errorBody) } });

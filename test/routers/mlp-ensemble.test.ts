@@ -25,6 +25,19 @@ async function trained() {
   return { rows, m };
 }
 
+/** Writes the artifact and checks that onnxruntime computes what the JS predictor computes on `xs`. */
+async function expectOnnxMatchesJs(m: Awaited<ReturnType<typeof trainEnsemble>>, xs: readonly Float32Array[]): Promise<void> {
+  const dir = await tempDir();
+  await writeMlpArtifact(dir, m, manifestFor(['strong', 'weak'], xs.length));
+  const ort = await OnnxMlp.load(dir);
+  onTestFinished(() => ort.close());
+  for (const x of xs) {
+    const js = m.predict(x);
+    const rt = await ort.run(x);
+    for (let i = 0; i < 2; i++) expect(rt[i]).toBeCloseTo(js[i]!, 5);
+  }
+}
+
 describe('ensemble of MLPs', () => {
   it('is deterministic, mixes its parts with the given weights, and keeps outputs in 0..1', async () => {
     const a = await trained();
@@ -89,15 +102,7 @@ describe('ensemble of MLPs', () => {
     const math = m.predict(embedder.embedSync(prompt('math', 600)));
     const geo = m.predict(embedder.embedSync(prompt('geo', 600)));
     expect(math[0]! - math[1]!).toBeGreaterThan(geo[0]! - geo[1]!);
-    const dir = await tempDir();
-    await writeMlpArtifact(dir, m, manifestFor(['strong', 'weak'], rows.vectors.length));
-    const ort = await OnnxMlp.load(dir);
-    onTestFinished(() => ort.close());
-    for (const x of rows.vectors) {
-      const js = m.predict(x);
-      const rt = await ort.run(x);
-      for (let i = 0; i < 2; i++) expect(rt[i]).toBeCloseTo(js[i]!, 5);
-    }
+    await expectOnnxMatchesJs(m, rows.vectors);
     await expect(trainEnsemble(joint, { X: rows.vectors, Y: rows.scores.map((y) => Float32Array.of(y[0]!, 0.5)), slices: SLICES })).rejects.toThrow(/needs 0\/1 targets/);
   });
 
@@ -119,15 +124,7 @@ describe('ensemble of MLPs', () => {
     }
     const weak = (t: 'math' | 'geo') => prior.mlp.predict(embedder.embedSync(prompt(t, 700))).reduce((s, a, k) => s + a * prior.table![k * 2 + 1]!, 0);
     expect(weak('math')).toBeLessThan(weak('geo'));
-    const dir = await tempDir();
-    await writeMlpArtifact(dir, m, manifestFor(['strong', 'weak'], rows.vectors.length));
-    const ort = await OnnxMlp.load(dir);
-    onTestFinished(() => ort.close());
-    for (const x of rows.vectors) {
-      const js = m.predict(x);
-      const rt = await ort.run(x);
-      for (let i = 0; i < 2; i++) expect(rt[i]).toBeCloseTo(js[i]!, 5);
-    }
+    await expectOnnxMatchesJs(m, rows.vectors);
     await expect(trainEnsemble([{ ...members[0]!, clusters: 1000 }], { X: rows.vectors, Y: rows.scores, slices: SLICES })).rejects.toThrow(/clusters must be/);
     await expect(trainEnsemble([{ ...members[1]!, mlp: undefined, weight: 1 }], { X: rows.vectors, Y: rows.scores, slices: SLICES })).rejects.toThrow(/no mlp settings/);
   });
