@@ -8,11 +8,13 @@ import { runP1, type P1Run } from '../training/protocols/p1.js';
 import { runP2, type P2Run } from '../training/protocols/p2.js';
 import { runP3, type P3Run } from '../training/protocols/p3.js';
 import { type Protocol, type Recipe, findRecipe, recipesFor, shippedRecipe } from '../training/recipes.js';
-import { type Run, p1Table, p2Table, p3Table, panels, summarize } from '../training/report.js';
+import { type Run, cvTable, p1Table, p2Table, p3Table, panels, summarize } from '../training/report.js';
+import { CV_PROTOCOLS, type CvProtocol, type CvRun, crossValidate, isCvProtocol } from '../training/cv.js';
 
 const USAGE = `usage: signalman eval [--protocol p1|p2|p3] [--router NAME|all]... [--test FILE]...
                       [--data DIR] [--dump FILE | --dump-dir DIR] [--results FILE] [--plot FILE]
                       [--cache-dir DIR | --no-cache] [--bootstrap N]
+       signalman eval --cv K [--protocol p1|p2] [--router NAME|all]... [--data DIR] [--results FILE]
 
 Runs the evaluation protocols of ../shared/datasets/PROTOCOLS.md (all three unless --protocol) and
 prints a table per router against the random, zero-router and oracle baselines. Each router is
@@ -24,7 +26,9 @@ trained by its protocol (deterministic: recipe + seed) before it is scored.
   --dump FILE      per-prompt dump of the first router (needs one --protocol)
   --dump-dir DIR   writes DIR/p1.jsonl, p2.jsonl, p3.jsonl
   --results FILE   all numbers as JSON       --plot FILE   quality/cost curves as PNG
-  --bootstrap N    bootstrap resamples for P1 standard errors (default 200)`;
+  --bootstrap N    bootstrap resamples for P1 standard errors (default 200)
+  --cv K           K-fold cross-validation inside the train rows instead (P1 and P2): compare or tune
+                   recipes without ever scoring a test half or an out-of-domain set`;
 
 export function parseEvalArgs(argv: string[]) {
   const { values } = parseArgs({
@@ -39,6 +43,7 @@ export function parseEvalArgs(argv: string[]) {
       results: { type: 'string' },
       plot: { type: 'string' },
       bootstrap: { type: 'string', default: '200' },
+      cv: { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -49,6 +54,14 @@ export function parseEvalArgs(argv: string[]) {
   if (values.dump !== undefined && protocols.length !== 1) throw new Error('--dump FILE needs one --protocol (or use --dump-dir DIR)');
   if (values.test !== undefined && protocols.length !== 1) throw new Error('--test FILE needs one --protocol');
   if (values.test !== undefined && values.test.length > 1 && protocols[0] !== 'p1') throw new Error('only p1 accepts several --test files');
+  let folds: number | undefined;
+  if (values.cv !== undefined) {
+    folds = Number(values.cv);
+    if (!Number.isInteger(folds) || folds < 2) throw new Error(`--cv must be a whole number of folds >= 2, got '${values.cv}'`);
+    if (p !== undefined && !isCvProtocol(p)) throw new Error(`--cv supports ${CV_PROTOCOLS.join(' and ')}; P3 already picks its threshold on a held-out part of its train split`);
+    const clash = (['test', 'dump', 'dump-dir', 'plot'] as const).filter((k) => values[k] !== undefined);
+    if (clash.length > 0) throw new Error(`--cv scores folds of the train rows only; it takes no ${clash.map((k) => `--${k}`).join(', ')}`);
+  }
   const bootstrap = Number(values.bootstrap);
   if (!Number.isInteger(bootstrap) || bootstrap < 0) throw new Error(`--bootstrap must be a whole number >= 0, got '${values.bootstrap}'`);
   const recipes = (proto: Protocol): Recipe[] => {
@@ -59,7 +72,7 @@ export function parseEvalArgs(argv: string[]) {
     if (picked.length === 0) throw new Error(`none of --router ${names.join(', ')} is a ${proto} recipe; ${proto} has ${recipesFor(proto).map((r) => r.name).join(', ')}`);
     return picked;
   };
-  return { values, protocols, recipes, bootstrap };
+  return { values, protocols, recipes, bootstrap, folds };
 }
 
 const jsonl = (rows: readonly object[]): string => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
@@ -67,6 +80,37 @@ const jsonl = (rows: readonly object[]): string => rows.map((r) => JSON.stringif
 async function writeOut(file: string, text: string | Uint8Array): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
   await writeFile(file, text);
+}
+
+/** Runs `work`; a failure is one line on stderr and exit code 1. The embedders are closed either way. */
+async function closing(pool: EmbedderPool, work: () => Promise<void>): Promise<number> {
+  try {
+    await work();
+    return 0;
+  } catch (err) {
+    process.stderr.write(`signalman eval: ${(err as Error).message}\n`);
+    return 1;
+  } finally {
+    await pool.close();
+  }
+}
+
+async function crossValidateAll(
+  protocols: readonly CvProtocol[],
+  recipes: (p: Protocol) => Recipe[],
+  folds: number,
+  results: string | undefined,
+  pool: EmbedderPool,
+  ctx: RunContext,
+): Promise<void> {
+  const runs: CvRun[] = [];
+  for (const proto of protocols) {
+    const done: CvRun[] = [];
+    for (const recipe of recipes(proto)) done.push(await crossValidate(proto, { recipe, pool, folds }, ctx));
+    process.stdout.write(`\n${cvTable(done)}\n`);
+    runs.push(...done);
+  }
+  if (results !== undefined) await writeOut(results, `${JSON.stringify({ data: ctx.dataDir, cv: runs }, null, 2)}\n`);
 }
 
 export async function evalCommand(argv: string[]): Promise<number> {
@@ -77,15 +121,16 @@ export async function evalCommand(argv: string[]): Promise<number> {
     process.stderr.write(`signalman eval: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
   }
-  const { values, protocols, recipes, bootstrap } = args;
+  const { values, protocols, recipes, bootstrap, folds } = args;
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
   const ctx: RunContext = { dataDir: values.data, cacheDir: values['no-cache'] ? null : values['cache-dir'] };
   const pool = new EmbedderPool();
-  const runs: Run[] = [];
-  try {
+  if (folds !== undefined) return closing(pool, () => crossValidateAll(protocols.filter(isCvProtocol), recipes, folds, values.results, pool, ctx));
+  return closing(pool, async () => {
+    const runs: Run[] = [];
     for (const proto of protocols) {
       const done: Run[] = [];
       for (const recipe of recipes(proto)) {
@@ -108,11 +153,5 @@ export async function evalCommand(argv: string[]): Promise<number> {
       const ps = panels(runs);
       if (ps.length > 0) await writeCurvesPng(values.plot, ps);
     }
-  } catch (err) {
-    process.stderr.write(`signalman eval: ${(err as Error).message}\n`);
-    return 1;
-  } finally {
-    await pool.close();
-  }
-  return 0;
+  });
 }

@@ -33,6 +33,19 @@ type CacheMeta = z.infer<typeof CacheMeta>;
 
 export const rowOf = (m: Matrix, i: number): Float32Array => m.data.subarray(i * m.dim, (i + 1) * m.dim);
 
+/** A new matrix of the chosen rows of each part, in order (all parts of one width). */
+export function joinRows(...parts: ReadonlyArray<readonly [Matrix, readonly number[]]>): Matrix {
+  const dim = parts[0]?.[0].dim ?? 0;
+  const rows = parts.reduce((s, [, idx]) => s + idx.length, 0);
+  const data = new Float32Array(rows * dim);
+  let at = 0;
+  for (const [m, idx] of parts) {
+    if (m.dim !== dim) throw new Error(`joinRows: widths differ (${m.dim} vs ${dim})`);
+    for (const i of idx) data.set(rowOf(m, i), (at++) * dim);
+  }
+  return { rows, dim, data };
+}
+
 export const cacheKey = (embedderId: string, datasetSha256: string): string => {
   const slug = embedderId.replace(/[^A-Za-z0-9.-]+/g, '_').slice(0, 60);
   return `${slug}--${sha256Hex(`${embedderId}\0${datasetSha256}\0${TEXT_VERSION}`).slice(0, 16)}`;

@@ -2,6 +2,7 @@ import type { Panel, Series } from './plot.js';
 import type { P1Run } from './protocols/p1.js';
 import type { P2Run, P2Summary } from './protocols/p2.js';
 import type { P3Run } from './protocols/p3.js';
+import type { CvRun } from './cv.js';
 
 // Turns protocol runs into what `signalman eval` prints (plain-text tables), writes (results JSON
 // without the per-prompt dumps) and draws (one panel per P1 benchmark and one for P2).
@@ -63,6 +64,16 @@ export function p3Table(runs: readonly P3Run[]): string {
     ['router', 'embedder', 'ID accuracy', 'OOD accuracy', 'score (harmonic)', 'threshold', 'decision'],
     rows,
   )}`;
+}
+
+/** One row per recipe: each metric's mean over the folds, then the per-fold values. */
+export function cvTable(runs: readonly CvRun[]): string {
+  const first = runs[0];
+  if (first === undefined) return '';
+  const keys = Object.keys(first.mean);
+  const fmt = (k: string, x: number | null | undefined): string => (x === undefined ? '-' : k.startsWith('cpt') ? pct(x) : x === null ? 'never' : f3(x));
+  const rows = runs.map((r) => [r.recipe, r.embedder, ...keys.map((k) => `${fmt(k, r.mean[k])} (${r.perFold.map((f) => fmt(k, f.metrics[k])).join(', ')})`)]);
+  return `${first.protocol.toUpperCase()} ${first.folds}-fold cross-validation on ${first.split}; mean (per fold)\n${table(['router', 'embedder', ...keys], rows)}`;
 }
 
 /** Everything but the per-prompt dumps and the model weights. */

@@ -7,6 +7,11 @@ import { trainCommand } from '../../src/cli/train.js';
 import { calibrateCommand } from '../../src/cli/calibrate.js';
 import { readManifest } from '../../src/routers/artifacts.js';
 import { writeFixture } from './fixture.js';
+import { type CvRun, foldOf } from '../../src/training/cv.js';
+import { bucket, readDataset } from '../../src/training/dataset.js';
+import { EmbedderPool } from '../../src/training/fit.js';
+import { p1TrainRows, trainP1 } from '../../src/training/protocols/p1.js';
+import { findRecipe } from '../../src/training/recipes.js';
 
 // End to end on a small made-up datasets folder: train -> eval -> dumps -> calibrate.
 
@@ -84,6 +89,59 @@ describe('signalman eval on a small datasets folder', () => {
     const ids = new Set(lines(dump).map((r) => r.id));
     expect(ids.size).toBe(240); // every row of the --test file
   }, 60_000);
+});
+
+describe('signalman eval --cv', () => {
+  it('cross-validates P1 and P2 inside the train rows only, on folds that split them evenly by hash', async () => {
+    const stdout = quiet();
+    const res = join(out, 'cv.json');
+    const code = await evalCommand([...LEX, '--data', data, '--no-cache', '--cv', '3', '--results', res]);
+    vi.restoreAllMocks();
+    expect(code).toBe(0);
+    expect(stdout.join('')).toContain('3-fold cross-validation');
+    const { cv } = JSON.parse(readFileSync(res, 'utf8')) as { cv: CvRun[] };
+    expect(cv.map((r) => r.protocol)).toEqual(['p1', 'p2']); // P3 has no CV: it is skipped, not failed
+    const [p1, p2] = cv as [CvRun, CvRun];
+    // The fixture's MMLU has 10 subjects x 40 rows, one contaminated each: 390 clean rows, about half train.
+    const trainRows = p1.perFold.reduce((s, f) => s + f.testRows, 0);
+    const all = lines(join(data, 'routellm', 'mmlu.jsonl')).filter((r) => r.contaminated !== true);
+    expect(trainRows).toBe(all.filter((r) => bucket(String(r.id)) === 0).length);
+    for (const f of p1.perFold) expect(f.trainRows + f.testRows).toBe(trainRows);
+    expect(p1.mean.apgr).toBeGreaterThan(0.6); // hard prompts are marked in the text
+    // The same validation rows without their options: the fixture's marker sits in the question.
+    expect(p1.mean.apgrStems).toBeGreaterThan(0.6);
+    expect(p1.mean.apgr).toBeCloseTo(p1.perFold.reduce((s, f) => s + f.metrics.apgr!, 0) / 3, 12);
+    expect(p2.mean.aiq).toBeGreaterThan(p2.mean.zeroRouterAiq!);
+  }, 60_000);
+
+  it('trains an augmented recipe on its train rows plus their option-less copies, and on nothing else', async () => {
+    const mmlu = await readDataset(join(data, 'routellm', 'mmlu.jsonl'));
+    const pool = new EmbedderPool();
+    const ctx = { dataDir: data, cacheDir: null, progress: false };
+    const lr = findRecipe('p1-lexical-lr');
+    const augmented = { ...lr, augment: 'stems' as const };
+    try {
+      const plain = await trainP1(mmlu, { recipe: lr, pool }, ctx);
+      expect(plain.rows).toBe(p1TrainRows(mmlu).length);
+      expect((await trainP1(mmlu, { recipe: augmented, pool }, ctx)).rows).toBe(2 * plain.rows); // every fixture prompt has options
+      // A CV fold: copies of its own rows only, never of the rows it is scored on.
+      expect((await trainP1(mmlu, { recipe: augmented, pool }, ctx, p1TrainRows(mmlu).slice(0, 10))).rows).toBe(20);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('uses the 2-fold split the README names: bucket(protocol-val/ + id)', () => {
+    for (let i = 0; i < 200; i++) expect(foldOf(`mmlu/x/${i}`, 'p1-val/', 2)).toBe(bucket(`p1-val/mmlu/x/${i}`));
+  });
+
+  it('refuses P3, test files and a single fold', async () => {
+    quiet();
+    expect(await evalCommand(['--cv', '2', '--protocol', 'p3'])).toBe(2);
+    expect(await evalCommand(['--cv', '2', '--protocol', 'p1', '--test', 'x.jsonl'])).toBe(2);
+    expect(await evalCommand(['--cv', '1'])).toBe(2);
+    vi.restoreAllMocks();
+  });
 });
 
 describe('signalman train and calibrate', () => {

@@ -3,6 +3,8 @@ import { type P1Result, mean, p1Evaluate, p1OracleScores, p1RandomCurve, apgr, c
 import { type EmbedderPool, type RunContext, embedAll, fitRecipe, predictRows, range } from '../fit.js';
 import type { TrainedMlp } from '../mlp-train.js';
 import type { Recipe } from '../recipes.js';
+import { stemDataset } from '../augment.js';
+import { joinRows } from '../embed-cache.js';
 
 // P1 (PROTOCOLS.md): strong vs weak. Train on MMLU bucket(id) == 0; score the MMLU test half and
 // all of GSM8K and MT-Bench (never trained or tuned on). Score = P(strong right) - P(weak right).
@@ -38,20 +40,37 @@ export interface P1Options {
   bootstrap?: number;
 }
 
-function scoreOf(pred: Float32Array, i: number): number {
+export function scoreOf(pred: Float32Array, i: number): number {
   // Columns follow [strong, weak]: the router's need for the strong model.
   return pred[i * 2]! - pred[i * 2 + 1]!;
 }
 
-export async function trainP1(mmlu: Dataset, opts: P1Options, ctx: RunContext): Promise<{ model: TrainedMlp; rows: number }> {
+/** MMLU rows P1 trains on: bucket(id) == 0. */
+export const p1TrainRows = (mmlu: Dataset): number[] => range(mmlu.rows.length).filter((i) => bucket(mmlu.rows[i]!.id) === 0);
+
+/** Trains on `train` (default: the protocol's train half); cross-validation passes a part of it. */
+export async function trainP1(mmlu: Dataset, opts: P1Options, ctx: RunContext, train = p1TrainRows(mmlu)): Promise<{ model: TrainedMlp; rows: number }> {
   requireModels(mmlu, [P1_STRONG, P1_WEAK]);
   const embedder = await opts.pool.get(opts.recipe.embedder);
   const X = await embedAll(embedder, mmlu, ctx);
-  const train = range(mmlu.rows.length).filter((i) => bucket(mmlu.rows[i]!.id) === 0);
   const Y = train.map((i) => Float32Array.of(unitScore(mmlu.rows[i]!, P1_STRONG), unitScore(mmlu.rows[i]!, P1_WEAK)));
   // Subjects (the MMLU category) of the train rows feed category-prior ensemble members.
-  const extras = { embedder, categories: mmlu.rows.map((r) => r.category) };
-  return { model: await fitRecipe(opts.recipe, X, train, Y, 'sigmoid', ctx, undefined, extras), rows: train.length };
+  const categories = mmlu.rows.map((r) => r.category);
+  if (opts.recipe.augment !== 'stems') {
+    return { model: await fitRecipe(opts.recipe, X, train, Y, 'sigmoid', ctx, undefined, { embedder, categories }), rows: train.length };
+  }
+  // Stems are made for the whole train half (one cached embedding file), then the copies of `train`
+  // are appended: a CV fold never sees a copy of a row it is scored on.
+  const stems = stemDataset(mmlu, p1TrainRows(mmlu));
+  const XS = await embedAll(embedder, stems.ds, ctx);
+  const inTrain = new Set(train);
+  const copies = range(stems.source.length).filter((k) => inTrain.has(stems.source[k]!));
+  const all = joinRows([X, train], [XS, copies]);
+  const at = new Map(train.map((i, k) => [i, k]));
+  const Ys = copies.map((k) => Y[at.get(stems.source[k]!)!]!);
+  const cats = [...train, ...copies.map((k) => stems.source[k]!)].map((i) => categories[i]!);
+  const model = await fitRecipe(opts.recipe, all, range(all.rows), [...Y, ...Ys], 'sigmoid', ctx, undefined, { embedder, categories: cats });
+  return { model, rows: all.rows };
 }
 
 export async function runP1(opts: P1Options, ctx: RunContext): Promise<P1Run> {
@@ -99,7 +118,12 @@ export async function runP1(opts: P1Options, ctx: RunContext): Promise<P1Run> {
     embedder: embedder.id,
     strong: P1_STRONG,
     weak: P1_WEAK,
-    train: { file: mmlu.file, sha256: mmlu.sha256, rows, split: 'mmlu bucket(id) == 0, contaminated rows dropped' },
+    train: {
+      file: mmlu.file,
+      sha256: mmlu.sha256,
+      rows,
+      split: `mmlu bucket(id) == 0, contaminated rows dropped${opts.recipe.augment === 'stems' ? ', plus a copy of each without its lettered options (src/training/augment.ts)' : ''}`,
+    },
     benchmarks,
     dump,
     model,

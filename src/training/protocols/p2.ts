@@ -60,16 +60,24 @@ export function costsFor(models: readonly string[], prices: ModelPrices, file: s
   });
 }
 
-export async function trainP2(ds: Dataset, ooTest: readonly Dataset[], opts: P2Options, ctx: RunContext) {
-  const models = modelsOf(ds.rows);
-  const embedder = await opts.pool.get(opts.recipe.embedder);
-  const X = await embedAll(embedder, ds, ctx);
+/** llmrouter rows P2 trains on: bucket(id) == 0, minus rows quoting an out-of-domain test question. */
+export function p2TrainRows(ds: Dataset, ooTest: readonly Dataset[]): { train: number[]; dropped: number } {
   const quotes = overlapChecker(ooTest.flatMap((d) => d.rows));
   const half = range(ds.rows.length).filter((i) => bucket(ds.rows[i]!.id) === 0);
   const train = half.filter((i) => !quotes(ds.rows[i]!));
+  return { train, dropped: half.length - train.length };
+}
+
+/** Trains on `rows` (default: the protocol's train rows); cross-validation passes a part of them. */
+export async function trainP2(ds: Dataset, ooTest: readonly Dataset[], opts: P2Options, ctx: RunContext, rows?: readonly number[]) {
+  const models = modelsOf(ds.rows);
+  const embedder = await opts.pool.get(opts.recipe.embedder);
+  const X = await embedAll(embedder, ds, ctx);
+  const all = p2TrainRows(ds, ooTest);
+  const train = rows ?? all.train;
   const Y = train.map((i) => Float32Array.from(models, (m) => unitScore(ds.rows[i]!, m)));
   const model = await fitRecipe(opts.recipe, X, train, Y, 'sigmoid', ctx, undefined, { embedder, categories: ds.rows.map((r) => r.category) });
-  return { model, models, rows: train.length, dropped: half.length - train.length, embedder };
+  return { model, models, rows: train.length, dropped: all.dropped, embedder, X };
 }
 
 function summarize(name: string, points: CostPoint[], best: CostPoint, lo: number, hi: number): P2Summary {
@@ -82,26 +90,12 @@ function summarize(name: string, points: CostPoint[], best: CostPoint, lo: numbe
   };
 }
 
-export async function runP2(opts: P2Options, ctx: RunContext): Promise<P2Run> {
-  const ds = await readDataset(dataPath(ctx.dataDir, 'llmrouter'));
-  const prices = await readPrices(dataPath(ctx.dataDir, 'prices'));
-  const ood = await Promise.all([readDataset(dataPath(ctx.dataDir, 'gsm8k')), readDataset(dataPath(ctx.dataDir, 'mtBench'))]);
-  const { model, models, rows, dropped, embedder } = await trainP2(ds, ood, opts, ctx);
-  const costs = costsFor(models, prices, dataPath(ctx.dataDir, 'prices'));
-  const testDs = opts.testFile === undefined ? ds : await readDataset(opts.testFile);
-  if (opts.testFile !== undefined) requireModels(testDs, models);
-  const idx = opts.testFile === undefined ? range(ds.rows.length).filter((i) => bucket(ds.rows[i]!.id) === 1) : range(testDs.rows.length);
+/** The router's, the single models' and the oracle's (cost, accuracy) points on `idx` of `ds`, and their summaries. */
+export function scoreP2(pred: Float32Array, ds: Dataset, idx: readonly number[], models: readonly string[], costs: readonly number[], knobs: readonly number[]) {
   const m = models.length;
-  const X = await embedAll(embedder, testDs, ctx);
-  const pred = predictRows(model, X, idx);
-  const truth = Float64Array.from({ length: idx.length * m }, (_, k) => testDs.rows[idx[Math.floor(k / m)]!]!.scores[models[k % m]!]!);
-  const knobs = [...(opts.knobs ?? DEFAULT_KNOBS)];
-  const dump: P2Run['dump'] = [];
-  const points = knobs.map((knob) => {
-    const choice = chooseByUtility(pred, m, costs, knob);
-    choice.forEach((j, k) => dump.push({ knob, id: testDs.rows[idx[k]!]!.id, model: models[j]! }));
-    return pointOf(choice, truth, m, costs);
-  });
+  const truth = Float64Array.from({ length: idx.length * m }, (_, k) => ds.rows[idx[Math.floor(k / m)]!]!.scores[models[k % m]!]!);
+  const choices = knobs.map((knob) => chooseByUtility(pred, m, costs, knob));
+  const points = choices.map((choice) => pointOf(choice, truth, m, costs));
   const single = singleModelPoints(truth, m, costs);
   let b = 0;
   single.forEach((p, j) => {
@@ -113,6 +107,29 @@ export async function runP2(opts: P2Options, ctx: RunContext): Promise<P2Run> {
   const hi = Math.max(...costs);
   const oraclePts = knobs.map((knob) => pointOf(chooseByUtility(truth, m, costs, knob), truth, m, costs));
   return {
+    choices,
+    bestSingle: { model: models[b]!, cost: best.cost, accuracy: best.accuracy },
+    router: summarize('router', points, best, lo, hi),
+    zeroRouter: summarize('zero router', single, best, lo, hi),
+    oracle: summarize('oracle', upperHull(oraclePts), best, lo, hi),
+  };
+}
+
+export async function runP2(opts: P2Options, ctx: RunContext): Promise<P2Run> {
+  const ds = await readDataset(dataPath(ctx.dataDir, 'llmrouter'));
+  const prices = await readPrices(dataPath(ctx.dataDir, 'prices'));
+  const ood = await Promise.all([readDataset(dataPath(ctx.dataDir, 'gsm8k')), readDataset(dataPath(ctx.dataDir, 'mtBench'))]);
+  const { model, models, rows, dropped, embedder } = await trainP2(ds, ood, opts, ctx);
+  const costs = costsFor(models, prices, dataPath(ctx.dataDir, 'prices'));
+  const testDs = opts.testFile === undefined ? ds : await readDataset(opts.testFile);
+  if (opts.testFile !== undefined) requireModels(testDs, models);
+  const idx = opts.testFile === undefined ? range(ds.rows.length).filter((i) => bucket(ds.rows[i]!.id) === 1) : range(testDs.rows.length);
+  const X = await embedAll(embedder, testDs, ctx);
+  const knobs = [...(opts.knobs ?? DEFAULT_KNOBS)];
+  const s = scoreP2(predictRows(model, X, idx), testDs, idx, models, costs, knobs);
+  const dump: P2Run['dump'] = [];
+  s.choices.forEach((choice, k) => choice.forEach((j, r) => dump.push({ knob: knobs[k]!, id: testDs.rows[idx[r]!]!.id, model: models[j]! })));
+  return {
     protocol: 'p2',
     recipe: opts.recipe.name,
     embedder: embedder.id,
@@ -120,11 +137,11 @@ export async function runP2(opts: P2Options, ctx: RunContext): Promise<P2Run> {
     costs,
     test: { file: testDs.file, rows: idx.length },
     train: { file: ds.file, sha256: ds.sha256, rows, split: 'llmrouter bucket(id) == 0, minus rows quoting GSM8K/MT-Bench', droppedOverlap: dropped },
-    bestSingle: { model: models[b]!, cost: best.cost, accuracy: best.accuracy },
+    bestSingle: s.bestSingle,
     knobs,
-    router: summarize('router', points, best, lo, hi),
-    zeroRouter: summarize('zero router', single, best, lo, hi),
-    oracle: summarize('oracle', upperHull(oraclePts), best, lo, hi),
+    router: s.router,
+    zeroRouter: s.zeroRouter,
+    oracle: s.oracle,
     dump,
     model,
   };
