@@ -86,8 +86,17 @@ async function startTargets(k: OverheadKnobs, mock: ServerProc, notes: string[])
     let failure: string | null = null;
     for (const mode of k.modes) {
       const r = await runLoad({
-        origin: t.proc.origin, path: PATH, headers: t.headers, body: bodyFor(t, mode), concurrency: 1,
-        warmupMs: 0, durationMs: 0, requests: 3, maxMs: 10_000, check: check(mode), stopOnError: true,
+        origin: t.proc.origin,
+        path: PATH,
+        headers: t.headers,
+        body: bodyFor(t, mode),
+        concurrency: 1,
+        warmupMs: 0,
+        durationMs: 0,
+        requests: 3,
+        maxMs: 10_000,
+        check: check(mode),
+        stopOnError: true,
       });
       if (r.errors > 0 || r.ok === 0) failure ??= `${mode}: ${r.firstError ?? 'no answer'}`;
     }
@@ -102,14 +111,29 @@ async function startTargets(k: OverheadKnobs, mock: ServerProc, notes: string[])
   return ok;
 }
 
-async function measure(t: Target, mock: ServerProc, mode: Mode, c: number, k: OverheadKnobs, round: number, position: number): Promise<CellResult> {
+async function measure(
+  t: Target,
+  mock: ServerProc,
+  mode: Mode,
+  c: number,
+  k: OverheadKnobs,
+  round: number,
+  position: number,
+): Promise<CellResult> {
   let cpu0 = 0;
   let mockCpu0 = 0;
   let cpu1 = 0;
   let mockCpu1 = 0;
   const r = await runLoad({
-    origin: t.proc.origin, path: PATH, headers: t.headers, body: bodyFor(t, mode), concurrency: c,
-    warmupMs: k.warmupMs, durationMs: k.durationMs, requests: k.requests, check: check(mode),
+    origin: t.proc.origin,
+    path: PATH,
+    headers: t.headers,
+    body: bodyFor(t, mode),
+    concurrency: c,
+    warmupMs: k.warmupMs,
+    durationMs: k.durationMs,
+    requests: k.requests,
+    check: check(mode),
     onWindow: (edge) => {
       if (edge === 'start') {
         cpu0 = cpuSeconds(t.proc.pid) ?? Number.NaN;
@@ -122,8 +146,15 @@ async function measure(t: Target, mock: ServerProc, mode: Mode, c: number, k: Ov
   });
   const n = r.totalMs.length;
   return {
-    round, mode, concurrency: c, target: t.name, position,
-    requests: n, errors: r.errors, firstError: r.firstError, elapsedS: r.elapsedS,
+    round,
+    mode,
+    concurrency: c,
+    target: t.name,
+    position,
+    requests: n,
+    errors: r.errors,
+    firstError: r.firstError,
+    elapsedS: r.elapsedS,
     rps: n / r.elapsedS,
     totalMs: summarize(r.totalMs),
     ttfbMs: summarize(r.ttfbMs),
@@ -140,8 +171,11 @@ export async function runOverheadBench(): Promise<{ file: string; failed: number
   console.log(`# overhead: direct vs gateways over one mock upstream`);
   console.log(`machine: ${describeMachine(m)}`);
   const windowText = k.requests !== undefined ? `${k.requests} requests` : `${k.durationMs} ms`;
-  console.log(`knobs: ROUNDS=${k.rounds} ${k.requests !== undefined ? 'REQUESTS' : 'DURATION_MS'}=${k.requests ?? k.durationMs} WARMUP_MS=${k.warmupMs} PREWARM_MS=${k.prewarmMs} CONCURRENCY=${k.concurrency.join(',')} TARGETS=${k.targets.join(',')} MODES=${k.modes.join(',')} (${windowText} per cell)`);
-  if (m.loadAvg1 > m.cores * 0.5) console.log(`note: load average ${m.loadAvg1} on ${m.cores} cores: the machine is busy, expect wider tails`);
+  console.log(
+    `knobs: ROUNDS=${k.rounds} ${k.requests !== undefined ? 'REQUESTS' : 'DURATION_MS'}=${k.requests ?? k.durationMs} WARMUP_MS=${k.warmupMs} PREWARM_MS=${k.prewarmMs} CONCURRENCY=${k.concurrency.join(',')} TARGETS=${k.targets.join(',')} MODES=${k.modes.join(',')} (${windowText} per cell)`,
+  );
+  if (m.loadAvg1 > m.cores * 0.5)
+    console.log(`note: load average ${m.loadAvg1} on ${m.cores} cores: the machine is busy, expect wider tails`);
 
   const notes: string[] = [];
   const mock = await startMock();
@@ -153,7 +187,15 @@ export async function runOverheadBench(): Promise<{ file: string; failed: number
     if (k.prewarmMs > 0) {
       for (const t of targets) {
         for (const mode of k.modes) {
-          await runLoad({ origin: t.proc.origin, path: PATH, headers: t.headers, body: bodyFor(t, mode), concurrency: Math.max(...k.concurrency), warmupMs: 0, durationMs: k.prewarmMs });
+          await runLoad({
+            origin: t.proc.origin,
+            path: PATH,
+            headers: t.headers,
+            body: bodyFor(t, mode),
+            concurrency: Math.max(...k.concurrency),
+            warmupMs: 0,
+            durationMs: k.prewarmMs,
+          });
         }
       }
     }
@@ -168,7 +210,8 @@ export async function runOverheadBench(): Promise<{ file: string; failed: number
             const cell = await measure(t, mock, mode, c, k, round, position);
             cells.push(cell);
             line.push(`${t.name} ${Math.round(cell.rps)}/s p50 ${cell.totalMs.p50.toFixed(3)}${cell.errors ? ` ERR ${cell.errors}` : ''}`);
-            if (cell.errors > 0) notes.push(`round ${round + 1} ${mode} c=${c} ${t.name}: ${cell.errors} errors, first: ${cell.firstError}`);
+            if (cell.errors > 0)
+              notes.push(`round ${round + 1} ${mode} c=${c} ${t.name}: ${cell.errors} errors, first: ${cell.firstError}`);
           }
           console.log(`round ${round + 1}/${k.rounds} ${mode.padEnd(6)} c=${String(c).padEnd(3)} ${line.join(' | ')}`);
         }
@@ -185,9 +228,17 @@ export async function runOverheadBench(): Promise<{ file: string; failed: number
   const endMachine = machine();
   for (const n of notes) console.log(`note: ${n}`);
   const file = writeResults('overhead', stamp(started), {
-    suite: 'overhead', startedAt: started.toISOString(), finishedAt: new Date().toISOString(),
-    machine: m, loadAvg1AtEnd: endMachine.loadAvg1, knobs: k, notes, targets: targets.map((t) => t.name),
-    medians: rows, verdicts: checks, cells,
+    suite: 'overhead',
+    startedAt: started.toISOString(),
+    finishedAt: new Date().toISOString(),
+    machine: m,
+    loadAvg1AtEnd: endMachine.loadAvg1,
+    knobs: k,
+    notes,
+    targets: targets.map((t) => t.name),
+    medians: rows,
+    verdicts: checks,
+    cells,
   });
   console.log(`\nwrote ${file} (and bench/results/latest-overhead.json)`);
   // The bare proxy's checks are a reference, not Signalman's score.

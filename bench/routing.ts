@@ -66,16 +66,22 @@ export async function runRoutingBench(): Promise<{ file: string; failed: number 
   console.log('\n# routing: decision time per embedder x router, routed throughput, interference');
   console.log(`machine: ${describeMachine(m)}`);
   console.log(`knobs: ${JSON.stringify(k)}`);
-  if (m.loadAvg1 > m.cores * 0.5) console.log(`note: load average ${m.loadAvg1} on ${m.cores} cores: the machine is busy, expect wider tails`);
+  if (m.loadAvg1 > m.cores * 0.5)
+    console.log(`note: load average ${m.loadAvg1} on ${m.cores} cores: the machine is busy, expect wider tails`);
   const ps = promptStats(STREAM.query, 5000);
-  console.log(`prompts: generated from templates (bench/lib/prompts.ts), ${ps.mean} chars mean, p50 ${ps.p50}, p99 ${ps.p99}, max ${ps.max}`);
+  console.log(
+    `prompts: generated from templates (bench/lib/prompts.ts), ${ps.mean} chars mean, p50 ${ps.p50}, p99 ${ps.p99}, max ${ps.max}`,
+  );
 
   const artifacts = await buildArtifacts(k.artifacts, log);
   const notes = [...artifacts.notes];
   if (artifacts.useLiteKnn) {
-    notes.push(`use-lite's kNN has ${artifacts.useLiteKnn.rows} rows, not ${k.artifacts.rows}: embedding ${k.artifacts.rows} prompts with it would take minutes here; its decision time is dominated by the embedding either way`);
+    notes.push(
+      `use-lite's kNN has ${artifacts.useLiteKnn.rows} rows, not ${k.artifacts.rows}: embedding ${k.artifacts.rows} prompts with it would take minutes here; its decision time is dominated by the embedding either way`,
+    );
   }
-  if (k.artifacts.largeRows === 0) notes.push('exact vs hnsw at scale: set ROUTING_LARGE_ROWS=100000 (first build ~2 min on a busy 2-core machine, then cached)');
+  if (k.artifacts.largeRows === 0)
+    notes.push('exact vs hnsw at scale: set ROUTING_LARGE_ROWS=100000 (first build ~2 min on a busy 2-core machine, then cached)');
   for (const n of notes) console.log(`note: ${n}`);
   const policies = routingPolicies(artifacts);
   const labels = new Map<string, string>([['passthrough', 'pass-through (no policy)'], ...policies.map((p) => [p.name, p.label] as const)]);
@@ -98,7 +104,11 @@ export async function runRoutingBench(): Promise<{ file: string; failed: number 
     const mock = await startMock();
     let gw: ServerProc | null = null;
     try {
-      gw = await startGateway({ name: 'signalman-routing', config: (port) => routingConfigYaml({ port, upstream: mock.origin, policies }), readyTimeoutMs: 120_000 });
+      gw = await startGateway({
+        name: 'signalman-routing',
+        config: (port) => routingConfigYaml({ port, upstream: mock.origin, policies }),
+        readyTimeoutMs: 120_000,
+      });
       await preflight(gw, policies);
       if (k.parts.includes('gateway')) gwCells = await runThroughput(gw, policies, k.gateway, log);
       const bg = policies.find((p) => p.embedder === 'use-lite');
@@ -121,11 +131,27 @@ export async function runRoutingBench(): Promise<{ file: string; failed: number 
   console.log(`\nload average ${m.loadAvg1} at the start, ${end.loadAvg1} at the end (${m.cores} cores)`);
   for (const n of notes) console.log(`note: ${n}`);
   const file = writeResults('routing', stamp(started), {
-    suite: 'routing', startedAt: started.toISOString(), finishedAt: new Date().toISOString(),
-    machine: m, loadAvg1AtEnd: end.loadAvg1, knobs: k, notes, prompts: ps,
-    artifacts: { cacheDir: artifacts.cacheDir, knn: artifacts.knn, mlp: artifacts.mlp, knnLarge: artifacts.knnLarge, useLiteKnn: artifacts.useLiteKnn },
+    suite: 'routing',
+    startedAt: started.toISOString(),
+    finishedAt: new Date().toISOString(),
+    machine: m,
+    loadAvg1AtEnd: end.loadAvg1,
+    knobs: k,
+    notes,
+    prompts: ps,
+    artifacts: {
+      cacheDir: artifacts.cacheDir,
+      knn: artifacts.knn,
+      mlp: artifacts.mlp,
+      knnLarge: artifacts.knnLarge,
+      useLiteKnn: artifacts.useLiteKnn,
+    },
     policies: policies.map(({ name, label, embedder, router, rows, yaml }) => ({ name, label, embedder, router, rows, yaml })),
-    inproc: inprocRows, useLiteConcurrent: inproc.concurrent, gateway: gwRows, interference: intRows, verdicts,
+    inproc: inprocRows,
+    useLiteConcurrent: inproc.concurrent,
+    gateway: gwRows,
+    interference: intRows,
+    verdicts,
     raw: { passes: inproc.passes, gateway: gwCells, interference: intCells },
   });
   console.log(`\nwrote ${file} (and bench/results/latest-routing.json)`);

@@ -16,9 +16,13 @@ export function optionalIntEnv(name: string, min: number): number | undefined {
 export function listEnv<T extends string>(name: string, def: readonly T[], allowed: readonly T[]): T[] {
   const raw = process.env[name];
   if (raw === undefined || raw.trim() === '') return [...def];
-  const items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const items = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   for (const it of items) {
-    if (!(allowed as readonly string[]).includes(it)) throw new Error(`${name}: unknown '${it}'; expected a comma list of ${allowed.join(', ')}`);
+    if (!(allowed as readonly string[]).includes(it))
+      throw new Error(`${name}: unknown '${it}'; expected a comma list of ${allowed.join(', ')}`);
   }
   if (items.length === 0) throw new Error(`${name} is empty; expected a comma list of ${allowed.join(', ')}`);
   return [...new Set(items)] as T[];

@@ -57,7 +57,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     const body = typeof spec.body === 'string' ? spec.body : spec.body();
     const t0 = process.hrtime.bigint();
     let tFirst = 0n;
-    let status = 0;
+    let status: number;
     let text = '';
     const keepBody = spec.check !== undefined && checked < 8;
     try {

@@ -69,7 +69,10 @@ export function aggregate(cells: readonly CellResult[]): MedianRow[] {
     const pairs = g.map((c) => ({ c, d: direct.get(`${c.mode}|${c.concurrency}|${c.round}`) }));
     const diff = (f: (x: CellResult) => number) => median(pairs.map(({ c, d }) => (d ? f(c) - f(d) : Number.NaN)));
     rows.push({
-      mode: first.mode, concurrency: first.concurrency, target: first.target, rounds: g.length,
+      mode: first.mode,
+      concurrency: first.concurrency,
+      target: first.target,
+      rounds: g.length,
       p50: median(g.map((c) => c.totalMs.p50)),
       p90: median(g.map((c) => c.totalMs.p90)),
       p99: median(g.map((c) => c.totalMs.p99)),
@@ -117,15 +120,49 @@ export function verdicts(rows: readonly MedianRow[]): Verdict[] {
     const s1 = find('stream', 1, t);
     const pk16 = find('plain', 16, 'portkey');
     const v = (check: string, value: number | undefined, show: (x: number) => string, ok: (x: number) => boolean) =>
-      out.push({ target: t, check, value: value === undefined || Number.isNaN(value) ? 'not run' : show(value), pass: value === undefined || Number.isNaN(value) ? null : ok(value) });
-    v('added p50, plain, c=1 <= 0.3 ms', p1?.addedP50, (x) => `${x.toFixed(3)} ms`, (x) => x <= 0.3);
-    v('added p99, plain, c=1 <= 2 ms', p1?.addedP99, (x) => `${x.toFixed(3)} ms`, (x) => x <= 2);
-    v("req/s, plain, c=16 >= 10x Portkey's", p16 && pk16 ? p16.rps / pk16.rps : undefined, (x) => `${x.toFixed(1)}x Portkey`, (x) => x >= 10);
-    v('req/s, plain, c=16 >= 35% of direct', p16?.xDirect, (x) => `${(x * 100).toFixed(0)}% of direct`, (x) => x >= 0.35);
-    v('CPU per request, plain, c=16 <= 150 us', p16?.cpuUsPerReq, (x) => `${x.toFixed(0)} us`, (x) => x <= 150);
+      out.push({
+        target: t,
+        check,
+        value: value === undefined || Number.isNaN(value) ? 'not run' : show(value),
+        pass: value === undefined || Number.isNaN(value) ? null : ok(value),
+      });
+    v(
+      'added p50, plain, c=1 <= 0.3 ms',
+      p1?.addedP50,
+      (x) => `${x.toFixed(3)} ms`,
+      (x) => x <= 0.3,
+    );
+    v(
+      'added p99, plain, c=1 <= 2 ms',
+      p1?.addedP99,
+      (x) => `${x.toFixed(3)} ms`,
+      (x) => x <= 2,
+    );
+    v(
+      "req/s, plain, c=16 >= 10x Portkey's",
+      p16 && pk16 ? p16.rps / pk16.rps : undefined,
+      (x) => `${x.toFixed(1)}x Portkey`,
+      (x) => x >= 10,
+    );
+    v(
+      'req/s, plain, c=16 >= 35% of direct',
+      p16?.xDirect,
+      (x) => `${(x * 100).toFixed(0)}% of direct`,
+      (x) => x >= 0.35,
+    );
+    v(
+      'CPU per request, plain, c=16 <= 150 us',
+      p16?.cpuUsPerReq,
+      (x) => `${x.toFixed(0)} us`,
+      (x) => x <= 150,
+    );
     const streamGap = s1 && p1 ? s1.addedTtfbP50 - p1.addedP50 : undefined;
-    v(`stream first byte adds <= plain (c=1 p50, ${STREAM_TOLERANCE_MS} ms noise allowance)`, streamGap,
-      (x) => `stream +${s1!.addedTtfbP50.toFixed(3)} vs plain +${p1!.addedP50.toFixed(3)} ms`, (x) => x <= STREAM_TOLERANCE_MS);
+    v(
+      `stream first byte adds <= plain (c=1 p50, ${STREAM_TOLERANCE_MS} ms noise allowance)`,
+      streamGap,
+      () => `stream +${s1!.addedTtfbP50.toFixed(3)} vs plain +${p1!.addedP50.toFixed(3)} ms`,
+      (x) => x <= STREAM_TOLERANCE_MS,
+    );
   }
   return out;
 }
@@ -135,16 +172,43 @@ export function printOverhead(rows: readonly MedianRow[], checks: readonly Verdi
     const rs = rows.filter((r) => r.mode === mode);
     if (rs.length === 0) continue;
     const stream = mode === 'stream';
-    const cols = ['target', 'c', 'p50 ms', 'p90 ms', 'p99 ms', ...(stream ? ['ttfb p50', 'ttfb p99'] : []),
-      'added p50', 'added p99', ...(stream ? ['added ttfb p50'] : []), 'req/s', 'x direct', 'CPU us/req', 'RSS MiB', 'errors'];
+    const cols = [
+      'target',
+      'c',
+      'p50 ms',
+      'p90 ms',
+      'p99 ms',
+      ...(stream ? ['ttfb p50', 'ttfb p99'] : []),
+      'added p50',
+      'added p99',
+      ...(stream ? ['added ttfb p50'] : []),
+      'req/s',
+      'x direct',
+      'CPU us/req',
+      'RSS MiB',
+      'errors',
+    ];
     const body: Cell[][] = rs.map((r) => [
-      r.target, r.concurrency, fmt.ms(r.p50), fmt.ms(r.p90), fmt.ms(r.p99),
+      r.target,
+      r.concurrency,
+      fmt.ms(r.p50),
+      fmt.ms(r.p90),
+      fmt.ms(r.p99),
       ...(stream ? [fmt.ms(r.ttfbP50), fmt.ms(r.ttfbP99)] : []),
-      r.target === 'direct' ? null : fmt.signedMs(r.addedP50), r.target === 'direct' ? null : fmt.signedMs(r.addedP99),
+      r.target === 'direct' ? null : fmt.signedMs(r.addedP50),
+      r.target === 'direct' ? null : fmt.signedMs(r.addedP99),
       ...(stream ? [r.target === 'direct' ? null : fmt.signedMs(r.addedTtfbP50)] : []),
-      fmt.int(r.rps), fmt.ratio(r.xDirect), fmt.int(r.cpuUsPerReq), fmt.mib(r.rssBytes), r.errors,
+      fmt.int(r.rps),
+      fmt.ratio(r.xDirect),
+      fmt.int(r.cpuUsPerReq),
+      fmt.mib(r.rssBytes),
+      r.errors,
     ]);
-    printTable(`${mode === 'plain' ? 'Plain' : 'Streamed'} chat completions (median over ${rs[0]?.rounds ?? 0} rounds; added = target - direct, same round)`, cols, body);
+    printTable(
+      `${mode === 'plain' ? 'Plain' : 'Streamed'} chat completions (median over ${rs[0]?.rounds ?? 0} rounds; added = target - direct, same round)`,
+      cols,
+      body,
+    );
   }
   console.log('\nTargets (issue: Signalman pass-through; bare-proxy, the floor, judged alike for reference)');
   for (const c of checks) {

@@ -2,20 +2,59 @@
 // every run sees the same texts and no dataset text is involved. Prompt `i` of a `stream` is a pure
 // function of (stream, i): training rows, query rows and load-generator bodies come from different
 // streams and never coincide, which keeps "distinct prompt" cells honest cache misses.
-import { mulberry32 as seededRandom } from '../../src/util/random.js';
+import { seededRandom } from '../../src/util/random.js';
 
 const LANGS = ['Python', 'TypeScript', 'Rust', 'Go', 'Java', 'C++', 'SQL', 'Bash', 'Kotlin', 'Ruby'];
 const TASKS = [
-  'reverses a linked list', 'parses a CSV file with quoted fields', 'merges two sorted arrays', 'counts word frequencies',
-  'validates an email address', 'flattens a nested list', 'computes a moving average', 'finds the longest common prefix',
-  'retries an HTTP call with backoff', 'deduplicates records by key', 'converts Roman numerals', 'balances parentheses',
+  'reverses a linked list',
+  'parses a CSV file with quoted fields',
+  'merges two sorted arrays',
+  'counts word frequencies',
+  'validates an email address',
+  'flattens a nested list',
+  'computes a moving average',
+  'finds the longest common prefix',
+  'retries an HTTP call with backoff',
+  'deduplicates records by key',
+  'converts Roman numerals',
+  'balances parentheses',
 ];
-const PLACES = ['France', 'Peru', 'Japan', 'Kenya', 'Norway', 'Chile', 'Egypt', 'Canada', 'Nepal', 'Ghana', 'Spain', 'Laos', 'Iceland', 'Mali'];
+const PLACES = [
+  'France',
+  'Peru',
+  'Japan',
+  'Kenya',
+  'Norway',
+  'Chile',
+  'Egypt',
+  'Canada',
+  'Nepal',
+  'Ghana',
+  'Spain',
+  'Laos',
+  'Iceland',
+  'Mali',
+];
 const FACTS = ['capital city', 'largest river', 'official language', 'highest mountain', 'currency', 'population'];
 const FORMS = ['haiku', 'limerick', 'short story', 'product description', 'cover letter', 'toast', 'sonnet', 'blog intro'];
-const SUBJECTS = ['autumn rain', 'a lost umbrella', 'the first day of school', 'a lighthouse keeper', 'coffee', 'a chess match', 'the night train'];
+const SUBJECTS = [
+  'autumn rain',
+  'a lost umbrella',
+  'the first day of school',
+  'a lighthouse keeper',
+  'coffee',
+  'a chess match',
+  'the night train',
+];
 const AUDIENCES = ['a ten-year-old', 'a first-year student', 'a busy manager', 'an expert', 'a new employee'];
-const PHENOMENA = ['the sky looks blue', 'ice floats on water', 'bread rises', 'tides change twice a day', 'metal feels cold', 'planes stay in the air'];
+const PHENOMENA = [
+  'the sky looks blue',
+  'ice floats on water',
+  'bread rises',
+  'tides change twice a day',
+  'metal feels cold',
+  'planes stay in the air',
+];
 const WORDS = (
   'the of and to in is that for it as with was on be by this are from at or an but not have which one all were we when ' +
   'there can more if no out so said what up its about into than them only other new some could time these two may first ' +
@@ -37,7 +76,8 @@ function words(r: Rng, n: number): string {
 }
 
 const TEMPLATES: ReadonlyArray<(r: Rng) => string> = [
-  (r) => `Compute ${int(r, 2, 999)} times ${int(r, 2, 999)} plus ${int(r, 2, 99)}, then divide the result by ${int(r, 2, 49)}. Show each step.`,
+  (r) =>
+    `Compute ${int(r, 2, 999)} times ${int(r, 2, 999)} plus ${int(r, 2, 99)}, then divide the result by ${int(r, 2, 49)}. Show each step.`,
   (r) => `Solve for x: ${int(r, 2, 40)}x + ${int(r, 1, 200)} = ${int(r, 1, 900)}. Explain the method briefly.`,
   (r) => `Write a ${pick(r, LANGS)} function that ${pick(r, TASKS)} and include a short docstring and two tests.`,
   (r) => `Why does this ${pick(r, LANGS)} code fail when the input is empty? It ${pick(r, TASKS)}.`,

@@ -12,7 +12,7 @@ import type { Embedder } from '../../src/embedders/types.js';
 import { MANIFEST_FILE, HNSW_FILE, type ManifestInput } from '../../src/routers/artifacts.js';
 import { writeHnswIndex, writeKnnArtifact } from '../../src/training/knn-build.js';
 import { trainMlp } from '../../src/training/mlp-train.js';
-import { mulberry32 as seededRandom } from '../../src/util/random.js';
+import { seededRandom } from '../../src/util/random.js';
 import { writeMlpArtifact } from '../../src/training/onnx-export.js';
 import { STREAM, syntheticPrompt } from './prompts.js';
 
@@ -121,12 +121,16 @@ export async function buildArtifacts(k: ArtifactKnobs, log: (line: string) => vo
   const notes: string[] = [];
   const step = async <T extends BuiltArtifact | null>(what: string, f: () => Promise<T>): Promise<T> => {
     const a = await f();
-    if (a !== null) log(`artifact ${what}: ${a.buildMs === null ? 'reused from cache' : `built in ${(a.buildMs / 1000).toFixed(1)} s`} (${a.dir})`);
+    if (a !== null)
+      log(`artifact ${what}: ${a.buildMs === null ? 'reused from cache' : `built in ${(a.buildMs / 1000).toFixed(1)} s`} (${a.dir})`);
     return a;
   };
   const knn = await step(`lexical kNN ${k.rows} rows + HNSW graph`, () => lexicalKnn(cacheDir, k.rows, k.rebuild));
-  const mlp = await step(`lexical MLP 512-64-2, ${k.mlpEpochs} epochs over ${k.rows} rows`, () => lexicalMlp(cacheDir, k.rows, k.mlpEpochs, k.rebuild));
-  const knnLarge = k.largeRows > 0 ? await step(`lexical kNN ${k.largeRows} rows + HNSW graph`, () => lexicalKnn(cacheDir, k.largeRows, k.rebuild)) : null;
+  const mlp = await step(`lexical MLP 512-64-2, ${k.mlpEpochs} epochs over ${k.rows} rows`, () =>
+    lexicalMlp(cacheDir, k.rows, k.mlpEpochs, k.rebuild),
+  );
+  const knnLarge =
+    k.largeRows > 0 ? await step(`lexical kNN ${k.largeRows} rows + HNSW graph`, () => lexicalKnn(cacheDir, k.largeRows, k.rebuild)) : null;
   let useLite: BuiltArtifact | null = null;
   if (k.useLiteRows > 0) {
     try {

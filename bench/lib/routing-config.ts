@@ -20,45 +20,109 @@ export interface PolicySpec {
 /** The backend pass-through requests name directly (no policy runs). */
 export const PASSTHROUGH_MODEL = 'strong';
 
-const flow = (o: Record<string, string | number>) => `{ ${Object.entries(o).map(([k, v]) => `${k}: ${v}`).join(', ')} }`;
+const flow = (o: Record<string, string | number>) =>
+  `{ ${Object.entries(o)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join(', ')} }`;
 const LEXICAL = flow(LEXICAL_OPTS);
 const USE_LITE = flow(USE_LITE_OPTS);
 
 // Keyword rules that mostly do not match the generated prompts, so a typical decision tries them all.
 const RULES = [
-  "router:",
-  "  type: rules",
-  "  rules:",
-  "    - { name: proofs, when: { any_keywords: [prove, theorem, lemma, integral, derivative] }, prefer: strong }",
+  'router:',
+  '  type: rules',
+  '  rules:',
+  '    - { name: proofs, when: { any_keywords: [prove, theorem, lemma, integral, derivative] }, prefer: strong }',
   "    - { name: sql, when: { regex: '/\\b(SELECT|JOIN|GROUP BY)\\b/i' }, prefer: strong }",
-  "    - { name: legal, when: { all_keywords: [contract, clause] }, prefer: strong }",
-  "    - { name: long, when: { min_chars: 4000 }, prefer: strong }",
-  "  default: { prefer: weak }",
+  '    - { name: legal, when: { all_keywords: [contract, clause] }, prefer: strong }',
+  '    - { name: long, when: { min_chars: 4000 }, prefer: strong }',
+  '  default: { prefer: weak }',
 ];
 
 export function routingPolicies(a: BenchArtifacts): PolicySpec[] {
   const knn = (dir: string, index: 'exact' | 'hnsw') => `router: { type: knn, artifact: ${JSON.stringify(dir)}, k: 20, index: ${index} }`;
   const out: PolicySpec[] = [
-    { name: 'b-fixed', label: 'fixed (no embedder)', embedder: null, router: 'fixed', rows: null, slow: false, yaml: ['router: { type: fixed, backend: weak }'] },
-    { name: 'b-rules', label: 'rules (keywords, no embedder)', embedder: null, router: 'rules', rows: null, slow: false, yaml: RULES },
-    { name: 'b-knn-exact', label: `lexical + knn exact ${a.knn.rows}`, embedder: 'lexical', router: 'knn', rows: a.knn.rows, slow: false, yaml: [`embedder: ${LEXICAL}`, knn(a.knn.dir, 'exact')] },
     {
-      name: 'b-knn-exact-guard', label: `lexical + knn exact ${a.knn.rows} + guard`, embedder: 'lexical', router: 'knn', rows: a.knn.rows, slow: false,
+      name: 'b-fixed',
+      label: 'fixed (no embedder)',
+      embedder: null,
+      router: 'fixed',
+      rows: null,
+      slow: false,
+      yaml: ['router: { type: fixed, backend: weak }'],
+    },
+    { name: 'b-rules', label: 'rules (keywords, no embedder)', embedder: null, router: 'rules', rows: null, slow: false, yaml: RULES },
+    {
+      name: 'b-knn-exact',
+      label: `lexical + knn exact ${a.knn.rows}`,
+      embedder: 'lexical',
+      router: 'knn',
+      rows: a.knn.rows,
+      slow: false,
+      yaml: [`embedder: ${LEXICAL}`, knn(a.knn.dir, 'exact')],
+    },
+    {
+      name: 'b-knn-exact-guard',
+      label: `lexical + knn exact ${a.knn.rows} + guard`,
+      embedder: 'lexical',
+      router: 'knn',
+      rows: a.knn.rows,
+      slow: false,
       yaml: [`embedder: ${LEXICAL}`, knn(a.knn.dir, 'exact'), 'guard: { threshold: 0.05, on_out_of_domain: fallback, fallback: strong }'],
     },
-    { name: 'b-knn-hnsw', label: `lexical + knn hnsw ${a.knn.rows}`, embedder: 'lexical', router: 'knn', rows: a.knn.rows, slow: false, yaml: [`embedder: ${LEXICAL}`, knn(a.knn.dir, 'hnsw')] },
-    { name: 'b-mlp', label: `lexical + mlp 512-64-2`, embedder: 'lexical', router: 'mlp', rows: a.mlp.rows, slow: false, yaml: [`embedder: ${LEXICAL}`, `router: { type: mlp, artifact: ${JSON.stringify(a.mlp.dir)} }`] },
+    {
+      name: 'b-knn-hnsw',
+      label: `lexical + knn hnsw ${a.knn.rows}`,
+      embedder: 'lexical',
+      router: 'knn',
+      rows: a.knn.rows,
+      slow: false,
+      yaml: [`embedder: ${LEXICAL}`, knn(a.knn.dir, 'hnsw')],
+    },
+    {
+      name: 'b-mlp',
+      label: `lexical + mlp 512-64-2`,
+      embedder: 'lexical',
+      router: 'mlp',
+      rows: a.mlp.rows,
+      slow: false,
+      yaml: [`embedder: ${LEXICAL}`, `router: { type: mlp, artifact: ${JSON.stringify(a.mlp.dir)} }`],
+    },
   ];
   if (a.knnLarge) {
     const l = a.knnLarge;
     out.push(
-      { name: 'b-knn-exact-large', label: `lexical + knn exact ${l.rows}`, embedder: 'lexical', router: 'knn', rows: l.rows, slow: false, yaml: [`embedder: ${LEXICAL}`, knn(l.dir, 'exact')] },
-      { name: 'b-knn-hnsw-large', label: `lexical + knn hnsw ${l.rows}`, embedder: 'lexical', router: 'knn', rows: l.rows, slow: false, yaml: [`embedder: ${LEXICAL}`, knn(l.dir, 'hnsw')] },
+      {
+        name: 'b-knn-exact-large',
+        label: `lexical + knn exact ${l.rows}`,
+        embedder: 'lexical',
+        router: 'knn',
+        rows: l.rows,
+        slow: false,
+        yaml: [`embedder: ${LEXICAL}`, knn(l.dir, 'exact')],
+      },
+      {
+        name: 'b-knn-hnsw-large',
+        label: `lexical + knn hnsw ${l.rows}`,
+        embedder: 'lexical',
+        router: 'knn',
+        rows: l.rows,
+        slow: false,
+        yaml: [`embedder: ${LEXICAL}`, knn(l.dir, 'hnsw')],
+      },
     );
   }
   if (a.useLiteKnn) {
     const u = a.useLiteKnn;
-    out.push({ name: 'b-use-lite-knn', label: `use-lite + knn exact ${u.rows}`, embedder: 'use-lite', router: 'knn', rows: u.rows, slow: true, yaml: [`embedder: ${USE_LITE}`, knn(u.dir, 'exact')] });
+    out.push({
+      name: 'b-use-lite-knn',
+      label: `use-lite + knn exact ${u.rows}`,
+      embedder: 'use-lite',
+      router: 'knn',
+      rows: u.rows,
+      slow: true,
+      yaml: [`embedder: ${USE_LITE}`, knn(u.dir, 'exact')],
+    });
   }
   return out;
 }
@@ -75,7 +139,12 @@ export function routingConfigYaml(o: { port: number; upstream: string; policies:
     'policies:',
   ];
   for (const p of o.policies) {
-    lines.push(`  - name: ${p.name}`, '    candidates: [{ backend: strong, as: strong }, { backend: weak, as: weak }]', '    objective: { kind: utility, lambda: 1 }', '    fallbacks: [strong]');
+    lines.push(
+      `  - name: ${p.name}`,
+      '    candidates: [{ backend: strong, as: strong }, { backend: weak, as: weak }]',
+      '    objective: { kind: utility, lambda: 1 }',
+      '    fallbacks: [strong]',
+    );
     for (const y of p.yaml) lines.push(`    ${y}`);
   }
   return `${lines.join('\n')}\n`;

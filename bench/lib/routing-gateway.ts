@@ -69,28 +69,56 @@ const modelOf = (t: GwTarget) => (t === 'passthrough' ? PASSTHROUGH_MODEL : t);
 /** One /v1/route per policy and three checked completions per target; throws naming the broken one. */
 export async function preflight(gw: ServerProc, policies: readonly PolicySpec[]): Promise<void> {
   for (const p of policies) {
-    const res = await request(`${gw.origin}/v1/route`, { method: 'POST', headers: HEADERS, body: chatBody(p.name, syntheticPrompt(STREAM.gateway, 1e9)) });
+    const res = await request(`${gw.origin}/v1/route`, {
+      method: 'POST',
+      headers: HEADERS,
+      body: chatBody(p.name, syntheticPrompt(STREAM.gateway, 1e9)),
+    });
     const text = await res.body.text();
     const d = JSON.parse(text) as { router?: string; embedder?: string | null };
     if (res.statusCode !== 200 || d.router !== p.router || (p.embedder !== null && !d.embedder?.startsWith(p.embedder))) {
-      throw new Error(`policy ${p.name}: /v1/route answered ${res.statusCode} ${text.slice(0, 300)}; expected router '${p.router}' with embedder '${p.embedder}'`);
+      throw new Error(
+        `policy ${p.name}: /v1/route answered ${res.statusCode} ${text.slice(0, 300)}; expected router '${p.router}' with embedder '${p.embedder}'`,
+      );
     }
   }
   for (const t of ['passthrough', ...policies.map((p) => p.name)]) {
     const r = await runLoad({
-      origin: gw.origin, path: PATH, headers: HEADERS, body: freshBody(modelOf(t), STREAM.gateway), concurrency: 1,
-      warmupMs: 0, durationMs: 0, requests: 3, maxMs: 30_000, check: isCompletion, stopOnError: true,
+      origin: gw.origin,
+      path: PATH,
+      headers: HEADERS,
+      body: freshBody(modelOf(t), STREAM.gateway),
+      concurrency: 1,
+      warmupMs: 0,
+      durationMs: 0,
+      requests: 3,
+      maxMs: 30_000,
+      check: isCompletion,
+      stopOnError: true,
     });
-    if (r.errors > 0 || r.ok === 0) throw new Error(`${t}: chat completion through the gateway failed: ${r.firstError ?? 'no answer'}\n${gw.output().slice(-800)}`);
+    if (r.errors > 0 || r.ok === 0)
+      throw new Error(`${t}: chat completion through the gateway failed: ${r.firstError ?? 'no answer'}\n${gw.output().slice(-800)}`);
   }
 }
 
-async function cell(gw: ServerProc, t: GwTarget, stream: number, c: number, k: GatewayKnobs): Promise<{ r: LoadResult; cpuUsPerReq: number; cores: number }> {
+async function cell(
+  gw: ServerProc,
+  t: GwTarget,
+  stream: number,
+  c: number,
+  k: GatewayKnobs,
+): Promise<{ r: LoadResult; cpuUsPerReq: number; cores: number }> {
   let cpu0 = Number.NaN;
   let cpu1 = Number.NaN;
   const r = await runLoad({
-    origin: gw.origin, path: PATH, headers: HEADERS, body: freshBody(modelOf(t), stream), concurrency: c,
-    warmupMs: k.warmupMs, durationMs: k.durationMs, check: isCompletion,
+    origin: gw.origin,
+    path: PATH,
+    headers: HEADERS,
+    body: freshBody(modelOf(t), stream),
+    concurrency: c,
+    warmupMs: k.warmupMs,
+    durationMs: k.durationMs,
+    check: isCompletion,
     onWindow: (edge) => {
       if (edge === 'start') cpu0 = cpuSeconds(gw.pid) ?? Number.NaN;
       else cpu1 = cpuSeconds(gw.pid) ?? Number.NaN;
@@ -108,11 +136,25 @@ const SETTLE_MS = 1000;
  * Every target at c=`concurrency`, `rounds` times. Fast targets rotate their order each round; slow
  * (worker-thread embedder) ones run after them, then the gateway gets a moment to settle.
  */
-export async function runThroughput(gw: ServerProc, policies: readonly PolicySpec[], k: GatewayKnobs, log: (line: string) => void): Promise<GwCell[]> {
+export async function runThroughput(
+  gw: ServerProc,
+  policies: readonly PolicySpec[],
+  k: GatewayKnobs,
+  log: (line: string) => void,
+): Promise<GwCell[]> {
   const fast: GwTarget[] = ['passthrough', ...policies.filter((p) => !p.slow).map((p) => p.name)];
   const slow: GwTarget[] = policies.filter((p) => p.slow).map((p) => p.name);
   if (k.prewarmMs > 0) {
-    for (const t of [...fast, ...slow]) await runLoad({ origin: gw.origin, path: PATH, headers: HEADERS, body: freshBody(modelOf(t), STREAM.gateway), concurrency: k.concurrency, warmupMs: 0, durationMs: k.prewarmMs });
+    for (const t of [...fast, ...slow])
+      await runLoad({
+        origin: gw.origin,
+        path: PATH,
+        headers: HEADERS,
+        body: freshBody(modelOf(t), STREAM.gateway),
+        concurrency: k.concurrency,
+        warmupMs: 0,
+        durationMs: k.prewarmMs,
+      });
     if (slow.length > 0) await sleep(SETTLE_MS);
   }
   const cells: GwCell[] = [];
@@ -123,8 +165,17 @@ export async function runThroughput(gw: ServerProc, policies: readonly PolicySpe
       const { r, cpuUsPerReq } = await cell(gw, t, STREAM.gateway, k.concurrency, k);
       const n = r.totalMs.length;
       cells.push({
-        round, target: t, position, concurrency: k.concurrency, requests: n, errors: r.errors, firstError: r.firstError,
-        rps: n / r.elapsedS, totalMs: summarize(r.totalMs), cpuUsPerReq, rssBytes: rssBytes(gw.pid) ?? Number.NaN,
+        round,
+        target: t,
+        position,
+        concurrency: k.concurrency,
+        requests: n,
+        errors: r.errors,
+        firstError: r.firstError,
+        rps: n / r.elapsedS,
+        totalMs: summarize(r.totalMs),
+        cpuUsPerReq,
+        rssBytes: rssBytes(gw.pid) ?? Number.NaN,
       });
       line.push(`${t} ${Math.round(n / r.elapsedS)}/s${r.errors ? ` ERR ${r.errors}` : ''}`);
     }
@@ -139,12 +190,26 @@ export async function runThroughput(gw: ServerProc, policies: readonly PolicySpe
  * policy) runs c=bgConcurrency of distinct prompts. The background starts a second early so its queue
  * and worker are busy before the foreground window opens, and ends after it. Order alternates by round.
  */
-export async function runInterference(gw: ServerProc, foreground: readonly GwTarget[], background: string, k: GatewayKnobs, log: (line: string) => void): Promise<InterferenceCell[]> {
+export async function runInterference(
+  gw: ServerProc,
+  foreground: readonly GwTarget[],
+  background: string,
+  k: GatewayKnobs,
+  log: (line: string) => void,
+): Promise<InterferenceCell[]> {
   const LEAD_MS = 1000;
   const cells: InterferenceCell[] = [];
   const one = async (round: number, fg: GwTarget, withBg: boolean): Promise<InterferenceCell> => {
     const bgRun = withBg
-      ? runLoad({ origin: gw.origin, path: PATH, headers: HEADERS, body: freshBody(background, STREAM.background), concurrency: k.bgConcurrency, warmupMs: 0, durationMs: LEAD_MS + k.warmupMs + k.durationMs + 300 })
+      ? runLoad({
+          origin: gw.origin,
+          path: PATH,
+          headers: HEADERS,
+          body: freshBody(background, STREAM.background),
+          concurrency: k.bgConcurrency,
+          warmupMs: 0,
+          durationMs: LEAD_MS + k.warmupMs + k.durationMs + 300,
+        })
       : null;
     if (bgRun) await sleep(LEAD_MS);
     const { r, cores } = await cell(gw, fg, STREAM.gateway, k.fgConcurrency, k);
@@ -153,9 +218,20 @@ export async function runInterference(gw: ServerProc, foreground: readonly GwTar
     const n = r.totalMs.length;
     const bgSum = bg ? summarize(bg.totalMs) : null;
     return {
-      round, foreground: fg, background: withBg ? background : 'none', concurrency: k.fgConcurrency, requests: n, errors: r.errors, firstError: r.firstError,
-      rps: n / r.elapsedS, totalMs: summarize(r.totalMs), gatewayCores: cores,
-      bg: bg && bgSum ? { concurrency: k.bgConcurrency, rps: bg.totalMs.length / bg.elapsedS, p50: bgSum.p50, p99: bgSum.p99, errors: bg.errors } : null,
+      round,
+      foreground: fg,
+      background: withBg ? background : 'none',
+      concurrency: k.fgConcurrency,
+      requests: n,
+      errors: r.errors,
+      firstError: r.firstError,
+      rps: n / r.elapsedS,
+      totalMs: summarize(r.totalMs),
+      gatewayCores: cores,
+      bg:
+        bg && bgSum
+          ? { concurrency: k.bgConcurrency, rps: bg.totalMs.length / bg.elapsedS, p50: bgSum.p50, p99: bgSum.p99, errors: bg.errors }
+          : null,
     };
   };
   for (let round = 0; round < k.rounds; round++) {
@@ -164,7 +240,9 @@ export async function runInterference(gw: ServerProc, foreground: readonly GwTar
       for (const withBg of round % 2 === 0 ? [false, true] : [true, false]) {
         const c = await one(round, fg, withBg);
         cells.push(c);
-        line.push(`${fg}${withBg ? '+bg' : ''} p50 ${c.totalMs.p50.toFixed(2)} p99 ${c.totalMs.p99.toFixed(2)}${c.bg ? ` (bg ${c.bg.rps.toFixed(0)}/s)` : ''}`);
+        line.push(
+          `${fg}${withBg ? '+bg' : ''} p50 ${c.totalMs.p50.toFixed(2)} p99 ${c.totalMs.p99.toFixed(2)}${c.bg ? ` (bg ${c.bg.rps.toFixed(0)}/s)` : ''}`,
+        );
       }
     }
     log(`interference round ${round + 1}/${k.rounds}: ${line.join(' | ')}`);

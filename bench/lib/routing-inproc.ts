@@ -5,13 +5,10 @@
 // Decision's own timingsMs. GC work during each pass is counted as the allocation signal.
 import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
-import { compileRuntime, type Runtime } from '../../src/config/compile.js';
+import { compileRuntime, createSharedPools, type Runtime } from '../../src/runtime/compile.js';
 import { parseConfigText } from '../../src/config/load.js';
-import { SharedResources } from '../../src/config/shared.js';
-import type { Embedder } from '../../src/embedders/types.js';
 import { routeRequest } from '../../src/routers/engine.js';
 import { RoutingState } from '../../src/routers/state.js';
-import { createPoolRegistry } from '../../src/upstream/pools.js';
 import { summarize, type LatencySummary } from './loadgen.js';
 import { STREAM, syntheticPrompt } from './prompts.js';
 import { routingConfigYaml, type PolicySpec } from './routing-config.js';
@@ -61,9 +58,12 @@ const META = { endpoint: '/v1/chat/completions', messages: 1, has_tools: false, 
 const bodyOf = (model: string, content: string): Record<string, unknown> => ({ model, messages: [{ role: 'user', content }] });
 
 /** Compiles the bench config the way RuntimeRef does. */
-export async function compileBenchRuntime(dir: string, policies: readonly PolicySpec[]): Promise<{ runtime: Runtime; close: () => Promise<void> }> {
+export async function compileBenchRuntime(
+  dir: string,
+  policies: readonly PolicySpec[],
+): Promise<{ runtime: Runtime; close: () => Promise<void> }> {
   const loaded = parseConfigText(routingConfigYaml({ port: 0, upstream: 'http://127.0.0.1:9', policies }), join(dir, 'inproc.yaml'));
-  const shared = { pools: createPoolRegistry(), embedders: new SharedResources<Embedder>((e) => e.close()) };
+  const shared = createSharedPools();
   const runtime = await compileRuntime(loaded, shared, 1);
   return {
     runtime,
@@ -122,7 +122,10 @@ export class InprocRunner {
     return out;
   }
 
-  private async decideOnce(policyName: string, body: Record<string, unknown>): Promise<{ ms: number; timings: Record<Stage, number>; hit: boolean }> {
+  private async decideOnce(
+    policyName: string,
+    body: Record<string, unknown>,
+  ): Promise<{ ms: number; timings: Record<Stage, number>; hit: boolean }> {
     const policy = this.runtime.policies.get(policyName);
     if (!policy) throw new Error(`bench policy '${policyName}' is not in the compiled runtime`);
     const t0 = performance.now();
@@ -148,9 +151,15 @@ export class InprocRunner {
     await new Promise((r) => setTimeout(r, 5)); // let the GC observer deliver
     const gc = this.gc.between(t0, t1);
     return {
-      policy, pass, round, decisions: bodies.length, whole: summarize(whole),
+      policy,
+      pass,
+      round,
+      decisions: bodies.length,
+      whole: summarize(whole),
       stages: Object.fromEntries(STAGES.map((s) => [s, summarize(stage[s])])) as Record<Stage, LatencySummary>,
-      cacheHitRate: hits / bodies.length, gcCount: gc.count, gcMs: gc.ms,
+      cacheHitRate: hits / bodies.length,
+      gcCount: gc.count,
+      gcMs: gc.ms,
     };
   }
 
@@ -205,11 +214,22 @@ export class InprocRunner {
     const elapsed = performance.now() - t0;
     h.disable();
     const ms = (ns: number) => ns / 1e6;
-    const delay = (x: ReturnType<typeof monitorEventLoopDelay>) => ({ p50: ms(x.percentile(50)), p99: ms(x.percentile(99)), max: ms(x.max) });
+    const delay = (x: ReturnType<typeof monitorEventLoopDelay>) => ({
+      p50: ms(x.percentile(50)),
+      p99: ms(x.percentile(99)),
+      max: ms(x.max),
+    });
     return {
-      policy, concurrency, decisions, decisionsPerS: decisions / (elapsed / 1000), whole: summarize(lat),
-      loopDelayMs: delay(h), idleLoopDelayMs: delay(idle),
-      probePolicy: probe, probeAlone: summarize(probeAlone), probeUnderLoad: summarize(probeUnderLoad),
+      policy,
+      concurrency,
+      decisions,
+      decisionsPerS: decisions / (elapsed / 1000),
+      whole: summarize(lat),
+      loopDelayMs: delay(h),
+      idleLoopDelayMs: delay(idle),
+      probePolicy: probe,
+      probeAlone: summarize(probeAlone),
+      probeUnderLoad: summarize(probeUnderLoad),
     };
   }
 
@@ -227,7 +247,12 @@ export interface InprocResults {
  * Every fast policy gets `rounds` rounds (order rotated each round) of a miss pass and a hit pass over
  * `decisions` prompts; slow ones one round of `slowDecisions`, then the concurrent run.
  */
-export async function runInproc(runtime: Runtime, policies: readonly PolicySpec[], k: InprocKnobs, log: (line: string) => void): Promise<InprocResults> {
+export async function runInproc(
+  runtime: Runtime,
+  policies: readonly PolicySpec[],
+  k: InprocKnobs,
+  log: (line: string) => void,
+): Promise<InprocResults> {
   const runner = new InprocRunner(runtime);
   const passes: PassResult[] = [];
   const fast = policies.filter((p) => !p.slow);
@@ -255,11 +280,15 @@ export async function runInproc(runtime: Runtime, policies: readonly PolicySpec[
       const miss = await runner.pass(p.name, prompts, 'miss', 0);
       const hit = await runner.pass(p.name, prompts, 'hit', 0);
       passes.push(miss, hit);
-      log(`in-process ${p.name}: p50 ms miss ${miss.whole.p50.toFixed(2)} / hit ${hit.whole.p50.toFixed(3)} (${k.slowDecisions} prompts, one at a time)`);
+      log(
+        `in-process ${p.name}: p50 ms miss ${miss.whole.p50.toFixed(2)} / hit ${hit.whole.p50.toFixed(3)} (${k.slowDecisions} prompts, one at a time)`,
+      );
       const probe = fast.find((f) => f.name === 'b-knn-exact') ?? fast[0];
       if (probe && k.slowConcurrentDecisions > 0) {
         concurrent = await runner.concurrent(p.name, probe.name, k.slowConcurrency, k.slowConcurrentDecisions);
-        log(`in-process ${p.name} c=${k.slowConcurrency}: ${concurrent.decisionsPerS.toFixed(0)} decisions/s, loop delay p99 ${concurrent.loopDelayMs.p99.toFixed(2)} ms, probe ${probe.name} p50 ${concurrent.probeAlone.p50.toFixed(3)} alone vs ${concurrent.probeUnderLoad.p50.toFixed(3)} under load`);
+        log(
+          `in-process ${p.name} c=${k.slowConcurrency}: ${concurrent.decisionsPerS.toFixed(0)} decisions/s, loop delay p99 ${concurrent.loopDelayMs.p99.toFixed(2)} ms, probe ${probe.name} p50 ${concurrent.probeAlone.p50.toFixed(3)} alone vs ${concurrent.probeUnderLoad.p50.toFixed(3)} under load`,
+        );
       }
     }
     return { passes, concurrent };

@@ -99,7 +99,9 @@ export async function spawnServer(spec: SpawnSpec): Promise<ServerProc> {
     }
     if (Date.now() > deadline) {
       await proc.stop();
-      throw new Error(`${spec.name} was not ready on ${origin}${spec.readyPath} within ${spec.readyTimeoutMs ?? 20_000} ms:\n${proc.output()}`);
+      throw new Error(
+        `${spec.name} was not ready on ${origin}${spec.readyPath} within ${spec.readyTimeoutMs ?? 20_000} ms:\n${proc.output()}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -118,7 +120,12 @@ function gatewayNodeArgs(): string[] {
 export async function startMock(): Promise<ServerProc> {
   const port = await freePort();
   // --log-size 0: the request log keeps bodies for tests; the baseline must not pay for it.
-  return spawnServer({ name: 'mock-upstream', args: [mainJs, 'mock-upstream', '--port', String(port), '--log-size', '0'], port, readyPath: '/healthz' });
+  return spawnServer({
+    name: 'mock-upstream',
+    args: [mainJs, 'mock-upstream', '--port', String(port), '--log-size', '0'],
+    port,
+    readyPath: '/healthz',
+  });
 }
 
 /** The backend name clients send as `model` for pass-through. */
@@ -147,7 +154,12 @@ export async function startSignalman(mockOrigin: string, opts: { accessLog: bool
  * is written to `dir` (a fresh temp dir by default; give the artifacts' dir when the config names
  * artifact folders by relative path).
  */
-export async function startGateway(opts: { name: string; config: (port: number) => string; dir?: string; readyTimeoutMs?: number }): Promise<ServerProc> {
+export async function startGateway(opts: {
+  name: string;
+  config: (port: number) => string;
+  dir?: string;
+  readyTimeoutMs?: number;
+}): Promise<ServerProc> {
   const port = await freePort();
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'signalman-bench-'));
   const file = join(dir, `${opts.name}-${port}.yaml`);

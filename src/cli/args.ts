@@ -13,7 +13,12 @@ export const DATA_OPTIONS = {
  * A command's flags, strictly: a bad flag prints the reason and the usage (exit code 2), --help prints the
  * usage (exit code 0); either way the number is returned for the command to return.
  */
-export function parseCommand<const O extends NonNullable<ParseArgsConfig['options']>>(command: string, usage: string, argv: string[], options: O) {
+export function parseCommand<const O extends NonNullable<ParseArgsConfig['options']>>(
+  command: string,
+  usage: string,
+  argv: string[],
+  options: O,
+) {
   try {
     const { values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
     if ((values as { help?: boolean }).help === true) {

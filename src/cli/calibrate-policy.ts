@@ -1,18 +1,15 @@
-// `signalman calibrate --config FILE --policy NAME --prompts FILE …`: the policy's knob, found by running
+// `signalman calibrate-policy --config FILE --policy NAME --prompts FILE …`: the policy's knob, found by running
 // its own embedder, guard and router on a sample of prompts (see training/calibrate-policy.ts).
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { compileRuntime } from '../config/compile.js';
+import { compileRuntime, createSharedPools } from '../runtime/compile.js';
 import { loadConfigFile } from '../config/load.js';
-import { SharedResources } from '../config/shared.js';
-import type { Embedder } from '../embedders/types.js';
 import { ConfigErrors } from '../errors.js';
 import { calibrateKnob, scorePrompts, type CalibrationTarget } from '../training/calibrate-policy.js';
 import { bucket } from '../training/dataset.js';
-import { createPoolRegistry } from '../upstream/pools.js';
 
-export const POLICY_USAGE = `usage: signalman calibrate --config FILE --policy NAME --prompts FILE [--split all|train]
+export const POLICY_USAGE = `usage: signalman calibrate-policy --config FILE --policy NAME --prompts FILE [--split all|train]
          (--target-share X --backend B | --target-cost-per-1k USD)
 
 Runs every prompt through the policy exactly as the gateway would (embedder, guard, router) and finds
@@ -68,14 +65,14 @@ export async function calibratePolicyCommand(argv: string[]): Promise<number> {
   if (values['target-share'] !== undefined) {
     const share = Number(values['target-share']);
     if (!(share >= 0 && share <= 1) || values.backend === undefined) {
-      console.error('signalman calibrate: --target-share takes a number in 0..1 and needs --backend');
+      console.error('signalman calibrate-policy: --target-share takes a number in 0..1 and needs --backend');
       return 2;
     }
     target = { kind: 'share', backend: values.backend, share };
   } else if (values['target-cost-per-1k'] !== undefined) {
     const usdPer1k = Number(values['target-cost-per-1k']);
     if (!(usdPer1k > 0)) {
-      console.error('signalman calibrate: --target-cost-per-1k takes a positive number of USD');
+      console.error('signalman calibrate-policy: --target-cost-per-1k takes a positive number of USD');
       return 2;
     }
     target = { kind: 'cost', usdPer1k };
@@ -83,7 +80,7 @@ export async function calibratePolicyCommand(argv: string[]): Promise<number> {
     console.error(POLICY_USAGE);
     return 2;
   }
-  const shared = { pools: createPoolRegistry(), embedders: new SharedResources<Embedder>((e) => e.close()) };
+  const shared = createSharedPools();
   try {
     const loaded = await loadConfigFile(resolve(values.config));
     const runtime = await compileRuntime(loaded, shared, 1);
@@ -92,7 +89,10 @@ export async function calibratePolicyCommand(argv: string[]): Promise<number> {
       const prompts = await readPrompts(values.prompts, values.split);
       const { scored, guarded } = await scorePrompts(runtime, values.policy, prompts);
       const r = calibrateKnob(runtime, values.policy, scored, guarded, target);
-      const shares = Object.entries(r.share).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${(v * 100).toFixed(1)}%`).join(', ');
+      const shares = Object.entries(r.share)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${(v * 100).toFixed(1)}%`)
+        .join(', ');
       console.log(`policy ${values.policy}: ${r.prompts} prompts (${r.guarded} sent by the guard, not counted)`);
       console.log(`${r.knob} = ${r.value.toPrecision(4)} -> ${shares}; expected cost ${r.usdPer1k.toFixed(4)} USD per 1000 requests`);
       console.log(
@@ -106,7 +106,7 @@ export async function calibratePolicyCommand(argv: string[]): Promise<number> {
     }
   } catch (err) {
     if (err instanceof ConfigErrors) for (const p of err.problems) console.error(p.message);
-    else console.error(`signalman calibrate: ${(err as Error).message}`);
+    else console.error(`signalman calibrate-policy: ${(err as Error).message}`);
     return 1;
   } finally {
     await shared.pools.closeAll();

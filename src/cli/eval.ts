@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { gzipSync } from 'node:zlib';
 import { DATA_OPTIONS } from './args.js';
 import { EmbedderPool, type RunContext } from '../training/fit.js';
 import { writeCurvesPng } from '../training/plot.js';
@@ -24,7 +25,7 @@ trained by its protocol (deterministic: recipe + seed) before it is scored.
                    default: the shipped router of each protocol
   --test FILE      score this file (same schema) instead of the protocol's test sets
   --dump FILE      per-prompt dump of the first router (needs one --protocol)
-  --dump-dir DIR   writes DIR/p1.jsonl, p2.jsonl, p3.jsonl
+  --dump-dir DIR   writes DIR/p1.jsonl.gz, p2.jsonl.gz, p3.jsonl.gz (gzipped; a --dump FILE ending in .gz is too)
   --results FILE   all numbers as JSON       --plot FILE   quality/cost curves as PNG
   --bootstrap N    bootstrap resamples for P1 standard errors (default 200)
   --cv K           K-fold cross-validation inside the train rows instead (P1 and P2): compare or tune
@@ -58,7 +59,8 @@ export function parseEvalArgs(argv: string[]) {
   if (values.cv !== undefined) {
     folds = Number(values.cv);
     if (!Number.isInteger(folds) || folds < 2) throw new Error(`--cv must be a whole number of folds >= 2, got '${values.cv}'`);
-    if (p !== undefined && !isCvProtocol(p)) throw new Error(`--cv supports ${CV_PROTOCOLS.join(' and ')}; P3 already picks its threshold on a held-out part of its train split`);
+    if (p !== undefined && !isCvProtocol(p))
+      throw new Error(`--cv supports ${CV_PROTOCOLS.join(' and ')}; P3 already picks its threshold on a held-out part of its train split`);
     const clash = (['test', 'dump', 'dump-dir', 'plot'] as const).filter((k) => values[k] !== undefined);
     if (clash.length > 0) throw new Error(`--cv scores folds of the train rows only; it takes no ${clash.map((k) => `--${k}`).join(', ')}`);
   }
@@ -69,7 +71,12 @@ export function parseEvalArgs(argv: string[]) {
     if (names.length === 0) return [shippedRecipe(proto)];
     if (names.includes('all')) return recipesFor(proto);
     const picked = names.map(findRecipe).filter((r) => r.protocol === proto);
-    if (picked.length === 0) throw new Error(`none of --router ${names.join(', ')} is a ${proto} recipe; ${proto} has ${recipesFor(proto).map((r) => r.name).join(', ')}`);
+    if (picked.length === 0)
+      throw new Error(
+        `none of --router ${names.join(', ')} is a ${proto} recipe; ${proto} has ${recipesFor(proto)
+          .map((r) => r.name)
+          .join(', ')}`,
+      );
     return picked;
   };
   return { values, protocols, recipes, bootstrap, folds };
@@ -77,9 +84,10 @@ export function parseEvalArgs(argv: string[]) {
 
 const jsonl = (rows: readonly object[]): string => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
 
+/** Writes `text` to `file`, gzipped when the name ends in .gz (the per-prompt dumps: outputs, kept small). */
 async function writeOut(file: string, text: string | Uint8Array): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
-  await writeFile(file, text);
+  await writeFile(file, file.endsWith('.gz') ? gzipSync(text) : text);
 }
 
 /** Runs `work`; a failure is one line on stderr and exit code 1. The embedders are closed either way. */
@@ -128,7 +136,8 @@ export async function evalCommand(argv: string[]): Promise<number> {
   }
   const ctx: RunContext = { dataDir: values.data, cacheDir: values['no-cache'] ? null : values['cache-dir'] };
   const pool = new EmbedderPool();
-  if (folds !== undefined) return closing(pool, () => crossValidateAll(protocols.filter(isCvProtocol), recipes, folds, values.results, pool, ctx));
+  if (folds !== undefined)
+    return closing(pool, () => crossValidateAll(protocols.filter(isCvProtocol), recipes, folds, values.results, pool, ctx));
   return closing(pool, async () => {
     const runs: Run[] = [];
     for (const proto of protocols) {
@@ -138,12 +147,11 @@ export async function evalCommand(argv: string[]): Promise<number> {
         else if (proto === 'p2') done.push(await runP2({ recipe, pool, ...(values.test ? { testFile: values.test[0]! } : {}) }, ctx));
         else done.push(await runP3({ recipe, pool, ...(values.test ? { testFile: values.test[0]! } : {}) }, ctx));
       }
-      const text =
-        proto === 'p1' ? p1Table(done as P1Run[]) : proto === 'p2' ? p2Table(done as P2Run[]) : p3Table(done as P3Run[]);
+      const text = proto === 'p1' ? p1Table(done as P1Run[]) : proto === 'p2' ? p2Table(done as P2Run[]) : p3Table(done as P3Run[]);
       process.stdout.write(`\n${text}\n`);
       const head = done[0]!;
       if (values.dump !== undefined) await writeOut(values.dump, jsonl(head.dump));
-      if (values['dump-dir'] !== undefined) await writeOut(join(values['dump-dir'], `${proto}.jsonl`), jsonl(head.dump));
+      if (values['dump-dir'] !== undefined) await writeOut(join(values['dump-dir'], `${proto}.jsonl.gz`), jsonl(head.dump));
       runs.push(...done);
     }
     if (values.results !== undefined) {

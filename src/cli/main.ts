@@ -1,13 +1,38 @@
 #!/usr/bin/env node
 // `signalman <command>`: one table of subcommands, each module loaded only when it runs.
 const COMMANDS: Record<string, { about: string; run: (argv: string[]) => Promise<number | void> }> = {
-  serve: { about: 'run the gateway (embedded demo config + mock upstream when no --config is given)', run: async (a) => (await import('./serve.js')).serveCommand(a) },
-  'mock-upstream': { about: 'run the deterministic OpenAI-compatible mock upstream', run: async (a) => (await import('./mock-upstream.js')).mockUpstreamCommand(a) },
-  train: { about: 'train a router (kNN index or MLP exported to ONNX) from routing-outcome JSONL', run: async (a) => (await import('./train.js')).trainCommand(a) },
-  eval: { about: 'run the evaluation protocols (P1, P2, P3) against baselines; tables, PNG curves, per-prompt dumps', run: async (a) => (await import('./eval.js')).evalCommand(a) },
-  calibrate: { about: 'find the threshold or lambda for a target strong-model share or cost', run: async (a) => (await import('./calibrate.js')).calibrateCommand(a) },
-  schema: { about: "print (or --write FILE) the config's JSON Schema, generated from the zod schema", run: async (a) => (await import('./schema.js')).schemaCommand(a) },
-  'validate-config': { about: 'check a config file; prints file:line: reason for each problem', run: async (a) => (await import('./validate-config.js')).validateConfigCommand(a) },
+  serve: {
+    about: 'run the gateway (embedded demo config + mock upstream when no --config is given)',
+    run: async (a) => (await import('./serve.js')).serveCommand(a),
+  },
+  'mock-upstream': {
+    about: 'run the deterministic OpenAI-compatible mock upstream',
+    run: async (a) => (await import('./mock-upstream.js')).mockUpstreamCommand(a),
+  },
+  train: {
+    about: 'train a router (kNN index or MLP exported to ONNX) from routing-outcome JSONL',
+    run: async (a) => (await import('./train.js')).trainCommand(a),
+  },
+  eval: {
+    about: 'run the evaluation protocols (P1, P2, P3) against baselines; tables, PNG curves, per-prompt dumps',
+    run: async (a) => (await import('./eval.js')).evalCommand(a),
+  },
+  'calibrate-router': {
+    about: "a trained router's threshold or lambda for a target strong-model share or cost (P1, P2)",
+    run: async (a) => (await import('./calibrate-router.js')).calibrateRouterCommand(a),
+  },
+  'calibrate-policy': {
+    about: "a gateway policy's lambda or min_quality for a target backend share or cost, found by running the policy",
+    run: async (a) => (await import('./calibrate-policy.js')).calibratePolicyCommand(a),
+  },
+  schema: {
+    about: "print (or --write FILE) the config's JSON Schema, generated from the zod schema",
+    run: async (a) => (await import('./schema.js')).schemaCommand(a),
+  },
+  'validate-config': {
+    about: 'check a config file; prints file:line: reason for each problem',
+    run: async (a) => (await import('./validate-config.js')).validateConfigCommand(a),
+  },
 };
 
 function usage(): string {

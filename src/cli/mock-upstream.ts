@@ -1,6 +1,6 @@
 // `signalman mock-upstream`: run the deterministic OpenAI-compatible mock until SIGINT/SIGTERM.
 import { parseArgs } from 'node:util';
-import { MockOptions, startMockUpstream } from '../upstream/mock/server.js';
+import { MockOptions, startMockUpstream } from '../mock/server.js';
 
 const USAGE = `usage: signalman mock-upstream [options]
 
@@ -13,7 +13,7 @@ const USAGE = `usage: signalman mock-upstream [options]
   --dim N              embedding dimension when a request sets no dimensions (default 256)
   --log-size N         requests kept for GET /__mock/requests (default 1000)
 
-Per-request faults: header x-mock-fault (JSON) or body field "mock"; see src/upstream/mock/faults.ts.`;
+Per-request faults: header x-mock-fault (JSON) or body field "mock"; see src/mock/faults.ts.`;
 
 const FLAGS = {
   host: 'host',

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { startGateway } from '../server/listen.js';
 import { BatchedLineWriter } from '../telemetry/line-writer.js';
-import { startMockUpstream, type MockUpstream } from '../upstream/mock/server.js';
+import { startMockUpstream, type MockUpstream } from '../mock/server.js';
 import { packageRoot } from './paths.js';
 
 const USAGE = `usage: signalman serve [--config FILE] [--host H] [--port N] [--log-level L]

@@ -10,7 +10,7 @@ import { runP3 } from '../training/protocols/p3.js';
 import { type Recipe, findRecipe, shippedRecipe } from '../training/recipes.js';
 import type { ManifestInput } from '../routers/artifacts.js';
 import { OnnxMlp } from '../routers/mlp.js';
-import { rng } from '../training/metrics.js';
+import { seededRandom } from '../util/random.js';
 import type { TrainedMlp } from '../training/mlp-train.js';
 
 /**
@@ -19,7 +19,7 @@ import type { TrainedMlp } from '../training/mlp-train.js';
  */
 export async function verifyOnnx(dir: string, model: TrainedMlp): Promise<number> {
   const onnx = await OnnxMlp.load(dir);
-  const next = rng(12345);
+  const next = seededRandom(12345);
   let worst = 0;
   try {
     for (let k = 0; k < 8; k++) {
@@ -48,7 +48,14 @@ With --input: builds a kNN index or trains an MLP (exported to ONNX) on any rout
 
 const cmdline = (argv: string[]): string => ['signalman train', ...argv].join(' ');
 
-async function trainProtocol(proto: string, recipe: Recipe, out: string, ctx: RunContext, pool: EmbedderPool, argv: string[]): Promise<void> {
+async function trainProtocol(
+  proto: string,
+  recipe: Recipe,
+  out: string,
+  ctx: RunContext,
+  pool: EmbedderPool,
+  argv: string[],
+): Promise<void> {
   const now = new Date().toISOString();
   let model: TrainedMlp;
   if (proto === 'p1') {
@@ -92,9 +99,20 @@ async function trainProtocol(proto: string, recipe: Recipe, out: string, ctx: Ru
       embedder: { id: r.embedder, dim: r.model.spec.inputDim },
       models: [...r.labels],
       labels: [...r.labels],
-      trained_on: { file: 'routellm/mmlu.jsonl + llmrouter/train.jsonl', sha256: r.train.sha256, split: r.train.split, seed: recipe.seed, rows: r.train.rows },
+      trained_on: {
+        file: 'routellm/mmlu.jsonl + llmrouter/train.jsonl',
+        sha256: r.train.sha256,
+        split: r.train.split,
+        seed: recipe.seed,
+        rows: r.train.rows,
+      },
       guard: { kind: 'max_prob', threshold: r.threshold, calibration: r.calibration },
-      metrics: { p3_score: r.result.score, id_accuracy: r.result.idAccuracy, ood_accuracy: r.result.oodAccuracy, decision_us: r.decisionMicros },
+      metrics: {
+        p3_score: r.result.score,
+        id_accuracy: r.result.idAccuracy,
+        ood_accuracy: r.result.oodAccuracy,
+        decision_us: r.decisionMicros,
+      },
       command: cmdline(argv),
       created_at: now,
     });
@@ -102,7 +120,13 @@ async function trainProtocol(proto: string, recipe: Recipe, out: string, ctx: Ru
   await verifyOnnx(out, model);
 }
 
-async function trainFile(values: Record<string, string | boolean | undefined>, out: string, ctx: RunContext, pool: EmbedderPool, argv: string[]): Promise<void> {
+async function trainFile(
+  values: Record<string, string | boolean | undefined>,
+  out: string,
+  ctx: RunContext,
+  pool: EmbedderPool,
+  argv: string[],
+): Promise<void> {
   const input = String(values.input);
   const kind = values.kind;
   if (kind !== 'knn' && kind !== 'mlp') throw new Error(`--kind must be knn or mlp, got '${String(kind)}'`);
@@ -127,7 +151,12 @@ async function trainFile(values: Record<string, string | boolean | undefined>, o
     created_at: new Date().toISOString(),
   };
   if (kind === 'knn') {
-    await writeKnnArtifact(out, rows.map((i) => rowOf(X, i)), Y, manifest);
+    await writeKnnArtifact(
+      out,
+      rows.map((i) => rowOf(X, i)),
+      Y,
+      manifest,
+    );
     return;
   }
   const hidden = values.hidden === undefined || values.hidden === '' ? [] : String(values.hidden).split(',').map(Number);
@@ -135,7 +164,13 @@ async function trainFile(values: Record<string, string | boolean | undefined>, o
     name: 'custom',
     protocol: 'p2',
     embedder: spec,
-    mlp: { hidden, epochs: Number(values.epochs ?? 20), lr: hidden.length === 0 ? 0.01 : 0.001, batchSize: hidden.length === 0 ? 256 : 64, l2: 1e-4 },
+    mlp: {
+      hidden,
+      epochs: Number(values.epochs ?? 20),
+      lr: hidden.length === 0 ? 0.01 : 0.001,
+      batchSize: hidden.length === 0 ? 256 : 64,
+      l2: 1e-4,
+    },
     seed,
     shipped: false,
     note: '',

@@ -1,10 +1,7 @@
 import { resolve } from 'node:path';
-import { compileRuntime } from '../config/compile.js';
+import { compileRuntime, createSharedPools } from '../runtime/compile.js';
 import { loadConfigFile } from '../config/load.js';
-import { SharedResources } from '../config/shared.js';
-import type { Embedder } from '../embedders/types.js';
 import { ConfigErrors } from '../errors.js';
-import { createPoolRegistry } from '../upstream/pools.js';
 
 /**
  * Validates shape, cross-references and everything compile checks (router artifacts, embedder models),
@@ -19,7 +16,7 @@ export async function validateConfigCommand(argv: string[]): Promise<number> {
   let bad = 0;
   for (const f of files) {
     const file = resolve(f);
-    const shared = { pools: createPoolRegistry(), embedders: new SharedResources<Embedder>((e) => e.close()) };
+    const shared = createSharedPools();
     try {
       const loaded = await loadConfigFile(file);
       const rt = await compileRuntime(loaded, shared, 1);

@@ -76,7 +76,13 @@ export function parseConfigText(text: string, file: string, env: Env = process.e
 }
 
 function describeIssue(path: readonly (string | number)[], issue: z.core.$ZodIssue): string {
-  const where = path.length === 0 ? 'config' : path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('').replace(/^\./, '');
+  const where =
+    path.length === 0
+      ? 'config'
+      : path
+          .map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`))
+          .join('')
+          .replace(/^\./, '');
   if (issue.code === 'unrecognized_keys') return `${where}: unknown field(s) ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
   if (issue.code === 'invalid_union' && 'discriminator' in issue && issue.discriminator) {
     return `${where}: ${issue.message}`;
@@ -128,23 +134,38 @@ export function checkReferences(config: Config): RefProblem[] {
     p.candidates.forEach((c, j) => {
       const name = typeof c === 'string' ? c : c.backend;
       if (!backends.has(name)) {
-        out.push({ path: ['policies', i, 'candidates', j], reason: `policy '${p.name}' names candidate '${name}', which is not a declared backend (declared: ${[...backends].join(', ')})` });
+        out.push({
+          path: ['policies', i, 'candidates', j],
+          reason: `policy '${p.name}' names candidate '${name}', which is not a declared backend (declared: ${[...backends].join(', ')})`,
+        });
       }
       if (seen.has(name)) out.push({ path: ['policies', i, 'candidates', j], reason: `candidate '${name}' is listed twice` });
       seen.add(name);
     });
     if (p.guard?.fallback !== undefined && !backends.has(p.guard.fallback)) {
-      out.push({ path: ['policies', i, 'guard', 'fallback'], reason: `policy '${p.name}' guard falls back to '${p.guard.fallback}', which is not a declared backend` });
+      out.push({
+        path: ['policies', i, 'guard', 'fallback'],
+        reason: `policy '${p.name}' guard falls back to '${p.guard.fallback}', which is not a declared backend`,
+      });
     }
     if (p.steer?.target === 'share' && !seen.has(p.steer.backend)) {
-      out.push({ path: ['policies', i, 'steer', 'backend'], reason: `policy '${p.name}' steers the share of '${p.steer.backend}', which is not one of its candidates` });
+      out.push({
+        path: ['policies', i, 'steer', 'backend'],
+        reason: `policy '${p.name}' steers the share of '${p.steer.backend}', which is not one of its candidates`,
+      });
     }
     if (p.steer !== undefined && p.objective.kind !== 'utility') {
-      out.push({ path: ['policies', i, 'steer'], reason: `policy '${p.name}': steer adjusts the utility objective's lambda; set objective.kind: utility` });
+      out.push({
+        path: ['policies', i, 'steer'],
+        reason: `policy '${p.name}': steer adjusts the utility objective's lambda; set objective.kind: utility`,
+      });
     }
     p.fallbacks.forEach((f, j) => {
       if (!backends.has(f)) {
-        out.push({ path: ['policies', i, 'fallbacks', j], reason: `policy '${p.name}' names fallback '${f}', which is not a declared backend` });
+        out.push({
+          path: ['policies', i, 'fallbacks', j],
+          reason: `policy '${p.name}' names fallback '${f}', which is not a declared backend`,
+        });
       }
     });
   });

@@ -2,19 +2,35 @@
 // configs/signalman.schema.json is generated from here, and router/embedder options come from the plugin
 // registries, so a new plugin is validated and documented with no edit in this file.
 import { z } from 'zod';
-import { PromptTextOptions } from '../embedders/prompt-text.js';
+import { PromptTextOptions } from '../routers/prompt-text.js';
 import { embedderPlugins } from '../embedders/registry.js';
 import { routerPlugins } from '../routers/registry.js';
 
-const Name = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/, 'use letters, digits and . _ : / - (at most 128 characters)');
+const Name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/, 'use letters, digits and . _ : / - (at most 128 characters)');
 
 /** Request headers an upstream must never receive from a client, whatever the config says. */
 export const FORBIDDEN_FORWARD_HEADERS = new Set([
-  'authorization', 'cookie', 'set-cookie', 'host', 'connection', 'content-length', 'transfer-encoding',
-  'keep-alive', 'upgrade', 'te', 'trailer', 'proxy-authorization', 'proxy-authenticate', 'proxy-connection',
-  'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip', 'api-key', 'x-api-key',
+  'authorization',
+  'cookie',
+  'set-cookie',
+  'host',
+  'connection',
+  'content-length',
+  'transfer-encoding',
+  'keep-alive',
+  'upgrade',
+  'te',
+  'trailer',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'proxy-connection',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-real-ip',
+  'api-key',
+  'x-api-key',
 ]);
 
 const HeaderName = z
@@ -37,7 +53,7 @@ export const Backend = z
     name: Name.describe('What clients send as `model` to reach this backend directly, and what policies refer to.'),
     base_url: z
       .url({ protocol: /^https?$/, error: 'base_url must be an http:// or https:// URL, e.g. https://api.openai.com/v1' })
-      .describe("OpenAI-compatible base URL including its version path, e.g. https://api.openai.com/v1."),
+      .describe('OpenAI-compatible base URL including its version path, e.g. https://api.openai.com/v1.'),
     api_key_env: z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'the NAME of an environment variable, not the key itself')
@@ -46,18 +62,21 @@ export const Backend = z
     model: z.string().min(1).describe('Model id sent upstream in place of the client-facing name.'),
     price: Price.default({ input_per_mtok: 0, output_per_mtok: 0 }),
     timeout_ms: z
-      .number().int().positive().default(60_000)
+      .number()
+      .int()
+      .positive()
+      .default(60_000)
       .describe('Time allowed until the upstream response headers arrive (and for a non-streamed body to finish).'),
     stream_idle_timeout_ms: z
-      .number().int().positive().default(30_000)
+      .number()
+      .int()
+      .positive()
+      .default(30_000)
       .describe('Longest silence allowed between two chunks of a response body.'),
     connect_timeout_ms: z.number().int().positive().default(5_000),
     max_retries: z.number().int().min(0).max(5).default(2).describe('Retries on 429/5xx/connect errors before the next fallback.'),
     max_connections: z.number().int().min(1).max(4096).default(128).describe('Keep-alive pool size for this backend.'),
-    headers: z
-      .record(HeaderName, z.string())
-      .default({})
-      .describe('Static extra headers sent upstream (e.g. OpenRouter HTTP-Referer).'),
+    headers: z.record(HeaderName, z.string()).default({}).describe('Static extra headers sent upstream (e.g. OpenRouter HTTP-Referer).'),
   })
   .strict();
 
@@ -175,7 +194,11 @@ export const Server = z
   .object({
     host: z.string().default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(8080),
-    body_limit_bytes: z.number().int().positive().default(4 * 1024 * 1024),
+    body_limit_bytes: z
+      .number()
+      .int()
+      .positive()
+      .default(4 * 1024 * 1024),
     admin_key_env: z
       .string()
       .default('SIGNALMAN_ADMIN_KEY')
@@ -203,6 +226,3 @@ export const ConfigSchema = z
 export type Config = z.infer<typeof ConfigSchema>;
 export type BackendConfig = z.infer<typeof Backend>;
 export type PolicyConfig = z.infer<typeof Policy>;
-export type ServerConfig = z.infer<typeof Server>;
-export type RouterOptions = z.infer<typeof RouterConfig>;
-export type EmbedderOptions = z.infer<typeof EmbedderConfig>;

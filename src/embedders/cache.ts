@@ -1,5 +1,5 @@
 import type { Embedder } from './types.js';
-import { hashText53 } from './hash.js';
+import { hashText53 } from '../util/hash.js';
 import { abortReason } from './common.js';
 
 // Stage 5 of the request path. One cache per embedder instance, so the key needs only the text:

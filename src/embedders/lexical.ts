@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { defineEmbedder, type Embedder } from './types.js';
-import { FNV_OFFSET, FNV_PRIME, fmix32 } from './hash.js';
+import { FNV_OFFSET, FNV_PRIME, fmix32 } from '../util/hash.js';
 import { cacheSizeOption, maxCharsOption } from './common.js';
-import { truncateMiddle } from './prompt-text.js';
+import { truncateMiddle } from '../util/text.js';
 
 // A model-free embedder: signed feature hashing of word n-grams and character n-grams (fastText-style,
 // per token with boundary marks), sublinear tf, each group L2-normalised, then mixed and normalised.
@@ -27,19 +27,8 @@ export const LexicalOptions = z
       .default(2)
       .describe('Longest word n-gram hashed (1 = words, 2 = words and bigrams, 0 = no word features).'),
     char_ngram_min: z.number().int().min(1).max(8).default(3).describe('Shortest character n-gram hashed.'),
-    char_ngram_max: z
-      .number()
-      .int()
-      .min(0)
-      .max(8)
-      .default(5)
-      .describe('Longest character n-gram hashed (0 = no character features).'),
-    word_weight: z
-      .number()
-      .min(0)
-      .max(1)
-      .default(0.5)
-      .describe('Share of the word group in the vector; character n-grams get the rest.'),
+    char_ngram_max: z.number().int().min(0).max(8).default(5).describe('Longest character n-gram hashed (0 = no character features).'),
+    word_weight: z.number().min(0).max(1).default(0.5).describe('Share of the word group in the vector; character n-grams get the rest.'),
     max_chars: maxCharsOption(8192),
     cache_size: cacheSizeOption,
   })
@@ -86,7 +75,7 @@ const SALT_CHAR = 0x68e31da4;
 const EMPTY_FEATURE = fmix32(0x0e3779b9);
 const MARK_BEGIN = 0x02; // token boundary marks for char n-grams, outside any printable text
 const MARK_END = 0x03;
-const NON_ASCII = /[^\x00-\x7f]/;
+const NON_ASCII = /[\x80-\uffff]/; // any code unit above ASCII
 
 /** One hashed feature group with a list of the buckets it touched, so reset and read skip the zeros. */
 class Group {

@@ -3,7 +3,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { defineEmbedder, type Embedder, type EmbedderContext } from './types.js';
 import { cacheSizeOption, maxCharsOption, maxQueueOption } from './common.js';
-import { hashText32 } from './hash.js';
+import { hashText32 } from '../util/hash.js';
 import { pooledEmbedder, WorkerPool, workerFileFor } from './worker-pool.js';
 import type { OnnxWorkerData } from './onnx.worker.js';
 
@@ -58,7 +58,11 @@ export const OnnxOptions = z
   .strict();
 export type OnnxOptions = z.infer<typeof OnnxOptions>;
 
-const exists = (p: string) => stat(p).then((s) => s, () => null);
+const exists = (p: string) =>
+  stat(p).then(
+    (s) => s,
+    () => null,
+  );
 
 /** Checks a local model folder up front, so a typo is one clear error rather than a worker stack trace. */
 async function inspectLocal(dir: string, o: OnnxOptions): Promise<string> {

@@ -9,13 +9,9 @@ import type { EmbedderPlugin } from './types.js';
 // `type`) and the published JSON Schema from this list. Heavy libraries load inside create().
 export const embedderPlugins = [lexical, useLite, onnx, remote, concat] as const;
 
-export type EmbedderType = (typeof embedderPlugins)[number]['type'];
-
 const byType = new Map<string, EmbedderPlugin>(embedderPlugins.map((p) => [p.type, p as unknown as EmbedderPlugin]));
 
 /** The plugin for `type`, or undefined (the config schema rejects unknown types before this). */
 export function getEmbedderPlugin(type: string): EmbedderPlugin | undefined {
   return byType.get(type);
 }
-
-export const embedderTypes: readonly string[] = embedderPlugins.map((p) => p.type);

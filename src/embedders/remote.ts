@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { Pool } from 'undici';
 import { defineEmbedder, type Embedder } from './types.js';
 import { cacheSizeOption, maxCharsOption, normalizeInPlace } from './common.js';
-import { truncateMiddle } from './prompt-text.js';
+import { truncateMiddle } from '../util/text.js';
 import { E, SignalmanError } from '../errors.js';
 
 // Any OpenAI-compatible POST {base_url}/embeddings (OpenAI, vLLM, Ollama, TEI, LiteLLM...).
@@ -16,13 +16,7 @@ export const RemoteOptions = z
       .default('http://127.0.0.1:11434/v1')
       .describe('Base URL of the OpenAI-compatible API, up to and including /v1; /embeddings is appended.'),
     model: z.string().min(1).default('nomic-embed-text').describe('The `model` sent in each embeddings request.'),
-    dim: z
-      .number()
-      .int()
-      .min(1)
-      .max(65_536)
-      .default(768)
-      .describe('Expected vector dimension; an answer of another length is an error.'),
+    dim: z.number().int().min(1).max(65_536).default(768).describe('Expected vector dimension; an answer of another length is an error.'),
     api_key_env: z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
@@ -101,8 +95,7 @@ export function createRemoteEmbedder(o: RemoteOptions, env: NodeJS.ProcessEnv = 
         err,
       );
     }
-    const bad = (why: string): SignalmanError =>
-      E.upstreamBadResponse(`embedder ${id}: POST ${endpoint} ${why}`);
+    const bad = (why: string): SignalmanError => E.upstreamBadResponse(`embedder ${id}: POST ${endpoint} ${why}`);
     if (status < 200 || status > 299) throw bad(`answered HTTP ${status}: ${text.slice(0, 300)}`);
     let parsed: z.infer<typeof EmbeddingsAnswer>;
     try {
@@ -110,8 +103,7 @@ export function createRemoteEmbedder(o: RemoteOptions, env: NodeJS.ProcessEnv = 
     } catch {
       throw bad(`answered something that is not an embeddings list ({data:[{embedding:[...]}]}): ${text.slice(0, 200)}`);
     }
-    if (parsed.data.length !== texts.length)
-      throw bad(`answered ${parsed.data.length} embeddings for ${texts.length} inputs`);
+    if (parsed.data.length !== texts.length) throw bad(`answered ${parsed.data.length} embeddings for ${texts.length} inputs`);
     const out: Float32Array[] = new Array<Float32Array>(texts.length);
     parsed.data.forEach((d, k) => {
       const at = d.index ?? k;

@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { E } from '../errors.js';
 import { abortReason } from './common.js';
-import { truncateMiddle } from './prompt-text.js';
+import { truncateMiddle } from '../util/text.js';
 import type { Embedder } from './types.js';
 
 // Model embedders (tfjs, onnxruntime) take 15-50 ms a prompt: run on the main thread they would stall
@@ -67,7 +67,11 @@ export function workerFileFor(callerUrl: string, base: string): { worker: URL; t
 function newWorker(file: URL, tsLoader: boolean, opts: { workerData: unknown; name: string }): Worker {
   if (!tsLoader) return new Worker(file, opts);
   // The .mjs entry: tsx's CommonJS build resolves its loader relative to the wrong folder when imported.
-  const api = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
+  const api = pathToFileURL(
+    createRequire(import.meta.url)
+      .resolve('tsx/esm/api')
+      .replace(/\.cjs$/, '.mjs'),
+  ).href;
   const boot = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(file.href)}); })
   .catch((e) => { setImmediate(() => { throw e; }); });`;
   return new Worker(boot, { ...opts, eval: true });

@@ -23,9 +23,7 @@ export const ArtifactManifest = z.object({
     seed: z.number().int(),
     rows: z.number().int(),
   }),
-  guard: z
-    .object({ kind: z.enum(['knn_distance', 'max_prob']), threshold: z.number(), calibration: z.string() })
-    .optional(),
+  guard: z.object({ kind: z.enum(['knn_distance', 'max_prob']), threshold: z.number(), calibration: z.string() }).optional(),
   metrics: z.record(z.string(), z.number()).default({}),
   command: z.string(),
   created_at: z.string(),
@@ -151,7 +149,11 @@ export function bindArtifact(
   opts: { needModels: boolean } = { needModels: true },
 ): Map<string, number> {
   if (embedder === null) {
-    throw new ArtifactError(dir, 'embedder', `was trained with embedder '${m.embedder.id}' (dim ${m.embedder.dim}), but the policy declares no embedder`);
+    throw new ArtifactError(
+      dir,
+      'embedder',
+      `was trained with embedder '${m.embedder.id}' (dim ${m.embedder.dim}), but the policy declares no embedder`,
+    );
   }
   if (embedder.id !== m.embedder.id || embedder.dim !== m.embedder.dim) {
     throw new ArtifactError(

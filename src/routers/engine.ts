@@ -1,14 +1,14 @@
 // Stages 4-8 of a routed request: sticky lookup, extract the prompt text, embed it (cached), guard,
-// score every candidate, decide. The pipeline calls routeRequest() and nothing else, and /v1/route
-// explains the very same Decision (as a dry run that leaves sticky and steering state alone).
-import type { CompiledBackend, CompiledPolicy } from '../config/compile.js';
-import type { CachedEmbedder } from '../embedders/cache.js';
-import { extractPromptText } from '../embedders/prompt-text.js';
+// score every candidate, decide. resolve.ts calls routeRequest() for the pipeline and for /v1/route,
+// which explains the very same Decision (as a dry run that leaves sticky and steering state alone).
+import type { CompiledBackend } from '../upstream/backend.js';
+import type { CompiledPolicy } from './compile.js';
+import { extractPromptText } from './prompt-text.js';
 import { E } from '../errors.js';
 import { checkScores, decide, effectiveLambda, orderFrom, type Decision } from './policy.js';
 import type { RoutingState } from './state.js';
 import { conversationKey } from './sticky.js';
-import type { CandidateScore, GuardVerdict, RouteQuery } from './types.js';
+import type { CandidateScore, GuardResult, RouteQuery } from './types.js';
 
 export interface RouteInput {
   policy: CompiledPolicy;
@@ -28,12 +28,35 @@ export interface RouteInput {
 
 const NO_TIMINGS = { extract: 0, embed: 0, guard: 0, score: 0, decide: 0 };
 
+/** A decision that scores nothing: the policy's first candidate, then its fallbacks (embeddings). */
+export function fixedDecision(policy: CompiledPolicy): Decision {
+  const first = policy.candidateNames[0] as string;
+  return {
+    policy: policy.name,
+    chosen: first,
+    order: orderFrom(first, policy),
+    reason: 'fixed',
+    candidates: [],
+    guard: null,
+    embedder: null,
+    router: 'none',
+    embedCacheHit: false,
+    scoreCacheHit: false,
+    timingsMs: NO_TIMINGS,
+  };
+}
+
 export async function routeRequest(input: RouteInput): Promise<Decision> {
   const { policy } = input;
   const cfg = policy.config;
   const now = input.now ?? Date.now();
   const base = {
-    policy: policy.name, guard: null, embedder: policy.embedder?.id ?? null, router: policy.router.type, embedCacheHit: false, scoreCacheHit: false,
+    policy: policy.name,
+    guard: null,
+    embedder: policy.embedder?.id ?? null,
+    router: policy.router.type,
+    embedCacheHit: false,
+    scoreCacheHit: false,
   };
 
   // Sticky: a follow-up turn goes where its conversation started, with no scoring at all.
@@ -55,28 +78,30 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
     // Nothing to judge (e.g. an image-only message): say so, and take the guard's fallback if there is
     // one, else the first candidate — never a guess dressed up as a prediction.
     const chosen = policy.config.guard?.fallback ?? (policy.candidateNames[0] as string);
-    return { ...base, chosen, order: orderFrom(chosen, policy), reason: 'no_text', candidates: [], timingsMs: { ...NO_TIMINGS, extract: t1 - t0 } };
+    return {
+      ...base,
+      chosen,
+      order: orderFrom(chosen, policy),
+      reason: 'no_text',
+      candidates: [],
+      timingsMs: { ...NO_TIMINGS, extract: t1 - t0 },
+    };
   }
   // A text seen before (text-only routers): reuse its guard verdict and scores, skip embed + guard + score.
   const cacheKey = policy.scoreCache?.key(text);
   const hit = cacheKey === undefined ? undefined : policy.scoreCache?.get(cacheKey);
   const scoreCacheHit = hit !== undefined;
   let embedCacheHit = false;
-  let guard: (GuardVerdict & { label?: string }) | null = hit?.guard ?? null;
+  let guard: GuardResult | null = hit?.guard ?? null;
   let t2 = t1;
   let t3 = t1;
   let scores: readonly CandidateScore[];
   if (hit === undefined) {
     let embedding: Float32Array | null = null;
     if ((policy.router.needsEmbedding || policy.guard !== null) && policy.embedder !== null) {
-      const cached = policy.embedder as Partial<CachedEmbedder>;
-      if (cached.embedCached) {
-        const r = await cached.embedCached(text, input.signal);
-        embedding = r.vec;
-        embedCacheHit = r.hit;
-      } else {
-        embedding = await policy.embedder.embed(text, input.signal);
-      }
+      const r = await policy.embedder.embedCached(text, input.signal);
+      embedding = r.vec;
+      embedCacheHit = r.hit;
     }
     t2 = performance.now();
     if (policy.guard !== null && embedding !== null) guard = await policy.guard.check(embedding);
@@ -101,7 +126,14 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
     }
     const chosen = g.fallback as string;
     return {
-      ...base, guard, embedCacheHit, scoreCacheHit, chosen, order: orderFrom(chosen, policy), reason: 'guard_fallback', candidates: [],
+      ...base,
+      guard,
+      embedCacheHit,
+      scoreCacheHit,
+      chosen,
+      order: orderFrom(chosen, policy),
+      reason: 'guard_fallback',
+      candidates: [],
       timingsMs: { extract: t1 - t0, embed: t2 - t1, guard: t3 - t2, score: 0, decide: 0 },
     };
   }

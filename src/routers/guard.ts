@@ -8,11 +8,9 @@ import type { Embedder } from '../embedders/types.js';
 import { ArtifactError, readManifest, type ArtifactManifest } from './artifacts.js';
 import { KnnIndex } from './knn-index.js';
 import { OnnxMlp } from './mlp.js';
-import type { Guard, GuardVerdict } from './types.js';
+import type { Guard } from './types.js';
 
 export const OOD_LABEL = 'ood';
-
-export type GuardResult = GuardVerdict & { label?: string };
 
 /** kNN guards answer synchronously; classifier guards need one onnxruntime call. Always await check(). */
 export type RouterGuard = Guard & { readonly kind: 'knn_distance' | 'max_prob' };
@@ -33,7 +31,11 @@ export function maxProbScore(probs: ArrayLike<number>, labels: readonly string[]
   return { score: Math.max(best, 0), label: bestLabel, oodWins: labels[argmax] === OOD_LABEL };
 }
 
-export function createGuard(manifest: ArtifactManifest, source: KnnIndex | OnnxMlp, opts: { threshold?: number; k?: number } = {}): RouterGuard {
+export function createGuard(
+  manifest: ArtifactManifest,
+  source: KnnIndex | OnnxMlp,
+  opts: { threshold?: number; k?: number } = {},
+): RouterGuard {
   const threshold = opts.threshold ?? manifest.guard?.threshold;
   if (threshold === undefined || !Number.isFinite(threshold)) {
     throw new Error(
@@ -105,7 +107,10 @@ export async function loadGuard(
  * out-of-domain rejection (score < t) on calibration scores (training/validation data, never test).
  * Returns the midpoint of the best gap, so the boundary does not sit on a calibration sample.
  */
-export function calibrateThreshold(inScores: number[], outScores: number[]): { threshold: number; idAcc: number; oodAcc: number; harmonic: number } {
+export function calibrateThreshold(
+  inScores: number[],
+  outScores: number[],
+): { threshold: number; idAcc: number; oodAcc: number; harmonic: number } {
   if (inScores.length === 0 || outScores.length === 0) throw new Error('calibrateThreshold: need both in-domain and out-of-domain scores');
   for (const s of [...inScores, ...outScores]) if (!Number.isFinite(s)) throw new Error(`calibrateThreshold: score ${s} is not finite`);
   const ins = Float64Array.from(inScores).sort();

@@ -154,7 +154,8 @@ export class KnnIndex {
     const flatS = new Float32Array(rows * models);
     for (let r = 0; r < rows; r++) {
       if (vectors[r]!.length !== dim) throw new Error(`KnnIndex.fromRows: vector ${r} has length ${vectors[r]!.length}, expected ${dim}`);
-      if (scores[r]!.length !== models) throw new Error(`KnnIndex.fromRows: score row ${r} has length ${scores[r]!.length}, expected ${models}`);
+      if (scores[r]!.length !== models)
+        throw new Error(`KnnIndex.fromRows: score row ${r} has length ${scores[r]!.length}, expected ${models}`);
       flatV.set(vectors[r]!, r * dim);
       flatS.set(scores[r]!, r * models);
     }
@@ -203,7 +204,9 @@ export class KnnIndex {
 
   private neighbours(q: Float32Array, k: number): number {
     if (q.length !== this.dim) {
-      throw E.routingFailed(`kNN index expects a ${this.dim}-dimensional embedding, got ${q.length}; the policy's embedder does not match the artifact`);
+      throw E.routingFailed(
+        `kNN index expects a ${this.dim}-dimensional embedding, got ${q.length}; the policy's embedder does not match the artifact`,
+      );
     }
     if (!Number.isInteger(k) || k < 1) throw new Error(`kNN: k must be a positive integer, got ${k}`);
     const kk = Math.min(k, this.rows);

@@ -11,7 +11,10 @@ export function rowDot(x: Float32Array, r: number, dim: number, q: Float32Array)
   const o = r * dim;
   const d4 = dim - (dim % 4);
   // Four accumulators break the add dependency chain.
-  let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  let a0 = 0,
+    a1 = 0,
+    a2 = 0,
+    a3 = 0;
   let j = 0;
   for (; j < d4; j += 4) {
     a0 += x[o + j]! * q[j]!;
@@ -79,7 +82,15 @@ class Int8Prefilter implements Prefilter {
   private readonly qMax: number;
   private readonly xAt: number;
 
-  constructor(exports: Record<string, unknown>, vectors: Float32Array, private readonly rows: number, private readonly dim: number, private readonly padDim: number, qBytes: number, outBytes: number) {
+  constructor(
+    exports: Record<string, unknown>,
+    vectors: Float32Array,
+    private readonly rows: number,
+    private readonly dim: number,
+    private readonly padDim: number,
+    qBytes: number,
+    outBytes: number,
+  ) {
     const buf = (exports['memory'] as WasmMemory).buffer;
     this.run = exports['dots'] as Int8Prefilter['run'];
     this.q16 = new Int16Array(buf, 0, padDim);
@@ -132,7 +143,16 @@ class Int8Prefilter implements Prefilter {
 //   per row: int8 codes widened to i16, i32x4.dot_i16x8_s against the int16 query, two accumulators,
 //   horizontal sum, i32.store to $out.
 function int8DotModule(): Uint8Array {
-  const Q = 0, X = 1, ROWS = 2, RB = 3, OUT = 4, J = 5, J2 = 6, XV = 7, A0 = 8, A1 = 9;
+  const Q = 0,
+    X = 1,
+    ROWS = 2,
+    RB = 3,
+    OUT = 4,
+    J = 5,
+    J2 = 6,
+    XV = 7,
+    A0 = 8,
+    A1 = 9;
   const simd = (...op: number[]): number[] => [0xfd, ...op];
   const get = (i: number) => [0x20, i];
   const set = (i: number) => [0x21, i];
@@ -144,31 +164,100 @@ function int8DotModule(): Uint8Array {
   const ADD = simd(0xae, 0x01); // i32x4.add
   const lane = (n: number) => simd(0x1b, n); // i32x4.extract_lane
   const step = (a: number, xOff: number) => [
-    ...get(X), ...get(J), 0x6a, ...load(xOff), ...set(XV),
+    ...get(X),
+    ...get(J),
+    0x6a,
+    ...load(xOff),
+    ...set(XV),
     ...get(a),
-    ...get(XV), ...EXT_LO, ...get(Q), ...get(J2), 0x6a, ...load(2 * xOff), ...DOT, ...ADD,
-    ...get(XV), ...EXT_HI, ...get(Q), ...get(J2), 0x6a, ...load(2 * xOff + 16), ...DOT, ...ADD,
+    ...get(XV),
+    ...EXT_LO,
+    ...get(Q),
+    ...get(J2),
+    0x6a,
+    ...load(2 * xOff),
+    ...DOT,
+    ...ADD,
+    ...get(XV),
+    ...EXT_HI,
+    ...get(Q),
+    ...get(J2),
+    0x6a,
+    ...load(2 * xOff + 16),
+    ...DOT,
+    ...ADD,
     ...set(a),
   ];
   const body = [
-    0x02, 0x40, // block
-    ...get(ROWS), 0x45, 0x0d, 0, // rows == 0: done
-    0x03, 0x40, // loop over rows
-    ...simd(0x0c, ...new Array<number>(16).fill(0)), ...tee(A0), ...set(A1),
-    0x41, 0, ...tee(J), ...set(J2),
-    0x03, 0x40, // loop over 32-byte steps
-    ...step(A0, 0), ...step(A1, 16),
-    ...get(J2), 0x41, 0xc0, 0x00, 0x6a, ...set(J2), // j2 += 64
-    ...get(J), 0x41, 0x20, 0x6a, ...tee(J), // j += 32
-    ...get(RB), 0x49, 0x0d, 0, // j < rowBytes: next step
+    0x02,
+    0x40, // block
+    ...get(ROWS),
+    0x45,
+    0x0d,
+    0, // rows == 0: done
+    0x03,
+    0x40, // loop over rows
+    ...simd(0x0c, ...new Array<number>(16).fill(0)),
+    ...tee(A0),
+    ...set(A1),
+    0x41,
+    0,
+    ...tee(J),
+    ...set(J2),
+    0x03,
+    0x40, // loop over 32-byte steps
+    ...step(A0, 0),
+    ...step(A1, 16),
+    ...get(J2),
+    0x41,
+    0xc0,
+    0x00,
+    0x6a,
+    ...set(J2), // j2 += 64
+    ...get(J),
+    0x41,
+    0x20,
+    0x6a,
+    ...tee(J), // j += 32
+    ...get(RB),
+    0x49,
+    0x0d,
+    0, // j < rowBytes: next step
     0x0b,
     ...get(OUT),
-    ...get(A0), ...get(A1), ...ADD, ...tee(A0),
-    ...lane(0), ...get(A0), ...lane(1), 0x6a, ...get(A0), ...lane(2), 0x6a, ...get(A0), ...lane(3), 0x6a,
-    0x36, 2, 0, // i32.store
-    ...get(OUT), 0x41, 4, 0x6a, ...set(OUT),
-    ...get(X), ...get(RB), 0x6a, ...set(X),
-    ...get(ROWS), 0x41, 1, 0x6b, ...tee(ROWS), 0x0d, 0, // next row while rows left
+    ...get(A0),
+    ...get(A1),
+    ...ADD,
+    ...tee(A0),
+    ...lane(0),
+    ...get(A0),
+    ...lane(1),
+    0x6a,
+    ...get(A0),
+    ...lane(2),
+    0x6a,
+    ...get(A0),
+    ...lane(3),
+    0x6a,
+    0x36,
+    2,
+    0, // i32.store
+    ...get(OUT),
+    0x41,
+    4,
+    0x6a,
+    ...set(OUT),
+    ...get(X),
+    ...get(RB),
+    0x6a,
+    ...set(X),
+    ...get(ROWS),
+    0x41,
+    1,
+    0x6b,
+    ...tee(ROWS),
+    0x0d,
+    0, // next row while rows left
     0x0b, // end loop
     0x0b, // end block
     0x0b, // end func
@@ -178,7 +267,14 @@ function int8DotModule(): Uint8Array {
   const section = (id: number, content: number[]) => [id, ...leb(content.length), ...content];
   const name = (s: string) => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
   return Uint8Array.from([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
     ...section(1, [1, 0x60, 5, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0]),
     ...section(3, [1, 0]),
     ...section(5, [1, 0x00, 1]),

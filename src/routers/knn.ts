@@ -15,7 +15,13 @@ export const KnnRouterOptions = z
       .enum(['exact', 'hnsw'])
       .default('exact')
       .describe("'exact' scans every row (fine to ~100k rows); 'hnsw' is an approximate graph index (hnswlib-node) for millions."),
-    ef: z.number().int().min(1).max(4096).optional().describe("HNSW search breadth (default 64, at least k); higher = better recall, slower. Only for index: 'hnsw'."),
+    ef: z
+      .number()
+      .int()
+      .min(1)
+      .max(4096)
+      .optional()
+      .describe("HNSW search breadth (default 64, at least k); higher = better recall, slower. Only for index: 'hnsw'."),
   })
   .strict()
   .describe('Cosine k-nearest neighbours over a stored index of (embedding, per-model score) rows.');

@@ -6,8 +6,7 @@ import { join } from 'node:path';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import { z } from 'zod';
 import { ArtifactError, bindArtifact, checkEmbedding, columnOf, ONNX_FILE, readManifest, type ArtifactManifest } from './artifacts.js';
-import type { RouterGuard } from './guard.js';
-import { defineRouter, type CandidateScore } from './types.js';
+import { defineRouter, type CandidateScore, type Guard } from './types.js';
 
 type Ort = typeof import('onnxruntime-node');
 
@@ -59,7 +58,11 @@ export class OnnxMlp {
     }
     if (!session.inputNames.includes('x') || !session.outputNames.includes('y')) {
       await session.release();
-      throw new ArtifactError(dir, ONNX_FILE, `expected input 'x' and output 'y', found inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}]`);
+      throw new ArtifactError(
+        dir,
+        ONNX_FILE,
+        `expected input 'x' and output 'y', found inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}]`,
+      );
     }
     const columns = manifest.labels ?? manifest.models;
     const mlp = new OnnxMlp(ort, session, dir, manifest, manifest.embedder.dim, columns);
@@ -70,11 +73,20 @@ export class OnnxMlp {
       probe = await mlp.run(new Float32Array(mlp.inputDim));
     } catch (err) {
       await session.release();
-      throw new ArtifactError(dir, ONNX_FILE, `does not accept a [1, ${mlp.inputDim}] input as the manifest's embedder.dim says (${firstLine(err)})`, { cause: err });
+      throw new ArtifactError(
+        dir,
+        ONNX_FILE,
+        `does not accept a [1, ${mlp.inputDim}] input as the manifest's embedder.dim says (${firstLine(err)})`,
+        { cause: err },
+      );
     }
     if (probe.length !== columns.length) {
       await session.release();
-      throw new ArtifactError(dir, ONNX_FILE, `gives ${probe.length} outputs, the manifest lists ${columns.length} ${manifest.labels ? 'labels' : 'models'}`);
+      throw new ArtifactError(
+        dir,
+        ONNX_FILE,
+        `gives ${probe.length} outputs, the manifest lists ${columns.length} ${manifest.labels ? 'labels' : 'models'}`,
+      );
     }
     return mlp;
   }
@@ -104,7 +116,9 @@ export class OnnxMlp {
 }
 
 function firstLine(err: unknown): string {
-  return String(err instanceof Error ? err.message : err).split('\n')[0]!.slice(0, 200);
+  return String(err instanceof Error ? err.message : err)
+    .split('\n')[0]!
+    .slice(0, 200);
 }
 
 export const MlpRouterOptions = z
@@ -123,7 +137,11 @@ export default defineRouter({
     const mlp = await OnnxMlp.load(dir);
     if (mlp.manifest.labels) {
       await mlp.close();
-      throw new ArtifactError(dir, 'labels', `is a classifier over labels (${mlp.manifest.labels.join(', ')}), not a quality model; use it as rules.classifier or as a guard`);
+      throw new ArtifactError(
+        dir,
+        'labels',
+        `is a classifier over labels (${mlp.manifest.labels.join(', ')}), not a quality model; use it as rules.classifier or as a guard`,
+      );
     }
     let columns: Map<string, number>;
     try {
@@ -146,7 +164,7 @@ export default defineRouter({
         });
       },
       // A quality MLP has no domain head: its policy gets a guard from a classifier artifact (loadGuard).
-      makeGuard: (): RouterGuard | null => null,
+      makeGuard: (): Guard | null => null,
       close: () => mlp.close(),
     };
   },

@@ -1,6 +1,7 @@
 // decide(): pure — no I/O, no clock — so the objective is easy to table-test.
-import type { CompiledBackend, CompiledPolicy } from '../config/compile.js';
-import type { CandidateScore, GuardVerdict } from './types.js';
+import type { CompiledBackend } from '../upstream/backend.js';
+import type { CompiledPolicy } from './compile.js';
+import type { CandidateScore, GuardResult } from './types.js';
 
 export type DecisionReason = 'objective' | 'guard_fallback' | 'fixed' | 'sticky' | 'no_text';
 
@@ -16,7 +17,7 @@ export interface Decision {
   order: readonly string[];
   reason: DecisionReason;
   candidates: readonly ScoredCandidate[];
-  guard: (GuardVerdict & { label?: string }) | null;
+  guard: GuardResult | null;
   /** The lambda the utility objective used (steered, per request, or configured); null for threshold. */
   lambda?: number | null;
   embedder: string | null;
@@ -53,8 +54,10 @@ export function checkScores(policy: CompiledPolicy, scores: readonly CandidateSc
     throw new Error(`router '${policy.router.type}' returned ${scores.length} scores for ${policy.candidateNames.length} candidates`);
   }
   for (const s of scores) {
-    if (!policy.candidateNames.includes(s.backend)) throw new Error(`router '${policy.router.type}' scored '${s.backend}', not a candidate`);
-    if (!(s.quality >= 0 && s.quality <= 1)) throw new Error(`router '${policy.router.type}' gave '${s.backend}' quality ${s.quality}, outside 0..1`);
+    if (!policy.candidateNames.includes(s.backend))
+      throw new Error(`router '${policy.router.type}' scored '${s.backend}', not a candidate`);
+    if (!(s.quality >= 0 && s.quality <= 1))
+      throw new Error(`router '${policy.router.type}' gave '${s.backend}' quality ${s.quality}, outside 0..1`);
   }
 }
 

@@ -16,13 +16,16 @@ export function compileRegex(src: string): RegExp {
   return new RegExp(lit[1]!, /[uv]/.test(flags) ? flags : `${flags}u`);
 }
 
-const RegexSource = z.string().min(1).superRefine((src, ctx) => {
-  try {
-    compileRegex(src);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: `invalid regular expression: ${(err as Error).message}` });
-  }
-});
+const RegexSource = z
+  .string()
+  .min(1)
+  .superRefine((src, ctx) => {
+    try {
+      compileRegex(src);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `invalid regular expression: ${(err as Error).message}` });
+    }
+  });
 
 const Keywords = z.array(z.string().min(1)).min(1);
 
@@ -30,7 +33,9 @@ export const RuleCondition = z
   .object({
     any_keywords: Keywords.optional().describe('Matches when any of these words or phrases occurs (case-insensitive, whole words).'),
     all_keywords: Keywords.optional().describe('Matches when every one of these words or phrases occurs (case-insensitive, whole words).'),
-    regex: RegexSource.optional().describe("A JavaScript regular expression tested on the prompt text: 'pattern' or '/pattern/flags' (e.g. '/\\bSELECT\\b/i')."),
+    regex: RegexSource.optional().describe(
+      "A JavaScript regular expression tested on the prompt text: 'pattern' or '/pattern/flags' (e.g. '/\\bSELECT\\b/i').",
+    ),
     meta: z
       .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
       .optional()
@@ -39,7 +44,9 @@ export const RuleCondition = z
     max_chars: z.number().int().min(0).optional().describe('Matches prompts at most this many characters long.'),
   })
   .strict()
-  .refine((w) => Object.values(w).some((v) => v !== undefined), { message: 'a rule needs at least one condition; use `default` for the catch-all' })
+  .refine((w) => Object.values(w).some((v) => v !== undefined), {
+    message: 'a rule needs at least one condition; use `default` for the catch-all',
+  })
   .describe('Conditions of a rule; all the ones given must hold.');
 
 const Scores = z
@@ -71,9 +78,17 @@ export const RulesRouterOptions = z
     default: RuleOutcome.describe('What to do when no rule (and no confident classifier label) decides.'),
     classifier: z
       .object({
-        artifact: z.string().min(1).describe('Folder of an mlp artifact with `labels` (a softmax category classifier), relative to the config file.'),
+        artifact: z
+          .string()
+          .min(1)
+          .describe('Folder of an mlp artifact with `labels` (a softmax category classifier), relative to the config file.'),
         map: z.record(z.string(), z.string()).describe('Classifier label -> backend that is the expert for it.'),
-        min_confidence: z.number().min(0).max(1).default(0).describe('Below this probability the classifier abstains and `default` applies.'),
+        min_confidence: z
+          .number()
+          .min(0)
+          .max(1)
+          .default(0)
+          .describe('Below this probability the classifier abstains and `default` applies.'),
       })
       .strict()
       .optional()
@@ -101,13 +116,22 @@ function keywordRegex(words: readonly string[]): RegExp {
 
 function compileRule(when: z.infer<typeof RuleCondition>): (q: RouteQuery) => boolean {
   const tests: Array<(q: RouteQuery) => boolean> = [];
-  if (when.min_chars !== undefined) { const n = when.min_chars; tests.push((q) => q.text.length >= n); }
-  if (when.max_chars !== undefined) { const n = when.max_chars; tests.push((q) => q.text.length <= n); }
+  if (when.min_chars !== undefined) {
+    const n = when.min_chars;
+    tests.push((q) => q.text.length >= n);
+  }
+  if (when.max_chars !== undefined) {
+    const n = when.max_chars;
+    tests.push((q) => q.text.length <= n);
+  }
   if (when.meta) {
     const entries = Object.entries(when.meta);
     tests.push((q) => entries.every(([k, v]) => q.meta[k] === v));
   }
-  if (when.any_keywords) { const re = keywordRegex(when.any_keywords); tests.push((q) => re.test(q.text)); }
+  if (when.any_keywords) {
+    const re = keywordRegex(when.any_keywords);
+    tests.push((q) => re.test(q.text));
+  }
   if (when.all_keywords) {
     const res = when.all_keywords.map((w) => keywordRegex([w]));
     tests.push((q) => res.every((re) => re.test(q.text)));
@@ -128,11 +152,16 @@ export default defineRouter({
     const outcome = (o: { prefer?: string | undefined; scores?: Record<string, number> | undefined }, where: string): Outcome => {
       const entries: Array<[string, number]> = o.prefer !== undefined ? [[o.prefer, 1]] : Object.entries(o.scores ?? {});
       for (const [b] of entries) {
-        if (!backends.has(b)) throw new Error(`rules: ${where} names backend '${b}', which is not a candidate of this policy (candidates: ${known})`);
+        if (!backends.has(b))
+          throw new Error(`rules: ${where} names backend '${b}', which is not a candidate of this policy (candidates: ${known})`);
       }
       return new Map(entries);
     };
-    const rules: CompiledRule[] = opts.rules.map((r, i) => ({ name: r.name, test: compileRule(r.when), outcome: outcome(r, `rule ${i} '${r.name}'`) }));
+    const rules: CompiledRule[] = opts.rules.map((r, i) => ({
+      name: r.name,
+      test: compileRule(r.when),
+      outcome: outcome(r, `rule ${i} '${r.name}'`),
+    }));
     const fallback = outcome(opts.default, 'default');
 
     let classify: ((e: Float32Array | null) => Promise<{ label: string; p: number }>) | null = null;
@@ -145,10 +174,12 @@ export default defineRouter({
       close = () => mlp.close();
       try {
         const labels = mlp.manifest.labels;
-        if (!labels) throw new Error(`rules.classifier: ${dir} has no \`labels\`; a category classifier is an mlp artifact trained on labels`);
+        if (!labels)
+          throw new Error(`rules.classifier: ${dir} has no \`labels\`; a category classifier is an mlp artifact trained on labels`);
         bindArtifact(dir, mlp.manifest, ctx.embedder, [], { needModels: false });
         for (const [label, backend] of Object.entries(c.map)) {
-          if (!labels.includes(label)) throw new Error(`rules.classifier.map: label '${label}' is not one of the classifier's labels (${labels.join(', ')})`);
+          if (!labels.includes(label))
+            throw new Error(`rules.classifier.map: label '${label}' is not one of the classifier's labels (${labels.join(', ')})`);
           expert.set(label, outcome({ prefer: backend }, `classifier.map.${label}`));
         }
       } catch (err) {

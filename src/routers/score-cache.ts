@@ -1,12 +1,12 @@
 // Repeated prompts (retries, templated traffic, health probes) skip embedding, guard and scoring:
 // for a text-only router those are a pure function of the text, so their results are cached per text.
 // decide() still runs every time, since steering and per-request bias change the outcome.
-import { hashText53 } from '../embedders/hash.js';
-import type { CandidateScore, GuardVerdict } from './types.js';
+import { hashText53 } from '../util/hash.js';
+import type { CandidateScore, GuardResult } from './types.js';
 
 export interface ScoredText {
   scores: readonly CandidateScore[];
-  guard: (GuardVerdict & { label?: string }) | null;
+  guard: GuardResult | null;
 }
 
 /** A bounded LRU keyed by a 53-bit hash of the text. One per compiled policy: a reload starts afresh. */

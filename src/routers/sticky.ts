@@ -2,8 +2,8 @@
 // follow-up question is not answered by a different model than the one that wrote the earlier turns.
 import { z } from 'zod';
 import type { StickyConfig } from '../config/schema.js';
-import { contentText } from '../embedders/prompt-text.js';
-import { hashText53 } from '../embedders/hash.js';
+import { contentText } from './prompt-text.js';
+import { hashText53 } from '../util/hash.js';
 
 type Sticky = z.infer<typeof StickyConfig>;
 

@@ -10,7 +10,7 @@ export interface CandidateScore {
 }
 
 export interface RouteQuery {
-  /** The text that was embedded (see embedders/prompt-text.ts). */
+  /** The text that was embedded (see routers/prompt-text.ts). */
   text: string;
   /** Unit-length embedding, or null for routers that do not need one (needsEmbedding: false). */
   embedding: Float32Array | null;
@@ -39,7 +39,7 @@ export interface Router {
 /** Runs before scoring; kNN guards answer synchronously, classifier guards need one model call. */
 export interface Guard {
   readonly kind: string;
-  check(embedding: Float32Array): (GuardVerdict & { label?: string }) | Promise<GuardVerdict & { label?: string }>;
+  check(embedding: Float32Array): GuardResult | Promise<GuardResult>;
 }
 
 export interface GuardVerdict {
@@ -47,6 +47,9 @@ export interface GuardVerdict {
   threshold: number;
   inDomain: boolean;
 }
+
+/** A verdict, with the classifier's best label where the guard has one. */
+export type GuardResult = GuardVerdict & { label?: string };
 
 export interface RouterContext {
   resolvePath(p: string): string;

@@ -1,15 +1,16 @@
 // buildApp(): the Fastify app, no listen — tests get a fresh app each, the CLI listens elsewhere.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { RuntimeRef } from '../config/runtime-ref.js';
 import { E, SignalmanError } from '../errors.js';
-import { routeRequest } from '../routers/engine.js';
+import type { RuntimeRef } from '../runtime/runtime-ref.js';
 import { AccessLogSink, FanoutSink, type EventSink, type LineWriter } from '../telemetry/events.js';
-import type { Endpoint } from '../upstream/forward.js';
-import { createFastPath } from './fast-path.js';
-import { handleForward, qualityBias, routeMeta, serverTiming, toSignalmanError, validateBody } from './pipeline.js';
+import { explainRoute } from './explain.js';
+import { createFrontDoor, type ApiHandler } from './front-door.js';
+import { forwardHandler } from './pipeline.js';
+import { refuse } from './request-checks.js';
+import { serverTiming, toSignalmanError } from './respond.js';
 
 export interface AppOptions {
   ref: RuntimeRef;
@@ -33,17 +34,22 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   let draining = false;
   const sink = new FanoutSink([new AccessLogSink(opts.accessLog ?? process.stdout, accessLogOn), ...(opts.sinks ?? [])]);
   const deps = { sink, routing: ref.routing };
+  // The API's POST routes: answered by the front door before Fastify sees them (front-door.ts).
+  const routes: Record<string, ApiHandler> = {
+    '/v1/chat/completions': forwardHandler('chat', deps),
+    '/v1/completions': forwardHandler('completions', deps),
+    '/v1/embeddings': forwardHandler('embeddings', deps),
+    '/v1/route': explainRoute(ref.routing),
+  };
   const app = Fastify({
-    // The forwarding endpoints are answered by the fast path before Fastify sees them (fast-path.ts).
     serverFactory: (fastifyHandler) => {
-      const server = createServer(createFastPath({ ref, deps, nextId, bodyLimit, isDraining: () => draining }, fastifyHandler));
+      const server = createServer(createFrontDoor({ ref, routes, nextId, bodyLimit, isDraining: () => draining }, fastifyHandler));
       server.keepAliveTimeout = 72_000; // Fastify's default, longer than common client pools' idle timeouts
       return server;
     },
     loggerInstance: logger as unknown as FastifyBaseLogger,
     // Our own access line is written once per request by the pipeline's AccessLogSink.
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: bodyLimit(), // the inject()-only routes; the listening server's fast path reads it per request
     genReqId: nextId,
     requestIdHeader: false,
     // We answer requests that arrive while draining ourselves, in OpenAI's shape (see onRequest below).
@@ -61,7 +67,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     reply.header('x-signalman-request-id', req.id);
     if (draining) {
       // A keep-alive client sent a new request while we drain: tell it to go elsewhere, and close.
-      void reply.code(503).header('connection', 'close').send(E.shuttingDown('the gateway is shutting down; retry on another instance').toJSON());
+      void reply.code(503).header('connection', 'close').send(refuse.draining().toJSON());
       return;
     }
     done();
@@ -82,55 +88,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     void reply.code(404).send(E.notFound(`no route ${req.method} ${req.url}; the OpenAI-compatible API is under /v1`).toJSON());
   });
 
-  // Reached only through app.inject() (the listening server answers these on the fast path): same handler.
-  const forwardRoute = (endpoint: Endpoint) => async function forwardHandler(req: FastifyRequest, reply: FastifyReply) {
-    const pinned = ref.pin();
-    if (!pinned) throw E.notReady('no configuration is loaded yet; see GET /readyz');
-    reply.hijack();
-    try {
-      await handleForward(endpoint, pinned.runtime, { id: req.id, headers: req.headers, body: req.body, res: reply.raw, startedAt: performance.now() - reply.elapsedTime }, deps);
-    } finally {
-      pinned.release();
-    }
-  };
-  app.post('/v1/chat/completions', forwardRoute('chat'));
-  app.post('/v1/completions', forwardRoute('completions'));
-  app.post('/v1/embeddings', forwardRoute('embeddings'));
-
-  app.post('/v1/route', async function explainRoute(req, reply) {
-    const pinned = ref.pin();
-    if (!pinned) throw E.notReady('no configuration is loaded yet; see GET /readyz');
-    try {
-      const body = validateBody('chat', req.body);
-      const model = body.model as string;
-      const policy = pinned.runtime.policies.get(model);
-      if (!policy) {
-        throw E.modelNotFound(
-          pinned.runtime.backends.has(model)
-            ? `'${model}' is a backend, not a policy: requests to it are not routed`
-            : `model '${model}' is not a policy of this gateway; see GET /v1/models`,
-          'model',
-        );
-      }
-      const t0 = performance.now();
-      const decision = await routeRequest({
-        policy, backends: pinned.runtime.backends, body, meta: routeMeta('chat', body), headers: req.headers, state: ref.routing,
-        qualityBias: qualityBias(req.headers), dryRun: true,
-      });
-      return reply.send({ object: 'signalman.route', ...decision, totalMs: performance.now() - t0, generation: pinned.runtime.generation });
-    } finally {
-      pinned.release();
-    }
-  });
-
   app.get('/v1/models', async function listModels(req, reply) {
     const rt = ref.current;
-    if (!rt) throw E.notReady('no configuration is loaded yet; see GET /readyz');
+    if (!rt) throw refuse.notReady();
     return reply.type('application/json').send(rt.modelsJson);
   });
-  app.get<{ Params: { id: string } }>('/v1/models/*', async function getModel(req, reply) {
+  app.get<{ Params: { id: string } }>('/v1/models/*', async function getModel(req) {
     const rt = ref.current;
-    if (!rt) throw E.notReady('no configuration is loaded yet; see GET /readyz');
+    if (!rt) throw refuse.notReady();
     const id = (req.params as Record<string, string>)['*'] ?? '';
     const found = (JSON.parse(rt.modelsJson) as { data: Array<{ id: string }> }).data.find((m) => m.id === id);
     if (!found) throw E.modelNotFound(`model '${id}' is neither a backend nor a policy of this gateway`, 'model');
@@ -181,16 +146,16 @@ function fromFastifyError(err: FastifyError | SignalmanError): SignalmanError {
   if (err instanceof SignalmanError) return err;
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return E.bodyTooLarge(`request body is larger than the gateway's limit (server.body_limit_bytes)`);
+      return refuse.tooLarge();
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return E.unsupportedMediaType('send the body as JSON with content-type: application/json');
+      return refuse.notJson();
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return E.invalidJson('the request body is empty; send a JSON object');
+      return refuse.emptyBody();
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return E.invalidRequest('content-length does not match the body');
   }
   if (err.statusCode === 400 && (err instanceof SyntaxError || /JSON/i.test(err.message))) {
-    return E.invalidJson(`the request body is not valid JSON: ${err.message}`);
+    return refuse.badJson(err.message);
   }
   if (err.statusCode === 405) return E.methodNotAllowed(err.message);
   if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {

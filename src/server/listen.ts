@@ -1,7 +1,7 @@
 // Start and stop: load the config, build the app, listen, drain on close.
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { RuntimeRef } from '../config/runtime-ref.js';
+import { RuntimeRef } from '../runtime/runtime-ref.js';
 import type { EventSink, LineWriter } from '../telemetry/events.js';
 import { buildApp } from './app.js';
 

@@ -1,6 +1,3 @@
-import type { ServerResponse } from 'node:http';
-import type { SignalmanError } from '../errors.js';
-
 /**
  * Passes SSE bytes through at event granularity: whole events go out as soon as they arrive, a
  * partial event waits for its end. If the upstream dies mid-event, the half event is dropped instead of
@@ -32,12 +29,3 @@ export class SseFramer {
 }
 
 const EMPTY = Buffer.alloc(0);
-
-/**
- * Ends a stream that failed after it started: one OpenAI-shaped error event (the `openai` client turns
- * `data: {"error":…}` into an APIError), then a clean close. Never a stack trace.
- */
-export function endStreamWithError(raw: ServerResponse, err: SignalmanError): void {
-  if (raw.destroyed || raw.writableEnded) return;
-  raw.end(`data: ${JSON.stringify(err.toJSON())}\n\n`);
-}

@@ -108,7 +108,8 @@ export class BatchedLineWriter {
     if (this.lines.length === 0 && this.droppedLines === 0) return null;
     let text = this.lines.join('');
     if (this.droppedLines > 0 && this.lines.length > 0) {
-      text = `{"level":40,"time":${Date.now()},"msg":"log lines dropped: stdout could not keep up","dropped":${this.droppedLines}}\n` + text;
+      text =
+        `{"level":40,"time":${Date.now()},"msg":"log lines dropped: stdout could not keep up","dropped":${this.droppedLines}}\n` + text;
       this.droppedLines = 0;
     }
     this.lines = [];

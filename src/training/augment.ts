@@ -34,7 +34,12 @@ export function stemDataset(ds: Dataset, rows: readonly number[]): { ds: Dataset
     out.push({ ...r, id: `${r.id}#stem`, prompt: stem });
   }
   return {
-    ds: { file: `${ds.file}#${STEMS_VERSION}`, rows: out, contaminated: 0, sha256: sha256Hex(`${STEMS_VERSION}\0${ds.sha256}\0${sha256Hex(source.join(','))}`) },
+    ds: {
+      file: `${ds.file}#${STEMS_VERSION}`,
+      rows: out,
+      contaminated: 0,
+      sha256: sha256Hex(`${STEMS_VERSION}\0${ds.sha256}\0${sha256Hex(source.join(','))}`),
+    },
     source,
   };
 }

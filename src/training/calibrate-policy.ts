@@ -2,7 +2,7 @@
 // embedder, guard and router (routeRequest, dry run), and the objective's knob — lambda for utility,
 // min_quality for threshold — is searched until the decisions hit a target share of one backend or a
 // target expected cost. The answer is a value to paste into the YAML, not a protocol-specific score.
-import type { Runtime } from '../config/compile.js';
+import type { Runtime } from '../runtime/compile.js';
 import { routeRequest } from '../routers/engine.js';
 import { decide, type ScoredCandidate } from '../routers/policy.js';
 import { RoutingState } from '../routers/state.js';
@@ -25,7 +25,12 @@ interface Scored {
 }
 
 /** Scores every prompt once through the policy (embed, guard, router); the knob search reuses them. */
-export async function scorePrompts(runtime: Runtime, policyName: string, prompts: readonly string[], onProgress?: (n: number) => void): Promise<{ scored: Scored[]; guarded: number }> {
+export async function scorePrompts(
+  runtime: Runtime,
+  policyName: string,
+  prompts: readonly string[],
+  onProgress?: (n: number) => void,
+): Promise<{ scored: Scored[]; guarded: number }> {
   const policy = runtime.policies.get(policyName);
   if (!policy) throw new Error(`policy '${policyName}' is not in the config (policies: ${[...runtime.policies.keys()].join(', ')})`);
   const state = new RoutingState();
@@ -66,7 +71,13 @@ function outcome(runtime: Runtime, policyName: string, scored: readonly Scored[]
  * Bisection on the knob. Both the target backend's share (when it is the expensive one) and the mean
  * cost fall as lambda rises and rise as min_quality rises, so the search is monotone in practice.
  */
-export function calibrateKnob(runtime: Runtime, policyName: string, scored: readonly Scored[], guarded: number, target: CalibrationTarget): CalibrationResult {
+export function calibrateKnob(
+  runtime: Runtime,
+  policyName: string,
+  scored: readonly Scored[],
+  guarded: number,
+  target: CalibrationTarget,
+): CalibrationResult {
   const policy = runtime.policies.get(policyName)!;
   const knob = policy.config.objective.kind === 'utility' ? 'lambda' : 'min_quality';
   if (target.kind === 'share' && !policy.candidateNames.includes(target.backend)) {

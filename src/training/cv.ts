@@ -20,7 +20,12 @@ export type CvProtocol = (typeof CV_PROTOCOLS)[number];
 export const isCvProtocol = (p: Protocol): p is CvProtocol => (CV_PROTOCOLS as readonly string[]).includes(p);
 
 export function foldOf(id: string, salt: string, folds: number): number {
-  return createHash('sha256').update(salt + id, 'utf8').digest().readUInt32BE(0) % folds;
+  return (
+    createHash('sha256')
+      .update(salt + id, 'utf8')
+      .digest()
+      .readUInt32BE(0) % folds
+  );
 }
 
 export interface CvFold {
@@ -72,7 +77,12 @@ async function cvP1(opts: CvOptions, ctx: RunContext): Promise<CvRun> {
   const X = await embedAll(embedder, mmlu, ctx);
   const salt = 'p1-val/';
   const trainHalf = p1TrainRows(mmlu);
-  const parts = partition(mmlu.rows.map((r) => r.id), trainHalf, salt, opts.folds);
+  const parts = partition(
+    mmlu.rows.map((r) => r.id),
+    trainHalf,
+    salt,
+    opts.folds,
+  );
   // The same validation rows without their lettered options: a stand-in, made from train rows only,
   // for the free-form prompts of the out-of-domain sets (which are never looked at).
   const stems = stemDataset(mmlu, trainHalf);
@@ -94,7 +104,15 @@ async function cvP1(opts: CvOptions, ctx: RunContext): Promise<CvRun> {
     const { model } = await trainP1(mmlu, { recipe: opts.recipe, pool: opts.pool }, ctx, train);
     const r = evaluate(X, test, test, model);
     const withStem = test.filter((i) => stemOf.has(i));
-    const s = withStem.length > 0 ? evaluate(XS, withStem.map((i) => stemOf.get(i)!), withStem, model) : null;
+    const s =
+      withStem.length > 0
+        ? evaluate(
+            XS,
+            withStem.map((i) => stemOf.get(i)!),
+            withStem,
+            model,
+          )
+        : null;
     perFold.push({
       fold: f,
       trainRows: train.length,
@@ -118,7 +136,12 @@ async function cvP2(opts: CvOptions, ctx: RunContext): Promise<CvRun> {
   const prices = await readPrices(dataPath(ctx.dataDir, 'prices'));
   const ood = await Promise.all([readDataset(dataPath(ctx.dataDir, 'gsm8k')), readDataset(dataPath(ctx.dataDir, 'mtBench'))]);
   const salt = 'p2-val/';
-  const parts = partition(ds.rows.map((r) => r.id), p2TrainRows(ds, ood).train, salt, opts.folds);
+  const parts = partition(
+    ds.rows.map((r) => r.id),
+    p2TrainRows(ds, ood).train,
+    salt,
+    opts.folds,
+  );
   const perFold: CvFold[] = [];
   let embedderId = '';
   for (let f = 0; f < opts.folds; f++) {
@@ -132,7 +155,12 @@ async function cvP2(opts: CvOptions, ctx: RunContext): Promise<CvRun> {
       fold: f,
       trainRows: train.length,
       testRows: test.length,
-      metrics: { aiq: s.router.aiq, costToMatch: s.router.costToMatch, accuracyAtBestCost: s.router.accuracyAtBestCost, zeroRouterAiq: s.zeroRouter.aiq },
+      metrics: {
+        aiq: s.router.aiq,
+        costToMatch: s.router.costToMatch,
+        accuracyAtBestCost: s.router.accuracyAtBestCost,
+        zeroRouterAiq: s.zeroRouter.aiq,
+      },
     });
   }
   return {

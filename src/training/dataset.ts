@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { PromptTextOptions, extractPromptText } from '../embedders/prompt-text.js';
+import { PromptTextOptions, extractPromptText } from '../routers/prompt-text.js';
 
 // Routing-outcome datasets (schema: ../shared/datasets/README.md) and the fixed splits of
 // ../shared/datasets/PROTOCOLS.md. Splits are by sha256 so that any language picks the same rows.
@@ -99,7 +99,11 @@ export async function readDataset(file: string): Promise<Dataset> {
   try {
     buf = await readFile(file);
   } catch (err) {
-    throw new DatasetError(file, null, `cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)}); pass --data DIR or --test FILE`);
+    throw new DatasetError(
+      file,
+      null,
+      `cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)}); pass --data DIR or --test FILE`,
+    );
   }
   return { ...parseJsonl(buf.toString('utf8'), file), sha256: sha256Hex(buf) };
 }
@@ -232,5 +236,9 @@ export function requireModels(ds: Pick<Dataset, 'file' | 'rows'>, models: readon
   const have = modelsOf(ds.rows);
   const missing = models.filter((m) => !have.includes(m));
   if (missing.length > 0)
-    throw new DatasetError(ds.file, null, `field 'scores': expected models [${models.join(', ')}], missing [${missing.join(', ')}]; the file has [${have.join(', ')}]`);
+    throw new DatasetError(
+      ds.file,
+      null,
+      `field 'scores': expected models [${models.join(', ')}], missing [${missing.join(', ')}]; the file has [${have.join(', ')}]`,
+    );
 }

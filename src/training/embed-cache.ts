@@ -41,7 +41,7 @@ export function joinRows(...parts: ReadonlyArray<readonly [Matrix, readonly numb
   let at = 0;
   for (const [m, idx] of parts) {
     if (m.dim !== dim) throw new Error(`joinRows: widths differ (${m.dim} vs ${dim})`);
-    for (const i of idx) data.set(rowOf(m, i), (at++) * dim);
+    for (const i of idx) data.set(rowOf(m, i), at++ * dim);
   }
   return { rows, dim, data };
 }
@@ -91,7 +91,11 @@ export async function embedDataset(embedder: Embedder, ds: Dataset, opts: EmbedD
     if (hit !== null) return hit;
   }
   const texts = ds.rows.map((r) => rowText(r));
-  const bar = startProgress(opts.label ?? `embed ${ds.file.split('/').pop() ?? ''}`, texts.length, opts.progress === undefined ? {} : { enabled: opts.progress });
+  const bar = startProgress(
+    opts.label ?? `embed ${ds.file.split('/').pop() ?? ''}`,
+    texts.length,
+    opts.progress === undefined ? {} : { enabled: opts.progress },
+  );
   const data = new Float32Array(texts.length * embedder.dim);
   // Chunks keep memory flat and let the bar move with embedders that report no progress themselves.
   const CHUNK = 512;
@@ -128,7 +132,8 @@ export async function embedDataset(embedder: Embedder, ds: Dataset, opts: EmbedD
  */
 async function embedConcat(embedder: ConcatEmbedder, ds: Dataset, opts: EmbedDatasetOptions): Promise<Matrix> {
   const parts: Matrix[] = [];
-  for (const m of embedder.members) parts.push(await embedDataset(m, ds, { ...opts, ...(opts.label === undefined ? {} : { label: `${opts.label} [${m.id}]` }) }));
+  for (const m of embedder.members)
+    parts.push(await embedDataset(m, ds, { ...opts, ...(opts.label === undefined ? {} : { label: `${opts.label} [${m.id}]` }) }));
   const data = new Float32Array(ds.rows.length * embedder.dim);
   for (let i = 0; i < ds.rows.length; i++) data.set(embedder.combine(parts.map((p) => rowOf(p, i))), i * embedder.dim);
   return { rows: ds.rows.length, dim: embedder.dim, data };

@@ -10,7 +10,8 @@
 //   temperature to them, times each cluster's mean outcomes (a smoothed nearest-neighbour estimate).
 // Weights sum to 1 and every part gives values in 0..1, so the mix is still a predicted P(correct) per
 // model, which is what the gateway's utility rule expects.
-import { makeMlp, seededRandom, trainMlp, type MlpSpec, type TrainOptions, type TrainedMlp } from './mlp-train.js';
+import { makeMlp, trainMlp, type MlpSpec, type TrainOptions, type TrainedMlp } from './mlp-train.js';
+import { seededRandom } from '../util/random.js';
 
 export interface EnsemblePart {
   /** The part reads input[start, end). */
@@ -41,8 +42,10 @@ export function makeEnsemble(inputDim: number, outputDim: number, parts: Ensembl
     throw new Error(`ensemble: part weights must be positive and sum to 1, got ${parts.map((p) => p.weight).join(', ')}`);
   }
   parts.forEach((p, k) => {
-    if (!(p.start >= 0 && p.end <= inputDim && p.end > p.start)) throw new Error(`ensemble part ${k}: slice [${p.start}, ${p.end}) is outside 0..${inputDim}`);
-    if (p.mlp.spec.inputDim !== p.end - p.start) throw new Error(`ensemble part ${k}: its MLP takes ${p.mlp.spec.inputDim} inputs, the slice has ${p.end - p.start}`);
+    if (!(p.start >= 0 && p.end <= inputDim && p.end > p.start))
+      throw new Error(`ensemble part ${k}: slice [${p.start}, ${p.end}) is outside 0..${inputDim}`);
+    if (p.mlp.spec.inputDim !== p.end - p.start)
+      throw new Error(`ensemble part ${k}: its MLP takes ${p.mlp.spec.inputDim} inputs, the slice has ${p.end - p.start}`);
     const out = p.table === undefined ? p.mlp.spec.outputDim : p.table.length / p.mlp.spec.outputDim;
     if (p.table !== undefined && p.table.length !== p.mlp.spec.outputDim * outputDim) {
       throw new Error(`ensemble part ${k}: table has ${p.table.length} entries, expected ${p.mlp.spec.outputDim} x ${outputDim}`);
@@ -113,7 +116,8 @@ export async function trainEnsemble(members: readonly EnsembleMemberRecipe[], in
   const parts: EnsemblePart[] = [];
   for (const [k, m] of members.entries()) {
     const slice = m.input === 'all' ? ([0, inputDim] as const) : input.slices[m.input];
-    if (slice === undefined) throw new Error(`ensemble member ${k} reads input ${String(m.input)}, the embedder has ${input.slices.length} parts`);
+    if (slice === undefined)
+      throw new Error(`ensemble member ${k} reads input ${String(m.input)}, the embedder has ${input.slices.length} parts`);
     const [start, end] = slice;
     const Xs = input.X.map((x) => x.subarray(start, end));
     if (m.kind === 'centroid-prior') {
@@ -139,7 +143,8 @@ export async function trainEnsemble(members: readonly EnsembleMemberRecipe[], in
       const oneHot = input.Y.map((y, i) => {
         let c = 0;
         for (let o = 0; o < outputDim; o++) {
-          if (y[o] !== 0 && y[o] !== 1) throw new Error(`ensemble member ${k}: a joint-outcome member needs 0/1 targets; row ${i} has ${y[o]}`);
+          if (y[o] !== 0 && y[o] !== 1)
+            throw new Error(`ensemble member ${k}: a joint-outcome member needs 0/1 targets; row ${i} has ${y[o]}`);
           c = c * 2 + y[o]!;
         }
         const v = new Float32Array(classes);
@@ -151,7 +156,8 @@ export async function trainEnsemble(members: readonly EnsembleMemberRecipe[], in
       continue;
     }
     const cats = input.categories;
-    if (cats === undefined || cats.length !== input.X.length) throw new Error(`ensemble member ${k} is a category prior but the rows have no categories`);
+    if (cats === undefined || cats.length !== input.X.length)
+      throw new Error(`ensemble member ${k} is a category prior but the rows have no categories`);
     const labels = [...new Set(cats)].sort();
     const index = new Map(labels.map((c, i) => [c, i]));
     const oneHot = cats.map((c) => {
@@ -168,7 +174,8 @@ export async function trainEnsemble(members: readonly EnsembleMemberRecipe[], in
       counts[r] = counts[r]! + 1;
       for (let o = 0; o < outputDim; o++) sums[r * outputDim + o] = sums[r * outputDim + o]! + input.Y[i]![o]!;
     });
-    for (let r = 0; r < labels.length; r++) for (let o = 0; o < outputDim; o++) table[r * outputDim + o] = sums[r * outputDim + o]! / counts[r]!;
+    for (let r = 0; r < labels.length; r++)
+      for (let o = 0; o < outputDim; o++) table[r * outputDim + o] = sums[r * outputDim + o]! / counts[r]!;
     const mlp = await trainMlp(Xs, oneHot, { ...common, output: 'softmax' });
     parts.push({ start, end, mlp, table, weight: m.weight });
   }
@@ -182,7 +189,13 @@ const K_MEANS_ITERATIONS = 20;
  * whose weights are centroid / temperature, and a table of each cluster's soft-assigned mean target
  * with one pseudo-row at the overall mean (so a small cluster does not claim certainty).
  */
-function centroidPrior(X: readonly Float32Array[], Y: readonly Float32Array[], m: EnsembleMemberRecipe, start: number, end: number): EnsemblePart {
+function centroidPrior(
+  X: readonly Float32Array[],
+  Y: readonly Float32Array[],
+  m: EnsembleMemberRecipe,
+  start: number,
+  end: number,
+): EnsemblePart {
   const K = m.clusters ?? 64;
   const tau = m.temperature ?? 0.05;
   const n = X.length;

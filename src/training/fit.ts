@@ -76,7 +76,8 @@ export async function fitRecipe(
   extras: FitExtras = {},
 ): Promise<TrainedMlp> {
   if (recipe.ensemble !== undefined) {
-    if (output !== 'sigmoid' || sampleWeights !== undefined) throw new Error(`recipe ${recipe.name}: ensembles predict quality (sigmoid, unweighted rows) only`);
+    if (output !== 'sigmoid' || sampleWeights !== undefined)
+      throw new Error(`recipe ${recipe.name}: ensembles predict quality (sigmoid, unweighted rows) only`);
     const members = recipe.ensemble;
     const epochs = members.reduce((s, m) => s + (m.mlp?.epochs ?? 1), 0);
     const bar = startProgress(`train ${recipe.name}`, epochs, ctx.progress === undefined ? {} : { enabled: ctx.progress });

@@ -14,8 +14,6 @@ import {
 } from '../routers/artifacts.js';
 import { buildHnsw, type HnswBuildOptions } from '../routers/knn-hnsw.js';
 
-export { KnnIndex } from '../routers/knn-index.js';
-
 const UNIT_TOLERANCE = 1e-3;
 
 export async function writeKnnArtifact(
@@ -43,11 +41,14 @@ export async function writeKnnArtifact(
     }
   });
   scores.forEach((s, i) => {
-    if (s.length !== models) throw new Error(`writeKnnArtifact: score row ${i} has ${s.length} values, the manifest lists ${models} models`);
+    if (s.length !== models)
+      throw new Error(`writeKnnArtifact: score row ${i} has ${s.length} values, the manifest lists ${models} models`);
     for (let c = 0; c < models; c++) {
       const x = s[c]!;
       if (!(x >= 0 && x <= 1)) {
-        throw new Error(`writeKnnArtifact: score row ${i}, model '${manifest.models[c]}' is ${x}; scores must be in 0..1 (normalise e.g. MT-Bench 1-10 first)`);
+        throw new Error(
+          `writeKnnArtifact: score row ${i}, model '${manifest.models[c]}' is ${x}; scores must be in 0..1 (normalise e.g. MT-Bench 1-10 first)`,
+        );
       }
     }
   });

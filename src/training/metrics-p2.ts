@@ -104,7 +104,13 @@ export function chooseByUtility(quality: Float32Array | Float64Array, m: number,
 }
 
 /** (mean cost, accuracy) of a set of choices against the true 0/1 (or graded) outcomes. */
-export function pointOf(choice: Uint16Array, truth: Float32Array | Float64Array, m: number, costs: readonly number[], idx?: Uint32Array): CostPoint {
+export function pointOf(
+  choice: Uint16Array,
+  truth: Float32Array | Float64Array,
+  m: number,
+  costs: readonly number[],
+  idx?: Uint32Array,
+): CostPoint {
   const n = idx?.length ?? choice.length;
   let c = 0;
   let a = 0;

@@ -1,6 +1,6 @@
 // The metrics of ../shared/datasets/PROTOCOLS.md, written to be recomputable from the per-prompt dumps.
 // P1: quality/strong-share curve, APGR, CPT. P2: cost/accuracy hull, AIQ, cost to match. P3: ID/OOD accuracy.
-import { mulberry32 } from '../util/random.js';
+import { seededRandom } from '../util/random.js';
 
 export interface SharePoint {
   /** Share of prompts routed to the strong model, 0..1. */
@@ -78,9 +78,6 @@ export function areaUnder(curve: readonly SharePoint[]): number {
 export const apgr = (curve: readonly SharePoint[], strongQ: number, weakQ: number): number =>
   (areaUnder(curve) - weakQ) / (strongQ - weakQ);
 
-/** PGR of one point. */
-export const pgr = (p: SharePoint, strongQ: number, weakQ: number): number => (p.quality - weakQ) / (strongQ - weakQ);
-
 /**
  * CPT(x): the strong share at which quality first reaches weak + x (strong - weak), interpolating
  * linearly along the curve in order of increasing share. null if it is never reached.
@@ -103,11 +100,10 @@ export function cpt(curve: readonly SharePoint[], x: number, strongQ: number, we
 }
 
 /** A seeded PRNG, so bootstrap errors are the same on every run. */
-export const rng = mulberry32;
 
 /** Standard deviation of a statistic over `reps` bootstrap resamples of n items (seeded). */
 export function bootstrapSe(n: number, stat: (idx: Uint32Array) => number, reps = 200, seed = 1): number {
-  const next = rng(seed);
+  const next = seededRandom(seed);
   const idx = new Uint32Array(n);
   const vals: number[] = [];
   for (let r = 0; r < reps; r++) {
@@ -144,11 +140,15 @@ export function p1Evaluate(scores: ArrayLike<number>, strong: ArrayLike<number>,
   const curve = p1Curve(scores, strong, weak);
   const apgrSe =
     reps > 0
-      ? bootstrapSe(scores.length, (idx) => {
-          const s = pick(strong, idx);
-          const w = pick(weak, idx);
-          return apgr(p1Curve(pick(scores, idx), s, w), mean(s), mean(w));
-        }, reps)
+      ? bootstrapSe(
+          scores.length,
+          (idx) => {
+            const s = pick(strong, idx);
+            const w = pick(weak, idx);
+            return apgr(p1Curve(pick(scores, idx), s, w), mean(s), mean(w));
+          },
+          reps,
+        )
       : Number.NaN;
   return {
     n: scores.length,

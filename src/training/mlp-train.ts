@@ -4,7 +4,7 @@
 // trainer draws every random number from one seeded generator and sums in a fixed order: the same
 // seed gives bit-identical weights. Zero inputs are skipped in the first layer (hashed text features
 // are sparse), which is most of the work.
-import { mulberry32 } from '../util/random.js';
+import { seededRandom } from '../util/random.js';
 
 export interface MlpSpec {
   inputDim: number;
@@ -41,8 +41,6 @@ export interface TrainOptions {
   sampleWeights?: Float32Array;
   onEpoch?: (epoch: number, loss: number) => void;
 }
-
-export const seededRandom = mulberry32;
 
 const EPS = 1e-7;
 
@@ -85,7 +83,8 @@ function forward(spec: MlpSpec, layers: readonly MlpLayer[], x: Float32Array, ac
 
 export function makeMlp(spec: MlpSpec, weights: MlpLayer[]): TrainedMlp {
   const dims = [spec.inputDim, ...spec.hidden, spec.outputDim];
-  if (weights.length !== dims.length - 1) throw new Error(`MLP: ${weights.length} layers of weights for ${dims.length - 1} layers in the spec`);
+  if (weights.length !== dims.length - 1)
+    throw new Error(`MLP: ${weights.length} layers of weights for ${dims.length - 1} layers in the spec`);
   weights.forEach((w, l) => {
     if (w.W.length !== dims[l]! * dims[l + 1]! || w.b.length !== dims[l + 1]!) {
       throw new Error(`MLP: layer ${l} weights do not match ${dims[l]} -> ${dims[l + 1]}`);
@@ -119,8 +118,10 @@ function validate(X: readonly Float32Array[], Y: readonly Float32Array[], o: Tra
     throw new Error(`trainMlp: ${o.sampleWeights.length} sample weights for ${X.length} rows`);
   }
   if (!(o.epochs >= 1 && o.batchSize >= 1 && o.lr > 0)) throw new Error('trainMlp: epochs and batchSize must be >= 1 and lr > 0');
-  if (o.dropout !== undefined && !(o.dropout >= 0 && o.dropout < 1)) throw new Error(`trainMlp: dropout must be in [0, 1), got ${o.dropout}`);
-  if (o.hidden.some((h) => !Number.isInteger(h) || h < 1)) throw new Error(`trainMlp: hidden sizes must be positive integers, got ${o.hidden.join(',')}`);
+  if (o.dropout !== undefined && !(o.dropout >= 0 && o.dropout < 1))
+    throw new Error(`trainMlp: dropout must be in [0, 1), got ${o.dropout}`);
+  if (o.hidden.some((h) => !Number.isInteger(h) || h < 1))
+    throw new Error(`trainMlp: hidden sizes must be positive integers, got ${o.hidden.join(',')}`);
 }
 
 export async function trainMlp(X: Float32Array[], Y: Float32Array[], opts: TrainOptions): Promise<TrainedMlp> {

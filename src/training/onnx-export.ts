@@ -21,7 +21,8 @@ type Tensor = InstanceType<typeof onnx.TensorProto>;
 function appendMlp(m: TrainedMlp, input: string, prefix: string, output: string, nodes: Node[], initializer: Tensor[]): string {
   const { spec } = m;
   const dims = [spec.inputDim, ...spec.hidden, spec.outputDim];
-  if (m.weights.length !== dims.length - 1) throw new Error(`mlpToOnnx: ${m.weights.length} weight layers, the spec has ${dims.length - 1}`);
+  if (m.weights.length !== dims.length - 1)
+    throw new Error(`mlpToOnnx: ${m.weights.length} weight layers, the spec has ${dims.length - 1}`);
   let at = input;
   m.weights.forEach((layer, l) => {
     const inDim = dims[l]!;
@@ -32,10 +33,19 @@ function appendMlp(m: TrainedMlp, input: string, prefix: string, output: string,
     initializer.push(floatTensor(`${prefix}W${l}`, [inDim, outDim], layer.W), floatTensor(`${prefix}b${l}`, [outDim], layer.b));
     const last = l === m.weights.length - 1;
     const pre = `${prefix}z${l}`;
-    nodes.push(onnx.NodeProto.create({ name: `${prefix}gemm${l}`, opType: 'Gemm', input: [at, `${prefix}W${l}`, `${prefix}b${l}`], output: [pre] }));
+    nodes.push(
+      onnx.NodeProto.create({ name: `${prefix}gemm${l}`, opType: 'Gemm', input: [at, `${prefix}W${l}`, `${prefix}b${l}`], output: [pre] }),
+    );
     const out = last ? output : `${prefix}h${l}`;
     if (!last) {
-      nodes.push(onnx.NodeProto.create({ name: `${prefix}act${l}`, opType: spec.activation === 'relu' ? 'Relu' : 'Tanh', input: [pre], output: [out] }));
+      nodes.push(
+        onnx.NodeProto.create({
+          name: `${prefix}act${l}`,
+          opType: spec.activation === 'relu' ? 'Relu' : 'Tanh',
+          input: [pre],
+          output: [out],
+        }),
+      );
     } else if (spec.output === 'sigmoid') {
       nodes.push(onnx.NodeProto.create({ name: `${prefix}out`, opType: 'Sigmoid', input: [pre], output: [out] }));
     } else {
@@ -59,7 +69,14 @@ function ensembleNodes(m: TrainedEnsemble, nodes: Node[], initializer: Tensor[])
   m.ensemble.parts.forEach((p, k) => {
     const pre = `p${k}_`;
     initializer.push(int64Tensor(`${pre}starts`, [p.start]), int64Tensor(`${pre}ends`, [p.end]));
-    nodes.push(onnx.NodeProto.create({ name: `${pre}slice`, opType: 'Slice', input: ['x', `${pre}starts`, `${pre}ends`, 'slice_axes'], output: [`${pre}x`] }));
+    nodes.push(
+      onnx.NodeProto.create({
+        name: `${pre}slice`,
+        opType: 'Slice',
+        input: ['x', `${pre}starts`, `${pre}ends`, 'slice_axes'],
+        output: [`${pre}x`],
+      }),
+    );
     let out = appendMlp(p.mlp, `${pre}x`, pre, `${pre}y`, nodes, initializer);
     if (p.table !== undefined) {
       initializer.push(floatTensor(`${pre}table`, [p.mlp.spec.outputDim, m.spec.outputDim], p.table));
@@ -82,7 +99,10 @@ export function mlpToOnnx(m: TrainedMlp): Uint8Array {
   if (isEnsemble(m)) {
     ensembleNodes(m, nodes, initializer);
     doc = `ensemble of ${m.ensemble.parts.length}: ${m.ensemble.parts
-      .map((p) => `${p.weight.toFixed(3)} x MLP ${[p.mlp.spec.inputDim, ...p.mlp.spec.hidden, p.mlp.spec.outputDim].join('-')} on [${p.start}, ${p.end})${p.table ? ' x prior table' : ''}`)
+      .map(
+        (p) =>
+          `${p.weight.toFixed(3)} x MLP ${[p.mlp.spec.inputDim, ...p.mlp.spec.hidden, p.mlp.spec.outputDim].join('-')} on [${p.start}, ${p.end})${p.table ? ' x prior table' : ''}`,
+      )
       .join(' + ')}`;
   } else {
     appendMlp(m, 'x', '', 'y', nodes, initializer);

@@ -50,8 +50,3 @@ export function startProgress(label: string, total: number, opts: ProgressOption
     },
   };
 }
-
-/** Progress messages that are not bars (one line each): to stderr, unless quiet. */
-export function note(msg: string, quiet = false): void {
-  if (!quiet) process.stderr.write(`${msg}\n`);
-}

@@ -124,13 +124,19 @@ export const RECIPES: readonly Recipe[] = [
     ensemble: [
       { input: 0, kind: 'joint', mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 2.5e-4 }, seed: 1, weight: 0.4 },
       // Three seeds of one network: averaging them smooths the ranking (CV CPT(50%) 29.1% -> 28.4% at the old weights).
-      ...[1, 2, 3].map((seed) => ({ input: 1, kind: 'joint' as const, mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 }, seed, weight: 0.25 / 3 })),
+      ...[1, 2, 3].map((seed) => ({
+        input: 1,
+        kind: 'joint' as const,
+        mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+        seed,
+        weight: 0.25 / 3,
+      })),
       { input: 'all', kind: 'category-prior', mlp: { hidden: [], epochs: 30, lr: 0.01, batchSize: 256, l2: 5e-6 }, seed: 1, weight: 0.35 },
     ],
     seed: 1,
     shipped: true,
     best: true,
-    note: 'one graph on the concat vector: 0.4 x softmax regression over the 4 joint outcomes (both wrong / only weak right / only strong right / both right) on its lexical part + 3 x 0.25/3 x MLP 512-128-4 over the same outcomes on its USE-lite part (seeds 1-3) + 0.35 x subject prior (softmax regression over the 57 MMLU subjects on the whole vector, times each subject\'s mean outcome per model on the train rows); trained on the train rows plus a copy of each without its lettered options; chosen by 2-fold cross-validation on the train half (signalman eval --cv 2)',
+    note: "one graph on the concat vector: 0.4 x softmax regression over the 4 joint outcomes (both wrong / only weak right / only strong right / both right) on its lexical part + 3 x 0.25/3 x MLP 512-128-4 over the same outcomes on its USE-lite part (seeds 1-3) + 0.35 x subject prior (softmax regression over the 57 MMLU subjects on the whole vector, times each subject's mean outcome per model on the train rows); trained on the train rows plus a copy of each without its lettered options; chosen by 2-fold cross-validation on the train half (signalman eval --cv 2)",
   },
   {
     name: 'p1-ensemble-v1',
@@ -138,19 +144,31 @@ export const RECIPES: readonly Recipe[] = [
     embedder: CONCAT,
     ensemble: [
       { input: 0, kind: 'joint', mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 2.5e-4 }, seed: 1, weight: 0.45 },
-      { input: 1, kind: 'joint', mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 }, seed: 1, weight: 0.2 },
+      {
+        input: 1,
+        kind: 'joint',
+        mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+        seed: 1,
+        weight: 0.2,
+      },
       { input: 'all', kind: 'category-prior', mlp: { hidden: [], epochs: 30, lr: 0.01, batchSize: 256, l2: 5e-6 }, seed: 1, weight: 0.35 },
     ],
     seed: 1,
     shipped: false,
-    note: 'the shipped p1-ensemble until format augmentation and seed bagging (CV 0.668 / 29.1% against 0.672 / 28.1%): one graph on the concat vector: 0.45 x softmax regression over the 4 joint outcomes (both wrong / only weak right / only strong right / both right) on its lexical part + 0.2 x MLP 512-128-4 over the same outcomes on its USE-lite part + 0.35 x subject prior (softmax regression over the 57 MMLU subjects on the whole vector, times each subject\'s mean outcome per model on the train rows); weights chosen by 2-fold cross-validation on the train half',
+    note: "the shipped p1-ensemble until format augmentation and seed bagging (CV 0.668 / 29.1% against 0.672 / 28.1%): one graph on the concat vector: 0.45 x softmax regression over the 4 joint outcomes (both wrong / only weak right / only strong right / both right) on its lexical part + 0.2 x MLP 512-128-4 over the same outcomes on its USE-lite part + 0.35 x subject prior (softmax regression over the 57 MMLU subjects on the whole vector, times each subject's mean outcome per model on the train rows); weights chosen by 2-fold cross-validation on the train half",
   },
   {
     name: 'p2-ensemble',
     protocol: 'p2',
     embedder: USE,
     ensemble: [
-      { input: 'all', kind: 'quality', mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 }, seed: 1, weight: 0.4 },
+      {
+        input: 'all',
+        kind: 'quality',
+        mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+        seed: 1,
+        weight: 0.4,
+      },
       { input: 'all', kind: 'centroid-prior', clusters: 128, temperature: 0.05, seed: 1, weight: 0.2 },
       { input: 'all', kind: 'centroid-prior', clusters: 128, temperature: 0.05, seed: 2, weight: 0.2 },
       { input: 'all', kind: 'centroid-prior', clusters: 128, temperature: 0.05, seed: 3, weight: 0.2 },
@@ -158,7 +176,7 @@ export const RECIPES: readonly Recipe[] = [
     seed: 1,
     shipped: true,
     best: true,
-    note: 'one graph on USE-lite: 0.4 x the MLP of p2-use-lite-mlp + 3 x 0.2 x centroid prior (128 spherical k-means clusters of the train vectors, seeds 1-3, softmax over cosine / 0.05, times each cluster\'s mean score per model); settings chosen by 2-fold cross-validation on the train half',
+    note: "one graph on USE-lite: 0.4 x the MLP of p2-use-lite-mlp + 3 x 0.2 x centroid prior (128 spherical k-means clusters of the train vectors, seeds 1-3, softmax over cosine / 0.05, times each cluster's mean score per model); settings chosen by 2-fold cross-validation on the train half",
   },
 ];
 

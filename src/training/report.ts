@@ -26,14 +26,34 @@ export function p1Table(runs: readonly P1Run[]): string {
     rows.push([`${b.benchmark}: random`, '-', f3(b.random.apgr), pct(b.random.cpt50), pct(b.random.cpt80), '-']);
     for (const r of runs) {
       const x = r.benchmarks.find((y) => y.benchmark === b.benchmark)!;
-      rows.push([`${b.benchmark}: ${r.recipe}`, r.embedder, `${f3(x.router.apgr)} ± ${f3(x.router.apgrSe)}`, pct(x.router.cpt50), pct(x.router.cpt80), String(x.router.n)]);
+      rows.push([
+        `${b.benchmark}: ${r.recipe}`,
+        r.embedder,
+        `${f3(x.router.apgr)} ± ${f3(x.router.apgrSe)}`,
+        pct(x.router.cpt50),
+        pct(x.router.cpt80),
+        String(x.router.n),
+      ]);
     }
-    rows.push([`${b.benchmark}: oracle`, '-', f3(b.oracle.apgr), pct(b.oracle.cpt50), pct(b.oracle.cpt80), `strong ${f3(b.router.strongQuality)} / weak ${f3(b.router.weakQuality)}`]);
+    rows.push([
+      `${b.benchmark}: oracle`,
+      '-',
+      f3(b.oracle.apgr),
+      pct(b.oracle.cpt50),
+      pct(b.oracle.cpt80),
+      `strong ${f3(b.router.strongQuality)} / weak ${f3(b.router.weakQuality)}`,
+    ]);
   }
   return `P1 strong (${first.strong}) vs weak (${first.weak}); APGR ± bootstrap SE\n${table(['router', 'embedder', 'APGR', 'CPT(50%)', 'CPT(80%)', 'n'], rows)}`;
 }
 
-const p2Row = (name: string, emb: string, s: P2Summary): string[] => [name, emb, f3(s.aiq), s.costToMatch === null ? 'never' : f3(s.costToMatch), f3(s.accuracyAtBestCost)];
+const p2Row = (name: string, emb: string, s: P2Summary): string[] => [
+  name,
+  emb,
+  f3(s.aiq),
+  s.costToMatch === null ? 'never' : f3(s.costToMatch),
+  f3(s.accuracyAtBestCost),
+];
 
 export function p2Table(runs: readonly P2Run[]): string {
   const first = runs[0];
@@ -59,7 +79,12 @@ export function p3Table(runs: readonly P3Run[]): string {
     `${r.decisionMicros.toFixed(0)} µs`,
   ]);
   const first = runs[0];
-  const by = first === undefined ? '' : Object.entries(first.oodBySource).map(([k, v]) => `${k} ${f3(v.accuracy)} (n=${v.n})`).join(', ');
+  const by =
+    first === undefined
+      ? ''
+      : Object.entries(first.oodBySource)
+          .map(([k, v]) => `${k} ${f3(v.accuracy)} (n=${v.n})`)
+          .join(', ');
   return `P3 guarded routing (ID n=${first?.result.idN ?? 0}, OOD n=${first?.result.oodN ?? 0}); OOD accuracy by source for ${first?.recipe ?? ''}: ${by}\n${table(
     ['router', 'embedder', 'ID accuracy', 'OOD accuracy', 'score (harmonic)', 'threshold', 'decision'],
     rows,
@@ -71,8 +96,13 @@ export function cvTable(runs: readonly CvRun[]): string {
   const first = runs[0];
   if (first === undefined) return '';
   const keys = Object.keys(first.mean);
-  const fmt = (k: string, x: number | null | undefined): string => (x === undefined ? '-' : k.startsWith('cpt') ? pct(x) : x === null ? 'never' : f3(x));
-  const rows = runs.map((r) => [r.recipe, r.embedder, ...keys.map((k) => `${fmt(k, r.mean[k])} (${r.perFold.map((f) => fmt(k, f.metrics[k])).join(', ')})`)]);
+  const fmt = (k: string, x: number | null | undefined): string =>
+    x === undefined ? '-' : k.startsWith('cpt') ? pct(x) : x === null ? 'never' : f3(x);
+  const rows = runs.map((r) => [
+    r.recipe,
+    r.embedder,
+    ...keys.map((k) => `${fmt(k, r.mean[k])} (${r.perFold.map((f) => fmt(k, f.metrics[k])).join(', ')})`),
+  ]);
   return `${first.protocol.toUpperCase()} ${first.folds}-fold cross-validation on ${first.split}; mean (per fold)\n${table(['router', 'embedder', ...keys], rows)}`;
 }
 
@@ -93,7 +123,15 @@ export function panels(runs: readonly Run[]): Panel[] {
         style: 'line' as const,
         points: r.benchmarks.find((x) => x.benchmark === b.benchmark)!.router.curve.map((p) => ({ x: p.share, y: p.quality })),
       }));
-      series.push({ label: 'random', style: 'line', dashed: true, points: [{ x: 0, y: b.router.weakQuality }, { x: 1, y: b.router.strongQuality }] });
+      series.push({
+        label: 'random',
+        style: 'line',
+        dashed: true,
+        points: [
+          { x: 0, y: b.router.weakQuality },
+          { x: 1, y: b.router.strongQuality },
+        ],
+      });
       series.push({ label: 'oracle', style: 'line', dashed: true, points: b.oracle.curve.map((p) => ({ x: p.share, y: p.quality })) });
       out.push({ title: `P1 ${b.benchmark}`, xLabel: 'share of strong-model calls', yLabel: 'quality', series });
     }
@@ -101,7 +139,11 @@ export function panels(runs: readonly Run[]): Panel[] {
   const p2 = runs.filter((r): r is P2Run => r.protocol === 'p2');
   const first2 = p2[0];
   if (first2 !== undefined) {
-    const series: Series[] = p2.map((r) => ({ label: r.recipe, style: 'line' as const, points: r.router.points.map((p) => ({ x: p.cost, y: p.accuracy })) }));
+    const series: Series[] = p2.map((r) => ({
+      label: r.recipe,
+      style: 'line' as const,
+      points: r.router.points.map((p) => ({ x: p.cost, y: p.accuracy })),
+    }));
     series.push({ label: 'single models', style: 'dots', points: first2.zeroRouter.points.map((p) => ({ x: p.cost, y: p.accuracy })) });
     series.push({ label: 'oracle', style: 'line', dashed: true, points: first2.oracle.points.map((p) => ({ x: p.cost, y: p.accuracy })) });
     out.push({ title: 'P2 llmrouter test', xLabel: 'mean cost ($ per M input tokens)', yLabel: 'accuracy', series });

@@ -1,5 +1,11 @@
 /** Full-jitter exponential backoff, honouring a server's retry-after when it is within our ceiling. */
-export function backoffMs(attempt: number, baseMs: number, maxMs: number, retryAfter: string | undefined, rand: () => number = Math.random): number | null {
+export function backoffMs(
+  attempt: number,
+  baseMs: number,
+  maxMs: number,
+  retryAfter: string | undefined,
+  rand: () => number = Math.random,
+): number | null {
   if (retryAfter !== undefined) {
     const seconds = Number(retryAfter);
     const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(retryAfter) - Date.now();

@@ -22,10 +22,7 @@ export function requestBuffered(dispatcher: Dispatcher, opts: Dispatcher.Dispatc
     let status = 0;
     let headers: IncomingHttpHeaders = {};
     const call = new CancellableDispatch(cancel);
-    dispatcher.dispatch(opts, {
-      onRequestStart(c) {
-        call.start(c);
-      },
+    call.dispatch(dispatcher, opts, {
       onResponseStart(_c, statusCode, h) {
         status = statusCode;
         headers = h;

@@ -47,10 +47,14 @@ export class CancellableDispatch {
     cancel.onCancel((reason) => this.controller?.abort(reason));
   }
 
-  /** The handler's onRequestStart. */
-  start(c: Dispatcher.DispatchController): void {
-    this.controller = c;
-    if (this.cancel.aborted) c.abort(this.cancel.reason as Error);
+  /** Starts the call; the handler's onRequestStart is ours (it keeps the controller for cancelling). */
+  dispatch(dispatcher: Dispatcher, opts: Dispatcher.DispatchOptions, handler: Omit<Dispatcher.DispatchHandler, 'onRequestStart'>): void {
+    const h = handler as Dispatcher.DispatchHandler;
+    h.onRequestStart = (c) => {
+      this.controller = c;
+      if (this.cancel.aborted) c.abort(this.cancel.reason as Error);
+    };
+    dispatcher.dispatch(opts, h);
   }
 
   /** The call is over: stop listening for the cancellation. */

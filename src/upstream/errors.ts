@@ -13,8 +13,16 @@ export interface UpstreamFailure {
 }
 
 const CONNECT_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH',
-  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
 ]);
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
@@ -23,23 +31,38 @@ export function classifyThrown(err: unknown, name: string, phase: 'headers' | 'b
   const code = (err as { code?: string } | null)?.code ?? '';
   const errName = (err as { name?: string } | null)?.name ?? '';
   if (errName === 'AbortError' || code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR') {
-    return { kind: 'aborted', retryable: false, fallback: false, error: E.upstreamUnavailable(`request to backend '${name}' was aborted`, null, err) };
+    return {
+      kind: 'aborted',
+      retryable: false,
+      fallback: false,
+      error: E.upstreamUnavailable(`request to backend '${name}' was aborted`, null, err),
+    };
   }
   if (TIMEOUT_CODES.has(code)) {
     const what = code === 'UND_ERR_HEADERS_TIMEOUT' ? 'did not start answering' : 'went silent mid-response';
     return {
-      kind: 'timeout', retryable: false, fallback: true,
-      error: E.upstreamTimeout(`backend '${name}' ${what} within its timeout (${code}); raise timeout_ms / stream_idle_timeout_ms if it is just slow`, null, err),
+      kind: 'timeout',
+      retryable: false,
+      fallback: true,
+      error: E.upstreamTimeout(
+        `backend '${name}' ${what} within its timeout (${code}); raise timeout_ms / stream_idle_timeout_ms if it is just slow`,
+        null,
+        err,
+      ),
     };
   }
   if (CONNECT_CODES.has(code)) {
     return {
-      kind: 'connect', retryable: phase === 'headers', fallback: true,
+      kind: 'connect',
+      retryable: phase === 'headers',
+      fallback: true,
       error: E.upstreamUnavailable(`cannot reach backend '${name}' (${code}); check its base_url and that it is up`, null, err),
     };
   }
   return {
-    kind: 'protocol', retryable: false, fallback: true,
+    kind: 'protocol',
+    retryable: false,
+    fallback: true,
     error: E.upstreamBadResponse(`backend '${name}' failed: ${(err as Error)?.message ?? String(err)}`, null, err),
   };
 }
@@ -50,7 +73,12 @@ export function classifyStatus(status: number, name: string): UpstreamFailure | 
   if (status === 429 || status >= 500) {
     const error =
       status === 429
-        ? new SignalmanError('rate_limit_exceeded', 429, 'rate_limit_error', `backend '${name}' is rate limiting (429) and no fallback could answer`)
+        ? new SignalmanError(
+            'rate_limit_exceeded',
+            429,
+            'rate_limit_error',
+            `backend '${name}' is rate limiting (429) and no fallback could answer`,
+          )
         : E.upstreamUnavailable(`backend '${name}' answered ${status}`);
     return { kind: 'status', retryable: true, fallback: true, error };
   }

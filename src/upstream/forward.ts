@@ -2,7 +2,7 @@
 // fallback — all strictly before the first byte reaches the client. After that, a retry would splice two
 // different completions into one stream, so the caller owns failures from then on.
 import type { IncomingHttpHeaders } from 'node:http';
-import type { CompiledBackend } from '../config/compile.js';
+import type { CompiledBackend } from './backend.js';
 import type { SignalmanError } from '../errors.js';
 import { backoffMs, sleep } from './backoff.js';
 import { requestBuffered, type BufferedResponse } from './buffered.js';
@@ -91,11 +91,21 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
           // A success, or the client's own mistake as the upstream sees it (400, 401, 404, 422…): pass it on.
           attempts.push({ backend: backend.name, status: res.status, error: null, ms: performance.now() - t0 });
           const passRetryAfter = res.status >= 400 ? header(res.headers, 'retry-after') : undefined;
-          return { kind: 'buffered', backend, status: res.status, contentType, body: res.body, attempts, upstreamMs: performance.now() - started, retryAfter: passRetryAfter };
+          return {
+            kind: 'buffered',
+            backend,
+            status: res.status,
+            contentType,
+            body: res.body,
+            attempts,
+            upstreamMs: performance.now() - started,
+            retryAfter: passRetryAfter,
+          };
         }
         retryAfter = header(res.headers, 'retry-after');
         attempts.push({ backend: backend.name, status: res.status, error: res.body.toString('utf8', 0, 300), ms: performance.now() - t0 });
-        if (res.status === 429) lastRateLimit = { kind: 'buffered', backend, status: 429, contentType, body: res.body, attempts, upstreamMs: 0, retryAfter };
+        if (res.status === 429)
+          lastRateLimit = { kind: 'buffered', backend, status: 429, contentType, body: res.body, attempts, upstreamMs: 0, retryAfter };
         last = failure;
         return null;
       };
@@ -114,7 +124,12 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
             const { stream } = start;
             attempts.push({ backend: backend.name, status: stream.status, error: null, ms: performance.now() - t0 });
             return {
-              kind: 'stream', backend, status: stream.status, contentType: header(stream.headers, 'content-type') ?? 'text/event-stream', stream, attempts,
+              kind: 'stream',
+              backend,
+              status: stream.status,
+              contentType: header(stream.headers, 'content-type') ?? 'text/event-stream',
+              stream,
+              attempts,
               upstreamMs: performance.now() - started,
             };
           }

@@ -1,6 +1,6 @@
 import { Pool } from 'undici';
 import type { BackendConfig } from '../config/schema.js';
-import { SharedResources } from '../config/shared.js';
+import { SharedResources } from '../util/shared-resources.js';
 
 /** One keep-alive pool per upstream origin and connection settings, shared across config reloads. */
 export function poolKey(b: BackendConfig): string {

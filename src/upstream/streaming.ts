@@ -85,10 +85,7 @@ export function requestStream(dispatcher: Dispatcher, opts: Dispatcher.DispatchO
       else earlyEnd = { err };
     };
 
-    dispatcher.dispatch(opts, {
-      onRequestStart(c) {
-        call.start(c);
-      },
+    call.dispatch(dispatcher, opts, {
       onResponseStart(_c, statusCode, h) {
         status = statusCode;
         headers = h;
@@ -117,7 +114,10 @@ export function requestStream(dispatcher: Dispatcher, opts: Dispatcher.DispatchO
         call.done();
         if (errorBody !== null) {
           started = true;
-          resolve({ kind: 'buffered', response: { status, headers, body: errorBody.length === 1 ? (errorBody[0] as Buffer) : Buffer.concat(errorBody) } });
+          resolve({
+            kind: 'buffered',
+            response: { status, headers, body: errorBody.length === 1 ? (errorBody[0] as Buffer) : Buffer.concat(errorBody) },
+          });
           return;
         }
         if (!started) return fail(streamEndedEarly());

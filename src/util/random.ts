@@ -1,8 +1,8 @@
 /**
- * mulberry32: a tiny seeded PRNG returning floats in [0, 1). Fast and good enough for initialisation,
+ * The project's one seeded PRNG (seededRandom): tiny returning floats in [0, 1). Fast and good enough for initialisation,
  * shuffling, bootstrap resampling and the mock's deterministic answers; not for anything secret.
  */
-export function mulberry32(seed: number): () => number {
+export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -28,7 +28,14 @@ const cases: Record<string, () => Record<string, unknown>> = {
   'use-lite': () => ({ type: 'use-lite', batch_window_ms: 1, max_chars: 256 }),
   onnx: () => ({ type: 'onnx', model_dir: 'tiny' }),
   remote: () => ({ type: 'remote', base_url: stub.baseURL, model: 'stub', dim: 48 }),
-  concat: () => ({ type: 'concat', members: [{ type: 'lexical', dim: 64 }, { type: 'lexical', dim: 32, word_ngram_max: 0 }], weights: [2, 1] }),
+  concat: () => ({
+    type: 'concat',
+    members: [
+      { type: 'lexical', dim: 64 },
+      { type: 'lexical', dim: 32, word_ngram_max: 0 },
+    ],
+    weights: [2, 1],
+  }),
 };
 
 const TEXTS = ['What is a tort?', 'Write a Python function that reverses a string.', 'ok', '数学 😀 émigré'];

@@ -5,7 +5,16 @@ import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { routerPlugins } from '../../src/routers/registry.js';
 import type { Router, RouterPlugin } from '../../src/routers/types.js';
-import { candidatesFor, ctxFor, embedder, makeClassifierArtifact, makeKnnArtifact, makeMlpArtifact, prompt, TOPICS } from '../routers/helpers.js';
+import {
+  candidatesFor,
+  ctxFor,
+  embedder,
+  makeClassifierArtifact,
+  makeKnnArtifact,
+  makeMlpArtifact,
+  prompt,
+  TOPICS,
+} from '../routers/helpers.js';
 
 interface Case {
   /** Options for a policy with `models` candidates; may build an artifact. */

@@ -10,9 +10,10 @@ beforeAll(async () => {
   // A third backend points at a port nothing listens on: connection failures.
   stack = await startStack({
     config: (url) =>
-      twoBackends(url).replace(
-        'policies:',
-        `  - name: dead
+      twoBackends(url)
+        .replace(
+          'policies:',
+          `  - name: dead
     base_url: http://127.0.0.1:9/v1
     model: m
     max_retries: 1
@@ -24,7 +25,8 @@ beforeAll(async () => {
     stream_idle_timeout_ms: 300
     max_retries: 0
 policies:`,
-      ).replace('server: {', 'server: { body_limit_bytes: 65536,'),
+        )
+        .replace('server: {', 'server: { body_limit_bytes: 65536,'),
   });
   client = stack.client();
 });
@@ -72,12 +74,19 @@ describe('request errors', () => {
     const e = await expectApiError(
       // @ts-expect-error: an invalid role on purpose
       client.chat.completions.create({ model: 'auto', messages: [{ role: 'wizard', content: 'x' }] }),
-      400, 'invalid_request', 'messages[0].role',
+      400,
+      'invalid_request',
+      'messages[0].role',
     );
     expect(e.message).toContain('messages[0].role');
     await expectApiError(client.chat.completions.create({ model: 'auto', messages: [] }), 400, 'invalid_request', 'messages');
     // @ts-expect-error: max_tokens must be a positive integer
-    await expectApiError(client.chat.completions.create({ model: 'auto', messages: msg, max_tokens: -3 }), 400, 'invalid_request', 'max_tokens');
+    await expectApiError(
+      client.chat.completions.create({ model: 'auto', messages: msg, max_tokens: -3 }),
+      400,
+      'invalid_request',
+      'max_tokens',
+    );
     const res = await post('/v1/chat/completions', '[1,2]');
     expect(res.status).toBe(400);
   });
@@ -99,7 +108,11 @@ describe('request errors', () => {
 
   it('413 for a body over the limit', async () => {
     const big = 'x'.repeat(70_000);
-    await expectApiError(client.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: big }] }), 413, 'body_too_large');
+    await expectApiError(
+      client.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: big }] }),
+      413,
+      'body_too_large',
+    );
   });
 });
 
@@ -108,7 +121,8 @@ describe('upstream errors', () => {
     const e = await expectApiError(
       // @ts-expect-error: `mock` is the mock upstream's fault-injection field, passed through by the gateway
       client.chat.completions.create({ model: 'weak', messages: msg, mock: { status: 422 } }),
-      422, 'injected_fault',
+      422,
+      'injected_fault',
     );
     expect(e.headers?.get('x-signalman-model')).toBe('weak');
   });
@@ -118,7 +132,8 @@ describe('upstream errors', () => {
     const e = await expectApiError(
       // @ts-expect-error: fault injection
       client.chat.completions.create({ model: 'weak', messages: msg, mock: { status: 503 } }),
-      502, 'upstream_unavailable',
+      502,
+      'upstream_unavailable',
     );
     expect(e.message).toContain("backend 'weak' answered 503");
     expect(callsTo(stack.mock, '/weak/')).toHaveLength(2); // 1 call + max_retries: 1
@@ -140,22 +155,35 @@ describe('upstream errors', () => {
     await expectApiError(
       // @ts-expect-error: fault injection
       client.chat.completions.create({ model: 'slow', messages: msg, stream: true, mock: { stall: true } }),
-      504, 'upstream_timeout',
+      504,
+      'upstream_timeout',
     );
   });
 
   it('ends a stream that fails after it started with one SSE error event and a clean close', async () => {
     // @ts-expect-error: fault injection
-    const stream = await client.chat.completions.create({ model: 'weak', messages: msg, stream: true, max_tokens: 20, mock: { cut_after_chunks: 3 } });
+    const stream = await client.chat.completions.create({
+      model: 'weak',
+      messages: msg,
+      stream: true,
+      max_tokens: 20,
+      mock: { cut_after_chunks: 3 },
+    });
     let text = '';
     const err = await (async () => {
       for await (const c of stream) text += c.choices[0]?.delta?.content ?? '';
-    })().then(() => null, (e: unknown) => e);
+    })().then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(text.length).toBeGreaterThan(0);
     expect(err).toBeInstanceOf(OpenAI.APIError);
     expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('upstream_stream_failed');
 
-    const raw = await post('/v1/chat/completions', JSON.stringify({ model: 'slow', stream: true, messages: msg, mock: { stall_after_chunks: 2 } }));
+    const raw = await post(
+      '/v1/chat/completions',
+      JSON.stringify({ model: 'slow', stream: true, messages: msg, mock: { stall_after_chunks: 2 } }),
+    );
     expect(raw.status).toBe(200);
     const body = await raw.text();
     const events = body.split('\n\n').filter((e) => e.startsWith('data: '));
@@ -168,7 +196,8 @@ describe('upstream errors', () => {
     const e = await expectApiError(
       // @ts-expect-error: fault injection; 10 s exceeds retry_max_ms, so the gateway does not wait
       client.chat.completions.create({ model: 'weak', messages: msg, mock: { status: 429, retry_after_s: 10 } }),
-      429, 'rate_limit_exceeded',
+      429,
+      'rate_limit_exceeded',
     );
     expect(e.headers?.get('retry-after')).toBe('10');
   });

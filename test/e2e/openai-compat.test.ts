@@ -75,7 +75,11 @@ describe('chat completions through the gateway', () => {
         },
       },
     ];
-    const first = await client.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools });
+    const first = await client.chat.completions.create({
+      model: 'auto',
+      messages: [{ role: 'user', content: 'Weather in Paris?' }],
+      tools,
+    });
     const call = first.choices[0]?.message.tool_calls?.[0];
     expect(first.choices[0]?.finish_reason).toBe('tool_calls');
     expect(call?.type).toBe('function');
@@ -106,7 +110,14 @@ describe('chat completions through the gateway', () => {
     await client.chat.completions.create(
       // @ts-expect-error: a field the gateway has never heard of must reach the upstream as sent
       { model: 'strong', messages: ask, response_format: { type: 'json_object' }, seed: 7, vendor_extension: { a: [1, 2] } },
-      { headers: { cookie: 'session=secret', 'x-forwarded-for': '10.0.0.1', 'proxy-authorization': 'Basic eA==', 'openai-beta': 'assistants=v2' } },
+      {
+        headers: {
+          cookie: 'session=secret',
+          'x-forwarded-for': '10.0.0.1',
+          'proxy-authorization': 'Basic eA==',
+          'openai-beta': 'assistants=v2',
+        },
+      },
     );
     const [seen] = callsTo(stack.mock, '/strong/');
     expect(seen).toBeDefined();

@@ -12,7 +12,8 @@ beforeAll(async () => {
 afterAll(() => stack.close());
 
 const msg = [{ role: 'user' as const, content: 'reload me' }];
-const preferring = (backend: string) => twoBackends(stack.mock.url).replace('router: { type: fixed, backend: weak }', `router: { type: fixed, backend: ${backend} }`);
+const preferring = (backend: string) =>
+  twoBackends(stack.mock.url).replace('router: { type: fixed, backend: weak }', `router: { type: fixed, backend: ${backend} }`);
 const reload = (key = ADMIN) => fetch(`${stack.gw.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${key}` } });
 const ready = async () => (await (await fetch(`${stack.gw.url}/readyz`)).json()) as Record<string, any>;
 
@@ -50,7 +51,12 @@ describe('hot reload', () => {
       await new Promise((r) => setTimeout(r, 60));
       await stack.writeConfig(preferring(i % 2 === 0 ? 'strong' : 'weak'));
       if (i % 2 === 1) expect((await reload()).status).toBe(200);
-      else await waitFor(() => stack.gw.ref.current?.config.policies[0]?.router.type === 'fixed' && (stack.gw.ref.current.config.policies[0].router as { backend?: string }).backend === 'strong');
+      else
+        await waitFor(
+          () =>
+            stack.gw.ref.current?.config.policies[0]?.router.type === 'fixed' &&
+            (stack.gw.ref.current.config.policies[0].router as { backend?: string }).backend === 'strong',
+        );
     }
     await stack.writeConfig(preferring('strong'));
     expect((await reload()).status).toBe(200);
@@ -114,14 +120,20 @@ describe('server settings on reload', () => {
     const lines: string[] = [];
     const own = await startStack({ accessLog: { write: (l: string) => lines.push(l) } });
     try {
-      const adminReload = async () => (await fetch(`${own.gw.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } })).json() as Promise<Record<string, any>>;
+      const adminReload = async () =>
+        (await fetch(`${own.gw.url}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } })).json() as Promise<
+          Record<string, any>
+        >;
       const big = 'x'.repeat(4000);
       const client = own.client();
       await client.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: big }] });
       expect(lines).toHaveLength(0); // the stack's config says access_log: false
 
       await own.writeConfig(
-        twoBackends(own.mock.url).replace('server: { watch: false, access_log: false,', 'server: { watch: false, access_log: true, body_limit_bytes: 2048, port: 9999,'),
+        twoBackends(own.mock.url).replace(
+          'server: { watch: false, access_log: false,',
+          'server: { watch: false, access_log: true, body_limit_bytes: 2048, port: 9999,',
+        ),
       );
       const status = await adminReload();
       expect(status.ok).toBe(true);
@@ -131,7 +143,9 @@ describe('server settings on reload', () => {
       await client.chat.completions.create({ model: 'auto', messages: msg });
       expect(lines).toHaveLength(1);
       expect(JSON.parse(lines[0] as string)).toMatchObject({ msg: 'request', model: 'auto', status: 200 });
-      const tooBig = await client.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: big }] }).catch((e: unknown) => e);
+      const tooBig = await client.chat.completions
+        .create({ model: 'auto', messages: [{ role: 'user', content: big }] })
+        .catch((e: unknown) => e);
       expect((tooBig as { status?: number }).status).toBe(413);
     } finally {
       await own.close();

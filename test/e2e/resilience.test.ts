@@ -36,7 +36,11 @@ describe('retries and fallbacks', () => {
     expect(callsTo(stack.mock, '/weak/')).toHaveLength(2); // 1 + max_retries
     expect(callsTo(stack.mock, '/strong/')).toHaveLength(1);
     const ev = stack.sink.events.at(-1);
-    expect(ev?.attempts.map((a) => [a.backend, a.status])).toEqual([['weak', 500], ['weak', 500], ['strong', 200]]);
+    expect(ev?.attempts.map((a) => [a.backend, a.status])).toEqual([
+      ['weak', 500],
+      ['weak', 500],
+      ['strong', 200],
+    ]);
   });
 
   it('falls back on a connection reset before the first byte of a stream', async () => {
@@ -54,7 +58,10 @@ describe('retries and fallbacks', () => {
   it('does not retry a client error (4xx) or fall back from it', async () => {
     stack.mock.reset();
     // @ts-expect-error: fault injection
-    const err = await stack.client().chat.completions.create({ model: 'auto', messages: msg, mock: { status: 400 } }).catch((e: unknown) => e);
+    const err = await stack
+      .client()
+      .chat.completions.create({ model: 'auto', messages: msg, mock: { status: 400 } })
+      .catch((e: unknown) => e);
     expect((err as { status?: number }).status).toBe(400);
     expect(stack.mock.requests()).toHaveLength(1);
   });
@@ -67,7 +74,10 @@ describe('client aborts', () => {
     const stream = await stack
       .client()
       // @ts-expect-error: fault injection — a slow stream
-      .chat.completions.create({ model: 'weak', messages: msg, stream: true, max_tokens: 200, mock: { inter_token_ms: 50 } }, { signal: controller.signal });
+      .chat.completions.create(
+        { model: 'weak', messages: msg, stream: true, max_tokens: 200, mock: { inter_token_ms: 50 } },
+        { signal: controller.signal },
+      );
     let chunks = 0;
     await (async () => {
       for await (const _ of stream) {

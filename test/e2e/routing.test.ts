@@ -45,7 +45,11 @@ ${policyYaml('forgetful', '    sticky: { enabled: false }\n    prompt: { context
 afterAll(() => stack.close());
 
 const route = async (body: unknown, headers: Record<string, string> = {}) => {
-  const res = await fetch(`${stack.gw.url}/v1/route`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  const res = await fetch(`${stack.gw.url}/v1/route`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
   return { status: res.status, body: (await res.json()) as Record<string, any> };
 };
 const user = (content: string) => [{ role: 'user' as const, content }];
@@ -55,7 +59,14 @@ describe('routing by prompt content', () => {
     stack.mock.reset();
     const { status, body } = await route({ model: 'smart', messages: user(prompt('math', 500)) });
     expect(status).toBe(200);
-    expect(body).toMatchObject({ object: 'signalman.route', policy: 'smart', chosen: 'strong', reason: 'objective', router: 'knn', order: ['strong'] });
+    expect(body).toMatchObject({
+      object: 'signalman.route',
+      policy: 'smart',
+      chosen: 'strong',
+      reason: 'objective',
+      router: 'knn',
+      order: ['strong'],
+    });
     expect(body.embedder).toMatch(/^lexical\/v1\/d64/);
     expect(body.guard).toMatchObject({ inDomain: true, threshold: 0.5 });
     const byName = Object.fromEntries((body.candidates as any[]).map((c) => [c.backend, c]));
@@ -111,12 +122,16 @@ describe('out-of-domain guard', () => {
     expect(body).toMatchObject({ chosen: 'strong', reason: 'guard_fallback' });
     expect(body.guard.inDomain).toBe(false);
     expect(body.guard.score).toBeLessThan(0.5);
-    const { response } = await client.chat.completions.create({ model: 'smart', messages: user(OUT_OF_DOMAIN[3] as string) }).withResponse();
+    const { response } = await client.chat.completions
+      .create({ model: 'smart', messages: user(OUT_OF_DOMAIN[3] as string) })
+      .withResponse();
     expect(response.headers.get('x-signalman-model')).toBe('strong');
   });
 
   it('or rejects it with a clear 400 when the policy says so', async () => {
-    const err = await client.chat.completions.create({ model: 'strict', messages: user(OUT_OF_DOMAIN[3] as string) }).catch((e: unknown) => e);
+    const err = await client.chat.completions
+      .create({ model: 'strict', messages: user(OUT_OF_DOMAIN[3] as string) })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
     expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('out_of_domain');
     expect((err as Error).message).toMatch(/guard threshold 0\.500/);
@@ -163,7 +178,10 @@ describe('multi-turn conversations', () => {
 
 describe('awkward prompts', () => {
   it('routes an image-only message explicitly (no_text), never a guess', async () => {
-    const { body } = await route({ model: 'smart', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:,' } }] }] });
+    const { body } = await route({
+      model: 'smart',
+      messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:,' } }] }],
+    });
     expect(body).toMatchObject({ reason: 'no_text', chosen: 'strong' });
   });
 

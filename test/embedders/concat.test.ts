@@ -50,13 +50,18 @@ describe('concat embedder', () => {
   it("embeds datasets through each member's own cache entry, never one of its own", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sm-concat-'));
     const file = join(dir, 'd.jsonl');
-    const row = (id: string, prompt: string) => JSON.stringify({ id, benchmark: 'x', category: 'c', prompt, scores: { a: 1 }, contaminated: false });
+    const row = (id: string, prompt: string) =>
+      JSON.stringify({ id, benchmark: 'x', category: 'c', prompt, scores: { a: 1 }, contaminated: false });
     writeFileSync(file, `${row('r1', 'hello there')}\n${row('r2', 'what is a tort')}\n`);
     const cacheDir = join(dir, 'cache');
     const ds = await readDataset(file);
     const e = await make([1, 2]);
     const m = await embedDataset(e, ds, { cacheDir, progress: false });
-    expect(readdirSync(cacheDir).filter((f) => f.endsWith('.f32')).sort()).toHaveLength(2);
+    expect(
+      readdirSync(cacheDir)
+        .filter((f) => f.endsWith('.f32'))
+        .sort(),
+    ).toHaveLength(2);
     expect(readdirSync(cacheDir).some((f) => f.startsWith('concat'))).toBe(false);
     expect(m.dim).toBe(96);
     for (let i = 0; i < 2; i++) {

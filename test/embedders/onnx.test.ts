@@ -54,9 +54,9 @@ describe('onnx embedder', () => {
     await expect(onnx.create(OnnxOptions.parse({ type: 'onnx', model_dir: 'tiny', dim: 384 }), ctx())).rejects.toThrow(
       /dimension 24, but dim is 384/,
     );
-    await expect(
-      onnx.create(OnnxOptions.parse({ type: 'onnx', model_dir: 'not a/hub id!', allow_remote: true }), ctx()),
-    ).rejects.toThrow(/neither a local folder nor a hub id/);
+    await expect(onnx.create(OnnxOptions.parse({ type: 'onnx', model_dir: 'not a/hub id!', allow_remote: true }), ctx())).rejects.toThrow(
+      /neither a local folder nor a hub id/,
+    );
   });
 
   it('reports a corrupt model file as a load error, not a crash', async () => {

@@ -20,7 +20,7 @@ function vocab(): string[] {
   return [...SPECIAL, ...WORDS, ...letters.split(''), ...letters.split('').map((c) => `##${c}`), ...PUNCT];
 }
 
-/** Deterministic pseudo-random table (mulberry32), so two builds give the same vectors. */
+/** Deterministic pseudo-random table (seededRandom), so two builds give the same vectors. */
 function table(rows: number, dim: number): Float32Array {
   let a = 0x2545f491;
   const t = new Float32Array(rows * dim);
@@ -55,8 +55,18 @@ function modelBytes(vocabSize: number, dim: number): Uint8Array {
       TensorProto.create({ name: 'axes', dataType: I64, dims: [1], int64Data: [-1] }),
     ],
     node: [
-      onnx.NodeProto.create({ opType: 'Gather', input: ['table', 'input_ids'], output: ['emb'], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] }),
-      onnx.NodeProto.create({ opType: 'Cast', input: ['attention_mask'], output: ['maskf'], attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: F }] }),
+      onnx.NodeProto.create({
+        opType: 'Gather',
+        input: ['table', 'input_ids'],
+        output: ['emb'],
+        attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }],
+      }),
+      onnx.NodeProto.create({
+        opType: 'Cast',
+        input: ['attention_mask'],
+        output: ['maskf'],
+        attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: F }],
+      }),
       onnx.NodeProto.create({ opType: 'Unsqueeze', input: ['maskf', 'axes'], output: ['mask3'] }),
       onnx.NodeProto.create({ opType: 'Mul', input: ['emb', 'mask3'], output: ['last_hidden_state'] }),
     ],
@@ -81,7 +91,13 @@ export async function writeTinyOnnxModel(dir: string): Promise<void> {
     truncation: null,
     padding: null,
     added_tokens: SPECIAL.map((content, id) => ({
-      id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
     })),
     normalizer: { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase: true },
     pre_tokenizer: { type: 'BertPreTokenizer' },
@@ -99,7 +115,10 @@ export async function writeTinyOnnxModel(dir: string): Promise<void> {
     tokenizer_class: 'BertTokenizer',
     model_max_length: 64,
     do_lower_case: true,
-    pad_token: '[PAD]', unk_token: '[UNK]', cls_token: '[CLS]', sep_token: '[SEP]',
+    pad_token: '[PAD]',
+    unk_token: '[UNK]',
+    cls_token: '[CLS]',
+    sep_token: '[SEP]',
   };
   const config = {
     model_type: 'bert',

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import useLite, { UseLiteOptions } from '../../src/embedders/use-lite.js';
 import type { Embedder } from '../../src/embedders/types.js';
-import { truncateMiddle } from '../../src/embedders/prompt-text.js';
+import { truncateMiddle } from '../../src/util/text.js';
 
 // The real bundled model (about 30 MB, loaded from node_modules, nothing downloaded), in a worker.
 

@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import pino from 'pino';
 import { startGateway, type Gateway } from '../../src/server/listen.js';
 import { MemorySink, type LineWriter } from '../../src/telemetry/events.js';
-import { startMockUpstream, type MockOptions, type MockUpstream } from '../../src/upstream/mock/server.js';
+import { startMockUpstream, type MockOptions, type MockUpstream } from '../../src/mock/server.js';
 
 export interface Stack {
   mock: MockUpstream;
@@ -59,16 +59,34 @@ export async function startStack(
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   let gw: Gateway;
   try {
-    gw = await startGateway({ configFile, logger, host: '127.0.0.1', port: 0, sinks: [sink], watch: opts.watch ?? false, accessLog: opts.accessLog });
+    gw = await startGateway({
+      configFile,
+      logger,
+      host: '127.0.0.1',
+      port: 0,
+      sinks: [sink],
+      watch: opts.watch ?? false,
+      accessLog: opts.accessLog,
+    });
   } catch (err) {
     await mock.close();
     throw err;
   }
   const baseURL = `${gw.url}/v1`;
   return {
-    mock, gw, sink, baseURL, configFile,
+    mock,
+    gw,
+    sink,
+    baseURL,
+    configFile,
     client: (o = {}) =>
-      new OpenAI({ baseURL, apiKey: o.apiKey ?? 'sk-client-key', maxRetries: 0, timeout: o.timeout ?? 10_000, defaultHeaders: o.defaultHeaders }),
+      new OpenAI({
+        baseURL,
+        apiKey: o.apiKey ?? 'sk-client-key',
+        maxRetries: 0,
+        timeout: o.timeout ?? 10_000,
+        defaultHeaders: o.defaultHeaders,
+      }),
     writeConfig: (yaml) => writeFile(configFile, yaml),
     close: async () => {
       await gw.close(1000);

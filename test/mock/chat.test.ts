@@ -2,7 +2,7 @@
 import OpenAI from 'openai';
 import type { ChatCompletionChunk, ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type MockUpstream, startMockUpstream } from '../../src/upstream/mock/server.js';
+import { type MockUpstream, startMockUpstream } from '../../src/mock/server.js';
 
 let mock: MockUpstream;
 let client: OpenAI;
@@ -210,7 +210,12 @@ describe('tools', () => {
     expect(r.choices[0]!.finish_reason).toBe('stop');
     expect(r.choices[0]!.message.content).toContain(result);
     let text = '';
-    for await (const c of await client.chat.completions.create({ model: 'mock-strong', messages: followUp, tools: [weather], stream: true })) {
+    for await (const c of await client.chat.completions.create({
+      model: 'mock-strong',
+      messages: followUp,
+      tools: [weather],
+      stream: true,
+    })) {
       text += c.choices[0]?.delta.content ?? '';
     }
     expect(text).toBe(r.choices[0]!.message.content);

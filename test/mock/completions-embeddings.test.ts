@@ -1,7 +1,7 @@
 // Text completions, embeddings and models of the mock upstream through the official openai client.
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type MockUpstream, startMockUpstream } from '../../src/upstream/mock/server.js';
+import { type MockUpstream, startMockUpstream } from '../../src/mock/server.js';
 
 let mock: MockUpstream;
 let client: OpenAI;
@@ -76,7 +76,10 @@ describe('embeddings', () => {
     const asFloat = await client.embeddings.create({ model: 'mock-embedding', input, encoding_format: 'float' });
     const asB64 = await client.embeddings.create({ model: 'mock-embedding', input }); // client sends base64, decodes
     expect(asFloat).toMatchObject({ object: 'list', model: 'mock-embedding' });
-    expect(asFloat.data.map((d) => [d.object, d.index])).toEqual([['embedding', 0], ['embedding', 1]]);
+    expect(asFloat.data.map((d) => [d.object, d.index])).toEqual([
+      ['embedding', 0],
+      ['embedding', 1],
+    ]);
     for (let i = 0; i < 2; i++) {
       const f = asFloat.data[i]!.embedding;
       expect(f).toHaveLength(64);

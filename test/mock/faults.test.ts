@@ -2,7 +2,7 @@
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type MockOutcome, type MockUpstream, startMockUpstream } from '../../src/upstream/mock/server.js';
+import { type MockOutcome, type MockUpstream, startMockUpstream } from '../../src/mock/server.js';
 
 let mock: MockUpstream;
 let client: OpenAI;

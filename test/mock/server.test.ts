@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type MockRequestLog, type MockUpstream, startMockUpstream } from '../../src/upstream/mock/server.js';
+import { type MockRequestLog, type MockUpstream, startMockUpstream } from '../../src/mock/server.js';
 
 let mock: MockUpstream;
 beforeAll(async () => {
@@ -73,9 +73,11 @@ describe('routing', () => {
     expectOpenAIError(body);
     expect(body.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_json' });
     const client = new OpenAI({ baseURL: `${mock.url}/v1`, apiKey: 'x', maxRetries: 0 });
-    await expect(
-      client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'x' }], n: 0 }),
-    ).rejects.toMatchObject({ status: 400, param: 'n', type: 'invalid_request_error' });
+    await expect(client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'x' }], n: 0 })).rejects.toMatchObject({
+      status: 400,
+      param: 'n',
+      type: 'invalid_request_error',
+    });
     const emb = await send('/v1/embeddings', { json: { model: 'm', input: 'x', encoding_format: 'hex' } });
     expect(emb.status).toBe(400);
     expect(((await emb.json()) as ErrorBody).error.param).toBe('encoding_format');

@@ -79,6 +79,8 @@ describe('max-probability guard', () => {
 
   it('refuses an artifact built with another embedder', async () => {
     const { dir } = await makeClassifierArtifact(0.5);
-    await expect(loadGuard(dir, { id: 'other', dim: 64 })).rejects.toThrow(/trained with embedder '.*' \(dim 64\), but the policy's embedder is 'other'/);
+    await expect(loadGuard(dir, { id: 'other', dim: 64 })).rejects.toThrow(
+      /trained with embedder '.*' \(dim 64\), but the policy's embedder is 'other'/,
+    );
   });
 });

@@ -6,14 +6,22 @@ import { join } from 'node:path';
 import { onTestFinished } from 'vitest';
 import { createLexicalEmbedder, LexicalOptions } from '../../src/embedders/lexical.js';
 import type { ManifestInput } from '../../src/routers/artifacts.js';
-import { seededRandom, trainMlp, type TrainedMlp } from '../../src/training/mlp-train.js';
+import { trainMlp, type TrainedMlp } from '../../src/training/mlp-train.js';
+import { seededRandom } from '../../src/util/random.js';
 import { writeKnnArtifact } from '../../src/training/knn-build.js';
 import { writeMlpArtifact } from '../../src/training/onnx-export.js';
 
 export const embedder = createLexicalEmbedder(LexicalOptions.parse({ type: 'lexical', dim: 64 }));
 
 const COUNTRIES = ['France', 'Peru', 'Japan', 'Kenya', 'Norway', 'Chile', 'Egypt', 'Canada', 'Nepal', 'Ghana', 'Spain', 'Laos'];
-const TASKS = ['reverses a linked list', 'parses a CSV file', 'merges two sorted arrays', 'counts word frequencies', 'validates an email address', 'flattens a nested list'];
+const TASKS = [
+  'reverses a linked list',
+  'parses a CSV file',
+  'merges two sorted arrays',
+  'counts word frequencies',
+  'validates an email address',
+  'flattens a nested list',
+];
 
 export type Topic = 'math' | 'geo' | 'code';
 export const TOPICS: readonly Topic[] = ['math', 'geo', 'code'];
@@ -126,7 +134,8 @@ export async function makeClassifierArtifact(guardThreshold?: number): Promise<{
     }
   }
   const mlp = await trainMlp(X, Y, { hidden: [16], activation: 'tanh', output: 'softmax', epochs: 80, lr: 0.01, batchSize: 8, seed: 3 });
-  const guard = guardThreshold === undefined ? {} : { guard: { kind: 'max_prob' as const, threshold: guardThreshold, calibration: 'test' } };
+  const guard =
+    guardThreshold === undefined ? {} : { guard: { kind: 'max_prob' as const, threshold: guardThreshold, calibration: 'test' } };
   await writeMlpArtifact(dir, mlp, manifestFor(['strong', 'weak'], X.length, { labels, ...guard }));
   return { dir, labels };
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import knn from '../../src/routers/knn.js';
 import { KnnIndex, selectTopK } from '../../src/routers/knn-index.js';
-import { seededRandom } from '../../src/training/mlp-train.js';
+import { seededRandom } from '../../src/util/random.js';
 import { writeHnswIndex, writeKnnArtifact } from '../../src/training/knn-build.js';
 import { candidatesFor, ctxFor, embedder, makeKnnArtifact, manifestFor, prompt, tempDir } from './helpers.js';
 
@@ -46,7 +46,12 @@ describe('KnnIndex', () => {
   });
 
   it('finds exactly the neighbours of a full float scan through the int8 prefilter', () => {
-    for (const [rows, dim, k] of [[2000, 64, 20], [300, 20, 5], [40, 7, 3], [5, 33, 10]] as const) {
+    for (const [rows, dim, k] of [
+      [2000, 64, 20],
+      [300, 20, 5],
+      [40, 7, 3],
+      [5, 33, 10],
+    ] as const) {
       const vectors = randomUnitRows(rows, dim, rows);
       // Near-duplicates make the bound matter: many rows sit within quantisation error of each other.
       for (let i = 0; i < rows / 4; i++) vectors[i * 2 + 1] = unit(...vectors[i * 2]!.map((x, j) => x + (j === 0 ? 1e-3 : 0)));
@@ -66,7 +71,10 @@ describe('KnnIndex', () => {
   });
 
   it('refuses a query of the wrong dimension or with NaN instead of routing on it', () => {
-    const index = KnnIndex.fromRows(randomUnitRows(10, 8, 1), randomUnitRows(10, 2, 2).map((s) => s.map(Math.abs)));
+    const index = KnnIndex.fromRows(
+      randomUnitRows(10, 8, 1),
+      randomUnitRows(10, 2, 2).map((s) => s.map(Math.abs)),
+    );
     expect(() => index.query(new Float32Array(9), 3)).toThrow(/expects a 8-dimensional embedding, got 9/);
     const q = new Float32Array(8);
     q[3] = Number.NaN;
@@ -75,7 +83,10 @@ describe('KnnIndex', () => {
 
   it('reuses the last search for the same embedding but not for a different one', () => {
     const rows = randomUnitRows(50, 8, 3);
-    const index = KnnIndex.fromRows(rows, rows.map((_, i) => Float32Array.of(i / 49)));
+    const index = KnnIndex.fromRows(
+      rows,
+      rows.map((_, i) => Float32Array.of(i / 49)),
+    );
     const a = index.query(rows[7]!, 1);
     expect(a.scores[0]).toBeCloseTo(7 / 49, 6);
     expect(index.topSimilarity(rows[7]!, 1)).toBeCloseTo(1, 5);
@@ -106,8 +117,12 @@ describe('knn artifact', () => {
   it('rejects scores outside 0..1 and vectors that are not unit length when writing', async () => {
     const dir = await tempDir();
     const m = manifestFor(['a'], 1);
-    await expect(writeKnnArtifact(dir, [unit(1, 0)], [Float32Array.of(7)], { ...m, embedder: { id: 'x', dim: 2 } })).rejects.toThrow(/0\.\.1/);
-    await expect(writeKnnArtifact(dir, [Float32Array.of(3, 4)], [Float32Array.of(1)], { ...m, embedder: { id: 'x', dim: 2 } })).rejects.toThrow(/unit length/);
+    await expect(writeKnnArtifact(dir, [unit(1, 0)], [Float32Array.of(7)], { ...m, embedder: { id: 'x', dim: 2 } })).rejects.toThrow(
+      /0\.\.1/,
+    );
+    await expect(
+      writeKnnArtifact(dir, [Float32Array.of(3, 4)], [Float32Array.of(1)], { ...m, embedder: { id: 'x', dim: 2 } }),
+    ).rejects.toThrow(/unit length/);
   });
 });
 
@@ -131,7 +146,9 @@ describe('knn router', () => {
     const opts = knn.options.parse({ type: 'knn', artifact: dir });
     await expect(knn.create(opts, ctxFor([{ backend: 'gpt', as: 'gpt-4' }]))).rejects.toThrow(/'gpt' is known as 'gpt-4'.*strong, weak/);
     const other = { ...ctxFor(candidatesFor(2)), embedder: { ...embedder, id: 'lexical/other', dim: 32 } };
-    await expect(knn.create(opts, other)).rejects.toThrow(new RegExp(`'${embedder.id.replace(/[/.]/g, '.')}' \\(dim 64\\).*'lexical/other' \\(dim 32\\)`));
+    await expect(knn.create(opts, other)).rejects.toThrow(
+      new RegExp(`'${embedder.id.replace(/[/.]/g, '.')}' \\(dim 64\\).*'lexical/other' \\(dim 32\\)`),
+    );
   });
 
   it('approximate (hnsw) search finds the exact neighbours on small data, prebuilt or not', async () => {

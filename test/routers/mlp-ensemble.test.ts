@@ -45,14 +45,21 @@ describe('ensemble of MLPs', () => {
     const x = embedder.embedSync(prompt('math', 500));
     expect(a.m.predict(x)).toEqual(b.m.predict(x));
     const parts = a.m.ensemble.parts;
-    expect(parts.map((p) => [p.start, p.end])).toEqual([[0, 32], [32, 64], [0, 64]]);
+    expect(parts.map((p) => [p.start, p.end])).toEqual([
+      [0, 32],
+      [32, 64],
+      [0, 64],
+    ]);
     // The prior's table: each topic's mean outcome per model (strong always right, weak fails math).
     expect(Array.from(parts[2]!.table!)).toEqual([1, 1, 1, 1, 1, 0]); // rows code, geo, math (sorted) x columns strong, weak
-    const want = parts.reduce((acc, p) => {
-      let y = p.mlp.predict(x.subarray(p.start, p.end));
-      if (p.table) y = Float32Array.from([0, 1], (o) => y.reduce((s, v, c) => s + v * p.table![c * 2 + o]!, 0));
-      return acc.map((v, o) => v + p.weight * y[o]!);
-    }, [0, 0]);
+    const want = parts.reduce(
+      (acc, p) => {
+        let y = p.mlp.predict(x.subarray(p.start, p.end));
+        if (p.table) y = Float32Array.from([0, 1], (o) => y.reduce((s, v, c) => s + v * p.table![c * 2 + o]!, 0));
+        return acc.map((v, o) => v + p.weight * y[o]!);
+      },
+      [0, 0],
+    );
     const got = a.m.predict(x);
     want.forEach((v, o) => expect(got[o]).toBeCloseTo(v, 6));
     for (const v of got) expect(v >= 0 && v <= 1).toBe(true);
@@ -72,7 +79,13 @@ describe('ensemble of MLPs', () => {
       expect(rt.length).toBe(2);
       for (let i = 0; i < 2; i++) expect(rt[i]).toBeCloseTo(js[i]!, 5);
     }
-    const router = await mlpRouter.create({ type: 'mlp', artifact: dir }, ctxFor([{ backend: 'big', as: 'strong' }, { backend: 'cheap', as: 'weak' }]));
+    const router = await mlpRouter.create(
+      { type: 'mlp', artifact: dir },
+      ctxFor([
+        { backend: 'big', as: 'strong' },
+        { backend: 'cheap', as: 'weak' },
+      ]),
+    );
     onTestFinished(() => router.close?.());
     const text = prompt('math', 321);
     const e = embedder.embedSync(text);
@@ -83,11 +96,15 @@ describe('ensemble of MLPs', () => {
 
   it('refuses parts that do not fit together', () => {
     const lr = (inputs: number, outputs: number) =>
-      makeMlp({ inputDim: inputs, hidden: [], outputDim: outputs, activation: 'relu', output: 'sigmoid' }, [{ W: new Float32Array(inputs * outputs), b: new Float32Array(outputs) }]);
+      makeMlp({ inputDim: inputs, hidden: [], outputDim: outputs, activation: 'relu', output: 'sigmoid' }, [
+        { W: new Float32Array(inputs * outputs), b: new Float32Array(outputs) },
+      ]);
     expect(() => makeEnsemble(8, 2, [{ start: 0, end: 8, mlp: lr(8, 2), weight: 0.5 }])).toThrow(/sum to 1/);
     expect(() => makeEnsemble(8, 2, [{ start: 0, end: 4, mlp: lr(8, 2), weight: 1 }])).toThrow(/takes 8 inputs, the slice has 4/);
     expect(() => makeEnsemble(8, 2, [{ start: 4, end: 12, mlp: lr(8, 2), weight: 1 }])).toThrow(/outside/);
-    expect(() => makeEnsemble(8, 2, [{ start: 0, end: 8, mlp: lr(8, 3), table: new Float32Array(5), weight: 1 }])).toThrow(/table has 5 entries/);
+    expect(() => makeEnsemble(8, 2, [{ start: 0, end: 8, mlp: lr(8, 3), table: new Float32Array(5), weight: 1 }])).toThrow(
+      /table has 5 entries/,
+    );
   });
 
   it('joint-outcome members: a softmax over (both wrong, only weak right, only strong right, both right), in JS and onnxruntime', async () => {
@@ -103,10 +120,12 @@ describe('ensemble of MLPs', () => {
     const geo = m.predict(embedder.embedSync(prompt('geo', 600)));
     expect(math[0]! - math[1]!).toBeGreaterThan(geo[0]! - geo[1]!);
     await expectOnnxMatchesJs(m, rows.vectors);
-    await expect(trainEnsemble(joint, { X: rows.vectors, Y: rows.scores.map((y) => Float32Array.of(y[0]!, 0.5)), slices: SLICES })).rejects.toThrow(/needs 0\/1 targets/);
+    await expect(
+      trainEnsemble(joint, { X: rows.vectors, Y: rows.scores.map((y) => Float32Array.of(y[0]!, 0.5)), slices: SLICES }),
+    ).rejects.toThrow(/needs 0\/1 targets/);
   });
 
-  it('centroid priors: k-means clusters, a softmax over them, each cluster\'s mean outcome; same in onnxruntime', async () => {
+  it("centroid priors: k-means clusters, a softmax over them, each cluster's mean outcome; same in onnxruntime", async () => {
     const rows = makeRows(10, 2);
     const members: EnsembleMemberRecipe[] = [
       { input: 'all', kind: 'centroid-prior', clusters: 6, temperature: 0.05, seed: 3, weight: 0.6 },
@@ -122,11 +141,16 @@ describe('ensemble of MLPs', () => {
       expect(prior.table![k * 2]).toBeCloseTo(1, 5);
       expect(prior.table![k * 2 + 1]! >= 0 && prior.table![k * 2 + 1]! <= 1).toBe(true);
     }
-    const weak = (t: 'math' | 'geo') => prior.mlp.predict(embedder.embedSync(prompt(t, 700))).reduce((s, a, k) => s + a * prior.table![k * 2 + 1]!, 0);
+    const weak = (t: 'math' | 'geo') =>
+      prior.mlp.predict(embedder.embedSync(prompt(t, 700))).reduce((s, a, k) => s + a * prior.table![k * 2 + 1]!, 0);
     expect(weak('math')).toBeLessThan(weak('geo'));
     await expectOnnxMatchesJs(m, rows.vectors);
-    await expect(trainEnsemble([{ ...members[0]!, clusters: 1000 }], { X: rows.vectors, Y: rows.scores, slices: SLICES })).rejects.toThrow(/clusters must be/);
-    await expect(trainEnsemble([{ ...members[1]!, mlp: undefined, weight: 1 }], { X: rows.vectors, Y: rows.scores, slices: SLICES })).rejects.toThrow(/no mlp settings/);
+    await expect(trainEnsemble([{ ...members[0]!, clusters: 1000 }], { X: rows.vectors, Y: rows.scores, slices: SLICES })).rejects.toThrow(
+      /clusters must be/,
+    );
+    await expect(
+      trainEnsemble([{ ...members[1]!, mlp: undefined, weight: 1 }], { X: rows.vectors, Y: rows.scores, slices: SLICES }),
+    ).rejects.toThrow(/no mlp settings/);
   });
 
   it('needs categories for a category prior', async () => {

@@ -4,7 +4,18 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import mlpRouter, { OnnxMlp } from '../../src/routers/mlp.js';
 import { makeMlp, trainMlp } from '../../src/training/mlp-train.js';
 import { writeMlpArtifact } from '../../src/training/onnx-export.js';
-import { candidatesFor, ctxFor, embedder, makeClassifierArtifact, makeMlpArtifact, makeRows, manifestFor, prompt, tempDir, trainQualityMlp } from './helpers.js';
+import {
+  candidatesFor,
+  ctxFor,
+  embedder,
+  makeClassifierArtifact,
+  makeMlpArtifact,
+  makeRows,
+  manifestFor,
+  prompt,
+  tempDir,
+  trainQualityMlp,
+} from './helpers.js';
 
 async function load(dir: string): Promise<OnnxMlp> {
   const m = await OnnxMlp.load(dir);
@@ -27,7 +38,13 @@ describe('trainMlp', () => {
     const losses: number[] = [];
     const rows = makeRows(12, 2);
     const m = await trainMlp(rows.vectors, rows.scores, {
-      hidden: [16], output: 'sigmoid', epochs: 60, lr: 0.01, batchSize: 8, seed: 7, onEpoch: (_e, l) => losses.push(l),
+      hidden: [16],
+      output: 'sigmoid',
+      epochs: 60,
+      lr: 0.01,
+      batchSize: 8,
+      seed: 7,
+      onEpoch: (_e, l) => losses.push(l),
     });
     expect(losses).toHaveLength(60);
     expect(losses.at(-1)!).toBeLessThan(losses[0]! / 4);
@@ -59,7 +76,9 @@ describe('trainMlp', () => {
     const opts = { hidden: [4], output: 'sigmoid' as const, epochs: 1, lr: 0.01, batchSize: 4, seed: 1 };
     await expect(trainMlp([], [], opts)).rejects.toThrow(/no training rows/);
     await expect(trainMlp([Float32Array.of(1, 2)], [Float32Array.of(3)], opts)).rejects.toThrow(/0\.\.1/);
-    await expect(trainMlp([Float32Array.of(1, 2), Float32Array.of(1)], [Float32Array.of(1), Float32Array.of(0)], opts)).rejects.toThrow(/input 1 has length 1/);
+    await expect(trainMlp([Float32Array.of(1, 2), Float32Array.of(1)], [Float32Array.of(1), Float32Array.of(0)], opts)).rejects.toThrow(
+      /input 1 has length 1/,
+    );
   });
 });
 
@@ -68,7 +87,12 @@ describe('ONNX export', () => {
     const rows = makeRows(4, 3);
     for (const spec of [
       { hidden: [16], output: 'sigmoid' as const, activation: 'relu' as const, Y: rows.scores },
-      { hidden: [12, 6], output: 'softmax' as const, activation: 'tanh' as const, Y: rows.topics.map((t) => Float32Array.from(['math', 'geo', 'code'], (l) => (l === t ? 1 : 0))) },
+      {
+        hidden: [12, 6],
+        output: 'softmax' as const,
+        activation: 'tanh' as const,
+        Y: rows.topics.map((t) => Float32Array.from(['math', 'geo', 'code'], (l) => (l === t ? 1 : 0))),
+      },
     ]) {
       const m = await trainMlp(rows.vectors, spec.Y, { ...spec, epochs: 3, lr: 0.01, batchSize: 4, seed: 11 });
       const dir = await tempDir();
@@ -107,11 +131,15 @@ describe('ONNX export', () => {
   });
 
   it('refuses to write an artifact whose outputs do not match the manifest', async () => {
-    const m = makeMlp({ inputDim: 4, hidden: [], outputDim: 2, activation: 'relu', output: 'sigmoid' }, [{ W: new Float32Array(8), b: new Float32Array(2) }]);
+    const m = makeMlp({ inputDim: 4, hidden: [], outputDim: 2, activation: 'relu', output: 'sigmoid' }, [
+      { W: new Float32Array(8), b: new Float32Array(2) },
+    ]);
     const dir = await tempDir();
     const base = manifestFor(['a', 'b'], 1);
     await expect(writeMlpArtifact(dir, m, base)).rejects.toThrow(/takes 4 inputs.*embedder\.dim is 64/);
-    await expect(writeMlpArtifact(dir, m, { ...base, embedder: { id: 'x', dim: 4 }, models: ['a'] })).rejects.toThrow(/2 outputs.*1 models/);
+    await expect(writeMlpArtifact(dir, m, { ...base, embedder: { id: 'x', dim: 4 }, models: ['a'] })).rejects.toThrow(
+      /2 outputs.*1 models/,
+    );
   });
 });
 
@@ -119,7 +147,13 @@ describe('mlp router', () => {
   it('scores each candidate through its trained column', async () => {
     const { dir, mlp } = await makeMlpArtifact(2);
     // Candidates listed in the opposite order to the artifact's columns.
-    const router = await mlpRouter.create({ type: 'mlp', artifact: dir }, ctxFor([{ backend: 'cheap', as: 'weak' }, { backend: 'big', as: 'strong' }]));
+    const router = await mlpRouter.create(
+      { type: 'mlp', artifact: dir },
+      ctxFor([
+        { backend: 'cheap', as: 'weak' },
+        { backend: 'big', as: 'strong' },
+      ]),
+    );
     onTestFinished(() => router.close?.());
     const text = prompt('math', 444);
     const e = embedder.embedSync(text);
@@ -129,7 +163,9 @@ describe('mlp router', () => {
     expect(s[0]!.quality).toBeCloseTo(want[1]!, 5);
     expect(s[1]!.quality).toBeCloseTo(want[0]!, 5);
     expect(s[0]!.quality).toBeLessThan(s[1]!.quality);
-    await expect(router.score({ text, embedding: new Float32Array(10), candidates: ['big'], meta: {} })).rejects.toThrow(/64-dimensional embedding, got 10/);
+    await expect(router.score({ text, embedding: new Float32Array(10), candidates: ['big'], meta: {} })).rejects.toThrow(
+      /64-dimensional embedding, got 10/,
+    );
     await expect(router.score({ text, embedding: null, candidates: ['big'], meta: {} })).rejects.toThrow(/needs an embedding/);
   });
 
@@ -139,6 +175,8 @@ describe('mlp router', () => {
     const q = await trainQualityMlp(2, 3);
     const d2 = await tempDir();
     await writeMlpArtifact(d2, q.mlp, manifestFor(['strong', 'weak'], q.rows.vectors.length));
-    await expect(mlpRouter.create({ type: 'mlp', artifact: d2 }, ctxFor([{ backend: 'x', as: 'gpt-5' }]))).rejects.toThrow(/'x' is known as 'gpt-5'/);
+    await expect(mlpRouter.create({ type: 'mlp', artifact: d2 }, ctxFor([{ backend: 'x', as: 'gpt-5' }]))).rejects.toThrow(
+      /'x' is known as 'gpt-5'/,
+    );
   });
 });

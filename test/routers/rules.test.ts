@@ -64,12 +64,16 @@ describe('rules router', () => {
     expect(bad({ name: 'x', when: { regex: '([a-z' }, prefer: 'weak' }).error?.issues[0]?.message).toMatch(/invalid regular expression/);
     expect(bad({ name: 'x', when: { regex: '/a/g' }, prefer: 'weak' }).error?.issues[0]?.message).toMatch(/'g' and 'y' are not allowed/);
     expect(bad({ name: 'x', when: {}, prefer: 'weak' }).error?.issues[0]?.message).toMatch(/at least one condition/);
-    expect(bad({ name: 'x', when: { min_chars: 1 }, prefer: 'weak', scores: { weak: 1 } }).error?.issues[0]?.message).toMatch(/exactly one of/);
+    expect(bad({ name: 'x', when: { min_chars: 1 }, prefer: 'weak', scores: { weak: 1 } }).error?.issues[0]?.message).toMatch(
+      /exactly one of/,
+    );
     expect(bad({ name: 'x', when: { min_chars: 1 }, prefer: 'weak' }, { default: { scores: { weak: 2 } } }).success).toBe(false);
   });
 
   it('refuses a rule that names a backend outside the policy', async () => {
-    await expect(make({ ...base, rules: [{ name: 'r', when: { min_chars: 1 }, prefer: 'gpt-9' }] })).rejects.toThrow(/rule 0 'r' names backend 'gpt-9'.*strong, weak, coder/);
+    await expect(make({ ...base, rules: [{ name: 'r', when: { min_chars: 1 }, prefer: 'gpt-9' }] })).rejects.toThrow(
+      /rule 0 'r' names backend 'gpt-9'.*strong, weak, coder/,
+    );
     await expect(make({ ...base, default: { prefer: 'nobody' } })).rejects.toThrow(/default names backend 'nobody'/);
   });
 
@@ -92,7 +96,11 @@ describe('rules router', () => {
 
   it('falls back to default when the classifier is not confident enough', async () => {
     const { dir } = await makeClassifierArtifact();
-    const r = await make({ type: 'rules', classifier: { artifact: dir, map: { code: 'coder' }, min_confidence: 1 }, default: { prefer: 'weak' } });
+    const r = await make({
+      type: 'rules',
+      classifier: { artifact: dir, map: { code: 'coder' }, min_confidence: 1 },
+      default: { prefer: 'weak' },
+    });
     const w = await winner(r, prompt('code', 559));
     expect(w).toMatchObject({ backend: 'weak', rule: 'default' });
     expect(w.scores[0]!.evidence['label']).toBe('code');
@@ -100,8 +108,8 @@ describe('rules router', () => {
 
   it('refuses a classifier map with labels the artifact does not have', async () => {
     const { dir } = await makeClassifierArtifact();
-    await expect(make({ type: 'rules', classifier: { artifact: dir, map: { poetry: 'strong' } }, default: { prefer: 'weak' } })).rejects.toThrow(
-      /label 'poetry' is not one of the classifier's labels \(math, geo, code, ood\)/,
-    );
+    await expect(
+      make({ type: 'rules', classifier: { artifact: dir, map: { poetry: 'strong' } }, default: { prefer: 'weak' } }),
+    ).rejects.toThrow(/label 'poetry' is not one of the classifier's labels \(math, geo, code, ood\)/);
   });
 });

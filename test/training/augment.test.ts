@@ -17,7 +17,14 @@ describe('format augmentation: option-less copies of multiple-choice prompts', (
   });
 
   it('makes a dataset of its own: new ids and hash, each copy pointing at its source row', () => {
-    const row = (id: string, prompt: string) => ({ id, benchmark: 'mmlu', category: 'x', prompt, scores: { s: 1, w: 0 }, contaminated: false });
+    const row = (id: string, prompt: string) => ({
+      id,
+      benchmark: 'mmlu',
+      category: 'x',
+      prompt,
+      scores: { s: 1, w: 0 },
+      contaminated: false,
+    });
     const ds: Dataset = {
       file: 'mmlu.jsonl',
       sha256: 'abc',

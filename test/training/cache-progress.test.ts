@@ -27,7 +27,8 @@ describe('embedding cache', () => {
   it('embeds a dataset once per embedder id and file hash, and reads the same vectors back', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sm-cache-'));
     const file = join(dir, 'd.jsonl');
-    const row = (id: string, prompt: string) => JSON.stringify({ id, benchmark: 'x', category: 'c', prompt, scores: { a: 1 }, contaminated: false });
+    const row = (id: string, prompt: string) =>
+      JSON.stringify({ id, benchmark: 'x', category: 'c', prompt, scores: { a: 1 }, contaminated: false });
     writeFileSync(file, `${row('r1', 'hi')}\n${row('r2', 'hello')}\n`);
     const cacheDir = join(dir, 'cache');
     const e = countingEmbedder('count/v1');

@@ -1,15 +1,12 @@
-// `signalman calibrate --config`: the knob it finds must make the gateway's own decisions hit the target.
+// `signalman calibrate-policy`: the knob it finds must make the gateway's own decisions hit the target.
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { compileRuntime } from '../../src/config/compile.js';
+import { compileRuntime, createSharedPools } from '../../src/runtime/compile.js';
 import { parseConfigText } from '../../src/config/load.js';
-import { SharedResources } from '../../src/config/shared.js';
-import type { Embedder } from '../../src/embedders/types.js';
 import { calibrateKnob, scorePrompts } from '../../src/training/calibrate-policy.js';
 import { writeKnnArtifact } from '../../src/training/knn-build.js';
-import { createPoolRegistry } from '../../src/upstream/pools.js';
 import { makeRows, manifestFor, prompt, TOPICS } from '../routers/helpers.js';
 
 async function runtimeWith(objective: string) {
@@ -28,9 +25,16 @@ policies:
     router: { type: knn, artifact: ${dir}, k: 7 }
     objective: ${objective}
 `;
-  const shared = { pools: createPoolRegistry(), embedders: new SharedResources<Embedder>((e) => e.close()) };
+  const shared = createSharedPools();
   const rt = await compileRuntime(parseConfigText(text, join(dir, 'c.yaml'), {}), shared, 1);
-  return { rt, close: async () => { await rt.dispose(); await shared.pools.closeAll(); await shared.embedders.closeAll(); } };
+  return {
+    rt,
+    close: async () => {
+      await rt.dispose();
+      await shared.pools.closeAll();
+      await shared.embedders.closeAll();
+    },
+  };
 }
 
 const prompts = TOPICS.flatMap((t) => Array.from({ length: 30 }, (_, i) => prompt(t, 300 + i)));

@@ -1,10 +1,11 @@
+import { gunzipSync } from 'node:zlib';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { evalCommand } from '../../src/cli/eval.js';
 import { trainCommand } from '../../src/cli/train.js';
-import { calibrateCommand } from '../../src/cli/calibrate.js';
+import { calibrateRouterCommand } from '../../src/cli/calibrate-router.js';
 import { readManifest } from '../../src/routers/artifacts.js';
 import { writeFixture } from './fixture.js';
 import { type CvRun, foldOf } from '../../src/training/cv.js';
@@ -25,7 +26,12 @@ const quiet = () => {
   vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
   return stdout;
 };
-const lines = (f: string) => readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+const read = (f: string) => (f.endsWith('.gz') ? gunzipSync(readFileSync(f)).toString('utf8') : readFileSync(f, 'utf8'));
+const lines = (f: string) =>
+  read(f)
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 
 beforeAll(() => {
   data = writeFixture();
@@ -35,21 +41,34 @@ beforeAll(() => {
 describe('signalman eval on a small datasets folder', () => {
   it('runs P1, P2 and P3, writes dumps, results and a PNG, and beats random on learnable data', async () => {
     const stdout = quiet();
-    const code = await evalCommand([...LEX, '--data', data, '--no-cache', '--dump-dir', join(out, 'dumps'), '--results', join(out, 'results.json'), '--plot', join(out, 'curves.png'), '--bootstrap', '20']);
+    const code = await evalCommand([
+      ...LEX,
+      '--data',
+      data,
+      '--no-cache',
+      '--dump-dir',
+      join(out, 'dumps'),
+      '--results',
+      join(out, 'results.json'),
+      '--plot',
+      join(out, 'curves.png'),
+      '--bootstrap',
+      '20',
+    ]);
     vi.restoreAllMocks();
     expect(code).toBe(0);
     const text = stdout.join('');
     expect(text).toContain('P1 strong');
     expect(text).toContain('oracle');
-    const p1 = lines(join(out, 'dumps', 'p1.jsonl'));
+    const p1 = lines(join(out, 'dumps', 'p1.jsonl.gz'));
     // Every clean test row once: MMLU bucket 1 plus all of GSM8K (30) and MT-Bench (12).
     expect(p1.filter((r) => String(r.id).startsWith('gsm8k/'))).toHaveLength(30);
     expect(p1.some((r) => r.id === 'mmlu/astronomy/39')).toBe(false); // contaminated
     expect(p1.every((r) => typeof r.score === 'number')).toBe(true);
-    const p2 = lines(join(out, 'dumps', 'p2.jsonl'));
+    const p2 = lines(join(out, 'dumps', 'p2.jsonl.gz'));
     expect(p2.length % 129).toBe(0); // knob settings x the 129 rows with bucket(id) == 1
     expect(p2.every((r) => ['cheap', 'mid', 'dear'].includes(String(r.model)))).toBe(true);
-    const p3 = lines(join(out, 'dumps', 'p3.jsonl'));
+    const p3 = lines(join(out, 'dumps', 'p3.jsonl.gz'));
     expect(p3.every((r) => ['law', 'finance', 'health', 'ood'].includes(String(r.label)))).toBe(true);
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { runs: Array<Record<string, any>> };
     const r1 = results.runs.find((r) => r.protocol === 'p1')!;
@@ -74,8 +93,12 @@ describe('signalman eval on a small datasets folder', () => {
     const b = join(out, 'b.jsonl');
     // The default P1 router reads USE-lite too: a cache folder of the test's own lets the second run
     // (and calibrate below) skip the encoder; what is compared is the seeded training.
-    expect(await evalCommand(['--data', data, '--cache-dir', join(out, 'cache'), '--protocol', 'p1', '--bootstrap', '0', '--dump', a])).toBe(0);
-    expect(await evalCommand(['--data', data, '--cache-dir', join(out, 'cache'), '--protocol', 'p1', '--bootstrap', '0', '--dump', b])).toBe(0);
+    expect(
+      await evalCommand(['--data', data, '--cache-dir', join(out, 'cache'), '--protocol', 'p1', '--bootstrap', '0', '--dump', a]),
+    ).toBe(0);
+    expect(
+      await evalCommand(['--data', data, '--cache-dir', join(out, 'cache'), '--protocol', 'p1', '--bootstrap', '0', '--dump', b]),
+    ).toBe(0);
     vi.restoreAllMocks();
     expect(readFileSync(a, 'utf8')).toBe(readFileSync(b, 'utf8'));
   }, 120_000);
@@ -83,7 +106,18 @@ describe('signalman eval on a small datasets folder', () => {
   it('scores a router trained by the protocol on another file given with --test', async () => {
     quiet();
     const dump = join(out, 'p2-test.jsonl');
-    const code = await evalCommand([...LEX, '--data', data, '--no-cache', '--protocol', 'p2', '--test', join(data, 'llmrouter', 'train.jsonl'), '--dump', dump]);
+    const code = await evalCommand([
+      ...LEX,
+      '--data',
+      data,
+      '--no-cache',
+      '--protocol',
+      'p2',
+      '--test',
+      join(data, 'llmrouter', 'train.jsonl'),
+      '--dump',
+      dump,
+    ]);
     vi.restoreAllMocks();
     expect(code).toBe(0);
     const ids = new Set(lines(dump).map((r) => r.id));
@@ -162,7 +196,9 @@ describe('signalman train and calibrate', () => {
 
   it('trains the P3 guard with a calibrated max_prob threshold', async () => {
     quiet();
-    expect(await trainCommand(['--protocol', 'p3', '--router', 'p3-lexical-lr', '--data', data, '--no-cache', '--out', join(out, 'guard')])).toBe(0);
+    expect(
+      await trainCommand(['--protocol', 'p3', '--router', 'p3-lexical-lr', '--data', data, '--no-cache', '--out', join(out, 'guard')]),
+    ).toBe(0);
     vi.restoreAllMocks();
     const m = await readManifest(join(out, 'guard'));
     expect(m.labels).toEqual(['law', 'finance', 'health', 'ood']);
@@ -172,9 +208,25 @@ describe('signalman train and calibrate', () => {
 
   it('finds the P1 threshold for a share of strong calls and the P2 knob for a cost', async () => {
     const stdout = quiet();
-    expect(await calibrateCommand(['--protocol', 'p1', '--cache-dir', join(out, 'cache'), '--data', data, '--target-share', '0.4'])).toBe(0);
-    expect(await calibrateCommand(['--protocol', 'p2', '--no-cache', '--router', 'p2-lexical-lr', '--data', data, '--target-cost', '0.3'])).toBe(0);
-    expect(await calibrateCommand(['--protocol', 'p2', '--no-cache', '--router', 'p2-lexical-lr', '--data', data, '--target-cost', '0.01'])).toBe(1);
+    expect(
+      await calibrateRouterCommand(['--protocol', 'p1', '--cache-dir', join(out, 'cache'), '--data', data, '--target-share', '0.4']),
+    ).toBe(0);
+    expect(
+      await calibrateRouterCommand(['--protocol', 'p2', '--no-cache', '--router', 'p2-lexical-lr', '--data', data, '--target-cost', '0.3']),
+    ).toBe(0);
+    expect(
+      await calibrateRouterCommand([
+        '--protocol',
+        'p2',
+        '--no-cache',
+        '--router',
+        'p2-lexical-lr',
+        '--data',
+        data,
+        '--target-cost',
+        '0.01',
+      ]),
+    ).toBe(1);
     vi.restoreAllMocks();
     const [p1, p2] = stdout.filter((s) => s.startsWith('{')).map((s) => JSON.parse(s.split('\n')[0]!) as Record<string, number>);
     expect(Math.abs(p1!.share! - 0.4)).toBeLessThan(0.1);

@@ -66,7 +66,9 @@ describe('reading JSONL', () => {
 
   it('refuses duplicate ids, rows with other models, and files with no clean rows', () => {
     expect(() => parseJsonl(jsonl([row('r1'), row('r1')]), 'f')).toThrow(/f:2: duplicate id 'r1'/);
-    expect(() => parseJsonl(jsonl([row('r1'), row('r2', { scores: { a: 1, c: 0 } })]), 'f')).toThrow(/f:2: field 'scores': expected models \[a,b\]/);
+    expect(() => parseJsonl(jsonl([row('r1'), row('r2', { scores: { a: 1, c: 0 } })]), 'f')).toThrow(
+      /f:2: field 'scores': expected models \[a,b\]/,
+    );
     expect(() => parseJsonl(jsonl([row('r1', { contaminated: true })]), 'f')).toThrow(/no clean rows/);
     expect(() => requireModels({ file: 'f', rows: [row('r1')] }, ['a', 'z'])).toThrow(/missing \[z\]/);
   });
@@ -98,6 +100,8 @@ describe('P3 split and overlap', () => {
     const q = 'Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.';
     const check = overlapChecker([row('gsm8k/1', { prompt: q })]);
     expect(check(row('t1', { prompt: `Q: ${q.toUpperCase()}\nA: let's think` }))).toBe(true);
-    expect(check(row('t2', { prompt: 'Natalia sold clips to 48 of her neighbours in June, and then she sold half as many hats.' }))).toBe(false);
+    expect(check(row('t2', { prompt: 'Natalia sold clips to 48 of her neighbours in June, and then she sold half as many hats.' }))).toBe(
+      false,
+    );
   });
 });

@@ -22,7 +22,13 @@ const TOPICS = {
 describe('fitRecipe with an ensemble recipe', () => {
   it('trains each member on its slice of a concat vector and exports one graph', async () => {
     const embedder = await createConcatEmbedder(
-      ConcatOptions.parse({ type: 'concat', members: [{ type: 'lexical', dim: 64 }, { type: 'lexical', dim: 32, char_ngram_max: 3 }] }),
+      ConcatOptions.parse({
+        type: 'concat',
+        members: [
+          { type: 'lexical', dim: 64 },
+          { type: 'lexical', dim: 32, char_ngram_max: 3 },
+        ],
+      }),
       { resolvePath: (p) => p },
     );
     onTestFinished(() => embedder.close());
@@ -57,10 +63,17 @@ describe('fitRecipe with an ensemble recipe', () => {
       note: '',
     };
     const rows = texts.map((_, i) => i);
-    const m = await fitRecipe(recipe, X, rows, Y, 'sigmoid', { dataDir: '', cacheDir: null, progress: false }, undefined, { embedder, categories });
+    const m = await fitRecipe(recipe, X, rows, Y, 'sigmoid', { dataDir: '', cacheDir: null, progress: false }, undefined, {
+      embedder,
+      categories,
+    });
     expect(isEnsemble(m)).toBe(true);
     if (!isEnsemble(m)) return;
-    expect(m.ensemble.parts.map((p) => [p.start, p.end])).toEqual([[0, 64], [64, 96], [0, 96]]);
+    expect(m.ensemble.parts.map((p) => [p.start, p.end])).toEqual([
+      [0, 64],
+      [64, 96],
+      [0, 96],
+    ]);
     const algebra = m.predict(vecs[0]!);
     const law = m.predict(vecs[12]!);
     expect(algebra[0]! - algebra[1]!).toBeGreaterThan(law[0]! - law[1]!);
@@ -82,7 +95,9 @@ describe('fitRecipe with an ensemble recipe', () => {
       for (let i = 0; i < 2; i++) expect(rt[i]).toBeCloseTo(js[i]!, 5);
     }
     // Ensembles predict quality only.
-    await expect(fitRecipe(recipe, X, rows, Y, 'softmax', { dataDir: '', cacheDir: null, progress: false })).rejects.toThrow(/ensembles predict quality/);
+    await expect(fitRecipe(recipe, X, rows, Y, 'softmax', { dataDir: '', cacheDir: null, progress: false })).rejects.toThrow(
+      /ensembles predict quality/,
+    );
   });
 
   it('every recipe has either mlp settings or an ensemble, and each protocol one best', () => {

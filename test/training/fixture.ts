@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { rng } from '../../src/training/metrics.js';
+import { seededRandom } from '../../src/util/random.js';
 
 // A tiny datasets folder with the layout and schema of ../shared/datasets, written by the tests
 // themselves: prompts are made-up word lists, so no real dataset text is ever copied.
@@ -29,7 +29,7 @@ export function writeFixture(): string {
   const dir = mkdtempSync(join(tmpdir(), 'sm-data-'));
   mkdirSync(join(dir, 'routellm'));
   mkdirSync(join(dir, 'llmrouter'));
-  const next = rng(42);
+  const next = seededRandom(42);
   const mmlu: object[] = [];
   for (const [cat, words] of Object.entries(TOPICS)) {
     for (let n = 0; n < 40; n++) {

@@ -12,10 +12,10 @@ import {
   p1OracleScores,
   p3Evaluate,
   quantiles,
-  rng,
   upperHull,
 } from '../../src/training/metrics.js';
-import { bestHarmonicThreshold, knobForCost, meanCostAt, thresholdForShare } from '../../src/training/calibrate.js';
+import { seededRandom } from '../../src/util/random.js';
+import { bestHarmonicThreshold, knobForCost, meanCostAt, thresholdForShare } from '../../src/training/calibrate-router.js';
 
 describe('P1 metrics', () => {
   // 10 prompts: the weak model fails the first five, the strong model never fails.
@@ -40,7 +40,7 @@ describe('P1 metrics', () => {
   });
 
   it('gives random scores about 0.5', () => {
-    const next = rng(7);
+    const next = seededRandom(7);
     const n = 20_000;
     const s = Array.from({ length: n }, () => (next() < 0.8 ? 1 : 0));
     const w = Array.from({ length: n }, () => (next() < 0.6 ? 1 : 0));
@@ -85,8 +85,18 @@ describe('P2 metrics', () => {
   });
 
   it('drops points under the chord and cuts the hull after its best point, extending it flat', () => {
-    expect(upperHull([{ cost: 0.1, accuracy: 0.5 }, { cost: 0.5, accuracy: 0.52 }, { cost: 0.9, accuracy: 0.7 }])).toHaveLength(2);
-    const falling = [{ cost: 0.1, accuracy: 0.5 }, { cost: 0.5, accuracy: 0.8 }, { cost: 0.9, accuracy: 0.7 }];
+    expect(
+      upperHull([
+        { cost: 0.1, accuracy: 0.5 },
+        { cost: 0.5, accuracy: 0.52 },
+        { cost: 0.9, accuracy: 0.7 },
+      ]),
+    ).toHaveLength(2);
+    const falling = [
+      { cost: 0.1, accuracy: 0.5 },
+      { cost: 0.5, accuracy: 0.8 },
+      { cost: 0.9, accuracy: 0.7 },
+    ];
     expect(upperHull(falling)).toHaveLength(2);
     expect(aiq(falling, 0.1, 0.9)).toBeCloseTo((0.4 * 0.65 + 0.4 * 0.8) / 0.8, 12);
   });

@@ -13,7 +13,11 @@ const ROUTERS = resolve(import.meta.dirname, '..', '..', 'routers');
 const haveData = existsSync(join(DATA, 'routellm', 'mmlu.jsonl'));
 
 describe.runIf(haveData)('shipped lexical routers rebuild bit for bit', () => {
-  for (const [protocol, name] of [['p1', 'p1-lexical-lr'], ['p2', 'p2-lexical-lr'], ['p3', 'p3-lexical-lr']] as const) {
+  for (const [protocol, name] of [
+    ['p1', 'p1-lexical-lr'],
+    ['p2', 'p2-lexical-lr'],
+    ['p3', 'p3-lexical-lr'],
+  ] as const) {
     it(`${name}: the manifest's command writes the same model.onnx`, async () => {
       const manifest = JSON.parse(await readFile(join(ROUTERS, name, 'manifest.json'), 'utf8')) as { command: string };
       expect(manifest.command).toContain(`--protocol ${protocol} --router ${name}`);

@@ -63,7 +63,10 @@ describe('config loading', () => {
 
   it('checks cross-references after the shape', () => {
     const ps = problems(
-      base.replace('candidates: [a, b]', 'candidates: [a, zz]').replace('fallbacks: [b]', 'fallbacks: [b, yy]').replace('name: b\n', 'name: a\n'),
+      base
+        .replace('candidates: [a, b]', 'candidates: [a, zz]')
+        .replace('fallbacks: [b]', 'fallbacks: [b, yy]')
+        .replace('name: b\n', 'name: a\n'),
     );
     expect(ps.join('\n')).toMatch(/:6:\d+: backend 'a' is declared twice/);
     expect(ps.join('\n')).toMatch(/:12:\d+: policy 'auto' names candidate 'zz', which is not a declared backend/);
@@ -86,7 +89,13 @@ describe('config loading', () => {
     expect(p).toMatch(/^\/etc\/signalman\.yaml:5:\d+: environment variable MODEL_A is not set/);
     // Numbers can come from the environment too.
     expect(parseConfigText(`server:\n  port: \${P}\n${base}`, 'x.yaml', { P: '9090' }).config.server.port).toBe(9090);
-    expect(parseConfigText(base.replace('model: m-a', () => 'model: $${literal}'), 'x.yaml', {}).config.backends[0]?.model).toBe('${literal}');
+    expect(
+      parseConfigText(
+        base.replace('model: m-a', () => 'model: $${literal}'),
+        'x.yaml',
+        {},
+      ).config.backends[0]?.model,
+    ).toBe('${literal}');
   });
 
   it('never lets a config forward credential headers from clients', () => {

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import type { CompiledBackend, CompiledPolicy } from '../../src/config/compile.js';
+import type { CompiledPolicy } from '../../src/routers/compile.js';
+import type { CompiledBackend } from '../../src/upstream/backend.js';
 import { Policy } from '../../src/config/schema.js';
 import { decide, effectiveLambda } from '../../src/routers/policy.js';
 import { SteerController } from '../../src/routers/steer.js';
 import { conversationKey, StickyStore } from '../../src/routers/sticky.js';
-import { mulberry32 } from '../../src/util/random.js';
+import { seededRandom } from '../../src/util/random.js';
 
 const backend = (name: string, input: number, output: number) =>
   ({ name, config: { price: { input_per_mtok: input, output_per_mtok: output } } }) as unknown as CompiledBackend;
@@ -42,7 +43,12 @@ describe('decide', () => {
   });
 
   it('orders the chosen backend first, then only the declared fallbacks', () => {
-    const d = decide({ policy: policy({ kind: 'utility', lambda: 0 }, ['small', 'big']), backends, scores: scores(0.9, 0.1, 0.1), promptChars: 10 });
+    const d = decide({
+      policy: policy({ kind: 'utility', lambda: 0 }, ['small', 'big']),
+      backends,
+      scores: scores(0.9, 0.1, 0.1),
+      promptChars: 10,
+    });
     expect(d.order).toEqual(['big', 'small']);
   });
 
@@ -59,7 +65,7 @@ describe('steering', () => {
   it('drives the share of the expensive backend to its target', () => {
     // Quality gaps between big and small are spread out; lambda decides which side of the cost line each falls.
     let seed = 42;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     const ctl = new SteerController({ target: 'share', backend: 'big', share: 0.3, window: 200 }, 1);
     const cost = 0.01; // big costs 0.01 USD more per call
     let recent = 0;
@@ -75,7 +81,7 @@ describe('steering', () => {
 
   it('drives expected spend per hour toward its target', () => {
     const ctl = new SteerController({ target: 'spend', usd_per_hour: 36, window_s: 60 }, 1); // 0.01 USD/s
-    const rand = mulberry32(7);
+    const rand = seededRandom(7);
     let spent = 0;
     let t = 0;
     for (let i = 0; i < 20_000; i++) {
@@ -94,8 +100,28 @@ describe('steering', () => {
 describe('sticky conversations', () => {
   const cfg = { enabled: true, header: 'x-signalman-conversation-id', ttl_s: 60, max_entries: 2 };
   it('keys a conversation by its opening, the same on every turn', () => {
-    const t1 = conversationKey(cfg, { messages: [{ role: 'system', content: 's' }, { role: 'user', content: 'q1' }] }, undefined);
-    const t2 = conversationKey(cfg, { messages: [{ role: 'system', content: 's' }, { role: 'user', content: 'q1' }, { role: 'assistant', content: 'a' }, { role: 'user', content: 'q2' }] }, undefined);
+    const t1 = conversationKey(
+      cfg,
+      {
+        messages: [
+          { role: 'system', content: 's' },
+          { role: 'user', content: 'q1' },
+        ],
+      },
+      undefined,
+    );
+    const t2 = conversationKey(
+      cfg,
+      {
+        messages: [
+          { role: 'system', content: 's' },
+          { role: 'user', content: 'q1' },
+          { role: 'assistant', content: 'a' },
+          { role: 'user', content: 'q2' },
+        ],
+      },
+      undefined,
+    );
     expect(t1?.key).toBe(t2?.key);
     expect(t1?.followUp).toBe(false);
     expect(t2?.followUp).toBe(true);

@@ -13,7 +13,9 @@ describe('error catalogue', () => {
 
   it('serialises in OpenAI shape with exactly the four fields', () => {
     const e = E.modelNotFound("model 'x' is unknown", 'model');
-    expect(e.toJSON()).toEqual({ error: { message: "model 'x' is unknown", type: 'not_found_error', param: 'model', code: 'model_not_found' } });
+    expect(e.toJSON()).toEqual({
+      error: { message: "model 'x' is unknown", type: 'not_found_error', param: 'model', code: 'model_not_found' },
+    });
     expect(e.status).toBe(404);
   });
 

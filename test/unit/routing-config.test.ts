@@ -3,13 +3,10 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { compileRuntime } from '../../src/config/compile.js';
+import { compileRuntime, createSharedPools } from '../../src/runtime/compile.js';
 import { parseConfigText } from '../../src/config/load.js';
-import { SharedResources } from '../../src/config/shared.js';
-import type { Embedder } from '../../src/embedders/types.js';
 import { ConfigErrors } from '../../src/errors.js';
 import { writeKnnArtifact } from '../../src/training/knn-build.js';
-import { createPoolRegistry } from '../../src/upstream/pools.js';
 import { makeRows, manifestFor } from '../routers/helpers.js';
 
 const cfg = (policy: string) => `version: 1
@@ -22,7 +19,7 @@ policies:
 ${policy}`;
 
 async function compileErrors(text: string): Promise<string[]> {
-  const shared = { pools: createPoolRegistry(), embedders: new SharedResources<Embedder>((e) => e.close()) };
+  const shared = createSharedPools();
   try {
     const rt = await compileRuntime(parseConfigText(text, '/cfg/signalman.yaml', {}), shared, 1);
     await rt.dispose();
@@ -59,7 +56,12 @@ describe('routing config errors', () => {
 
   it('a candidate missing from the artifact is refused', async () => {
     const dir = await knnArtifact();
-    const [p] = await compileErrors(cfg(`    embedder: { type: lexical, dim: 64 }\n    router: { type: knn, artifact: ${dir} }`).replace('candidates: [strong, weak]', 'candidates: [strong, { backend: weak, as: gpt-3 }]'));
+    const [p] = await compileErrors(
+      cfg(`    embedder: { type: lexical, dim: 64 }\n    router: { type: knn, artifact: ${dir} }`).replace(
+        'candidates: [strong, weak]',
+        'candidates: [strong, { backend: weak, as: gpt-3 }]',
+      ),
+    );
     expect(p).toMatch(/gpt-3/);
   });
 
@@ -79,8 +81,12 @@ describe('routing config errors', () => {
 
   it('an unknown router type and a guard without fallback are rejected at validation', async () => {
     expect((await compileErrors(cfg('    router: { type: telepathy }')))[0]).toMatch(/:8:\d+: policies\[0\]\.router/);
-    expect((await compileErrors(cfg('    embedder: { type: lexical }\n    guard: { on_out_of_domain: fallback }')))[0]).toMatch(/needs a `fallback` backend/);
-    expect((await compileErrors(cfg('    guard: { on_out_of_domain: fallback, fallback: ghost }')))[0]).toMatch(/guard falls back to 'ghost'/);
+    expect((await compileErrors(cfg('    embedder: { type: lexical }\n    guard: { on_out_of_domain: fallback }')))[0]).toMatch(
+      /needs a `fallback` backend/,
+    );
+    expect((await compileErrors(cfg('    guard: { on_out_of_domain: fallback, fallback: ghost }')))[0]).toMatch(
+      /guard falls back to 'ghost'/,
+    );
   });
 
   it('a guard on a router with no index of its own needs an artifact', async () => {

@@ -49,7 +49,12 @@ export function scoreOf(pred: Float32Array, i: number): number {
 export const p1TrainRows = (mmlu: Dataset): number[] => range(mmlu.rows.length).filter((i) => bucket(mmlu.rows[i]!.id) === 0);
 
 /** Trains on `train` (default: the protocol's train half); cross-validation passes a part of it. */
-export async function trainP1(mmlu: Dataset, opts: P1Options, ctx: RunContext, train = p1TrainRows(mmlu)): Promise<{ model: TrainedMlp; rows: number }> {
+export async function trainP1(
+  mmlu: Dataset,
+  opts: P1Options,
+  ctx: RunContext,
+  train = p1TrainRows(mmlu),
+): Promise<{ model: TrainedMlp; rows: number }> {
   requireModels(mmlu, [P1_STRONG, P1_WEAK]);
   const embedder = await opts.pool.get(opts.recipe.embedder);
   const X = await embedAll(embedder, mmlu, ctx);
@@ -69,7 +74,10 @@ export async function trainP1(mmlu: Dataset, opts: P1Options, ctx: RunContext, t
   const at = new Map(train.map((i, k) => [i, k]));
   const Ys = copies.map((k) => Y[at.get(stems.source[k]!)!]!);
   const cats = [...train, ...copies.map((k) => stems.source[k]!)].map((i) => categories[i]!);
-  const model = await fitRecipe(opts.recipe, all, range(all.rows), [...Y, ...Ys], 'sigmoid', ctx, undefined, { embedder, categories: cats });
+  const model = await fitRecipe(opts.recipe, all, range(all.rows), [...Y, ...Ys], 'sigmoid', ctx, undefined, {
+    embedder,
+    categories: cats,
+  });
   return { model, rows: all.rows };
 }
 
@@ -107,7 +115,12 @@ export async function runP1(opts: P1Options, ctx: RunContext): Promise<P1Run> {
       benchmark: t.benchmark,
       file: t.ds.file,
       // The dump rounds scores to 6 decimals; evaluate those same numbers so the dump reproduces the table.
-      router: p1Evaluate(Float64Array.from(scores, (s) => Number(s.toFixed(6))), strong, weak, opts.bootstrap ?? 200),
+      router: p1Evaluate(
+        Float64Array.from(scores, (s) => Number(s.toFixed(6))),
+        strong,
+        weak,
+        opts.bootstrap ?? 200,
+      ),
       oracle: p1Evaluate(p1OracleScores(strong, weak), strong, weak, 0),
       random: { apgr: apgr(rand, sQ, wQ), cpt50: cpt(rand, 0.5, sQ, wQ), cpt80: cpt(rand, 0.8, sQ, wQ) },
     });

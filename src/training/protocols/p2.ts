@@ -1,4 +1,16 @@
-import { type Dataset, type ModelPrices, DatasetError, bucket, dataPath, modelsOf, overlapChecker, readDataset, readPrices, requireModels, unitScore } from '../dataset.js';
+import {
+  type Dataset,
+  type ModelPrices,
+  DatasetError,
+  bucket,
+  dataPath,
+  modelsOf,
+  overlapChecker,
+  readDataset,
+  readPrices,
+  requireModels,
+  unitScore,
+} from '../dataset.js';
 import {
   type CostPoint,
   DEFAULT_KNOBS,
@@ -55,7 +67,8 @@ export interface P2Options {
 export function costsFor(models: readonly string[], prices: ModelPrices, file: string): number[] {
   return models.map((m) => {
     const p = prices[m];
-    if (p === undefined) throw new DatasetError(file, null, `no price for model '${m}'; models.json lists ${Object.keys(prices).join(', ')}`);
+    if (p === undefined)
+      throw new DatasetError(file, null, `no price for model '${m}'; models.json lists ${Object.keys(prices).join(', ')}`);
     return p.input_per_mtok;
   });
 }
@@ -76,7 +89,10 @@ export async function trainP2(ds: Dataset, ooTest: readonly Dataset[], opts: P2O
   const all = p2TrainRows(ds, ooTest);
   const train = rows ?? all.train;
   const Y = train.map((i) => Float32Array.from(models, (m) => unitScore(ds.rows[i]!, m)));
-  const model = await fitRecipe(opts.recipe, X, train, Y, 'sigmoid', ctx, undefined, { embedder, categories: ds.rows.map((r) => r.category) });
+  const model = await fitRecipe(opts.recipe, X, train, Y, 'sigmoid', ctx, undefined, {
+    embedder,
+    categories: ds.rows.map((r) => r.category),
+  });
   return { model, models, rows: train.length, dropped: all.dropped, embedder, X };
 }
 
@@ -91,7 +107,14 @@ function summarize(name: string, points: CostPoint[], best: CostPoint, lo: numbe
 }
 
 /** The router's, the single models' and the oracle's (cost, accuracy) points on `idx` of `ds`, and their summaries. */
-export function scoreP2(pred: Float32Array, ds: Dataset, idx: readonly number[], models: readonly string[], costs: readonly number[], knobs: readonly number[]) {
+export function scoreP2(
+  pred: Float32Array,
+  ds: Dataset,
+  idx: readonly number[],
+  models: readonly string[],
+  costs: readonly number[],
+  knobs: readonly number[],
+) {
   const m = models.length;
   const truth = Float64Array.from({ length: idx.length * m }, (_, k) => ds.rows[idx[Math.floor(k / m)]!]!.scores[models[k % m]!]!);
   const choices = knobs.map((knob) => chooseByUtility(pred, m, costs, knob));
@@ -128,7 +151,9 @@ export async function runP2(opts: P2Options, ctx: RunContext): Promise<P2Run> {
   const knobs = [...(opts.knobs ?? DEFAULT_KNOBS)];
   const s = scoreP2(predictRows(model, X, idx), testDs, idx, models, costs, knobs);
   const dump: P2Run['dump'] = [];
-  s.choices.forEach((choice, k) => choice.forEach((j, r) => dump.push({ knob: knobs[k]!, id: testDs.rows[idx[r]!]!.id, model: models[j]! })));
+  s.choices.forEach((choice, k) =>
+    choice.forEach((j, r) => dump.push({ knob: knobs[k]!, id: testDs.rows[idx[r]!]!.id, model: models[j]! })),
+  );
   return {
     protocol: 'p2',
     recipe: opts.recipe.name,
@@ -136,7 +161,13 @@ export async function runP2(opts: P2Options, ctx: RunContext): Promise<P2Run> {
     models,
     costs,
     test: { file: testDs.file, rows: idx.length },
-    train: { file: ds.file, sha256: ds.sha256, rows, split: 'llmrouter bucket(id) == 0, minus rows quoting GSM8K/MT-Bench', droppedOverlap: dropped },
+    train: {
+      file: ds.file,
+      sha256: ds.sha256,
+      rows,
+      split: 'llmrouter bucket(id) == 0, minus rows quoting GSM8K/MT-Bench',
+      droppedOverlap: dropped,
+    },
     bestSingle: s.bestSingle,
     knobs,
     router: s.router,

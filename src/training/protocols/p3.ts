@@ -17,7 +17,7 @@ import { type EmbedderPool, type RunContext, embedAll, fitRecipe } from '../fit.
 import { rowOf, type Matrix } from '../embed-cache.js';
 import type { TrainedMlp } from '../mlp-train.js';
 import type { Recipe } from '../recipes.js';
-import { bestHarmonicThreshold } from '../calibrate.js';
+import { bestHarmonicThreshold } from '../calibrate-router.js';
 import { maxProbScore } from '../../routers/guard.js';
 
 // P3 (PROTOCOLS.md): guarded routing. A softmax over law / finance / health / ood, read by the same
@@ -81,7 +81,15 @@ async function fit(recipe: Recipe, items: readonly Item[], ctx: RunContext): Pro
   const count = new Map<P3Label, number>();
   for (const it of items) count.set(it.label, (count.get(it.label) ?? 0) + 1);
   const weights = Float32Array.from(items, (it) => items.length / (count.size * count.get(it.label)!));
-  return fitRecipe(recipe, X, items.map((_, i) => i), items.map((it) => oneHot(it.label)), 'softmax', ctx, weights);
+  return fitRecipe(
+    recipe,
+    X,
+    items.map((_, i) => i),
+    items.map((it) => oneHot(it.label)),
+    'softmax',
+    ctx,
+    weights,
+  );
 }
 
 export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
@@ -101,7 +109,11 @@ export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
   const dropped = split.train.length - train.length;
 
   // 1) fit on the inner part, pick the threshold on validation; 2) refit on all train rows.
-  const inner = await fit(opts.recipe, train.filter((it) => !isValidation(it)), ctx);
+  const inner = await fit(
+    opts.recipe,
+    train.filter((it) => !isValidation(it)),
+    ctx,
+  );
   const val = train.filter(isValidation);
   const idVal: Array<{ score: number; correct: boolean }> = [];
   const oodVal: number[] = [];
@@ -151,7 +163,13 @@ export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
     labels: P3_LABELS,
     threshold: threshold.threshold,
     calibration: `in domain when 'ood' is not the argmax and the best domain probability >= t; t maximises the ID/OOD harmonic mean (${threshold.score.toFixed(3)}) on a validation part of the train split (held-out ids; held-out whole MMLU subjects for negatives)`,
-    train: { rows: train.length, droppedOverlap: dropped, sha256: sha256Hex(mmlu.sha256 + llm.sha256), split: 'in-domain MMLU bucket(id) == 0; negatives MMLU bucket(category) == 0 and llmrouter bucket(id) == 0, minus rows quoting GSM8K/MT-Bench' },
+    train: {
+      rows: train.length,
+      droppedOverlap: dropped,
+      sha256: sha256Hex(mmlu.sha256 + llm.sha256),
+      split:
+        'in-domain MMLU bucket(id) == 0; negatives MMLU bucket(category) == 0 and llmrouter bucket(id) == 0, minus rows quoting GSM8K/MT-Bench',
+    },
     result,
     oodBySource,
     decisionMicros,

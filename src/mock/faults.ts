@@ -1,7 +1,7 @@
 // Per-request fault injection. A spec arrives in the `x-mock-fault` header (JSON) or in a body field
 // `mock` (the gateway forwards unknown body fields untouched, so tests can inject faults through it).
 import { z } from 'zod';
-import { hash32 } from './text.js';
+import { hashSeeded32 } from '../util/hash.js';
 
 const ms = z.number().int().min(0).max(600_000);
 const count = z.number().int().min(0).max(1_000_000);
@@ -63,8 +63,7 @@ function parseSpec(raw: unknown, where: string): FaultSpec {
   const issue = r.error.issues[0];
   const field = issue && issue.path.length > 0 ? `${where}.${issue.path.join('.')}` : where;
   throw new FaultSpecError(
-    `invalid fault spec in ${field}: ${issue?.message ?? 'invalid'}; ` +
-      `allowed fields: ${Object.keys(FaultSpec.shape).join(', ')}`,
+    `invalid fault spec in ${field}: ${issue?.message ?? 'invalid'}; ` + `allowed fields: ${Object.keys(FaultSpec.shape).join(', ')}`,
     field,
   );
 }
@@ -103,9 +102,9 @@ export class FailCounter {
 
 /** Stable key for `fail_times` when the spec names none: the body without its `mock` field. */
 function defaultKey(body: unknown): string {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) return String(hash32(JSON.stringify(body) ?? ''));
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return String(hashSeeded32(JSON.stringify(body) ?? ''));
   const { mock: _omit, ...rest } = body as Record<string, unknown>;
-  return String(hash32(JSON.stringify(rest)));
+  return String(hashSeeded32(JSON.stringify(rest)));
 }
 
 function failureOf(spec: FaultSpec): Failure | null {

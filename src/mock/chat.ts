@@ -14,7 +14,9 @@ import {
   SYSTEM_FINGERPRINT,
   usage,
 } from './common.js';
-import { estimateTokens, generateTokens, hash32, prng, splitTokens } from './text.js';
+import { hashSeeded32 } from '../util/hash.js';
+import { seededRandom } from '../util/random.js';
+import { estimateTokens, generateTokens, splitTokens } from './text.js';
 import { argumentFragments, toolArguments } from './tools.js';
 
 // Only the fields the mock reads; everything else passes through unchecked, as upstreams do.
@@ -23,10 +25,7 @@ const Tool = z.looseObject({
   type: z.string(),
   function: z.looseObject({ name: z.string().min(1), parameters: z.unknown().optional() }).optional(),
 });
-const ToolChoice = z.union([
-  z.string(),
-  z.looseObject({ type: z.string(), function: z.looseObject({ name: z.string() }).optional() }),
-]);
+const ToolChoice = z.union([z.string(), z.looseObject({ type: z.string(), function: z.looseObject({ name: z.string() }).optional() })]);
 export const ChatBody = z.looseObject({
   model: z.string().min(1),
   messages: z.array(Message).min(1),
@@ -68,13 +67,13 @@ function plan(b: ChatBody, s: GenSettings): { choices: Choice[]; promptTokens: n
   const last = b.messages[b.messages.length - 1]!; // min(1) above
   const tool = pickTool(b, last.role);
   const cap = b.max_completion_tokens ?? b.max_tokens ?? null;
-  const seedBase = hash32(JSON.stringify(b.messages), hash32(b.model));
+  const seedBase = hashSeeded32(JSON.stringify(b.messages), hashSeeded32(b.model));
   const n = b.n ?? 1;
   const choices: Choice[] = [];
   for (let i = 0; i < n; i++) {
-    const seed = hash32(String(i), seedBase);
+    const seed = hashSeeded32(String(i), seedBase);
     if (tool) {
-      const args = toolArguments(tool.parameters, prng(seed));
+      const args = toolArguments(tool.parameters, seededRandom(seed));
       choices.push({ kind: 'tool', id: newId('call_'), name: tool.name, args, fragments: argumentFragments(args) });
     } else if (last.role === 'tool') {
       // Echo the tool result verbatim so a test can see the round-trip reached the model.
@@ -141,9 +140,7 @@ function streamReply(b: ChatBody, choices: Choice[], promptTokens: number): Repl
     sse(`${head}{"index":${index},"delta":${delta},"logprobs":null,"finish_reason":${finish === null ? 'null' : `"${finish}"`}}${tail}`);
 
   const events: string[] = [];
-  choices.forEach((c, i) =>
-    events.push(ev(i, `{"role":"assistant","content":${c.kind === 'text' ? '""' : 'null'},"refusal":null}`, null)),
-  );
+  choices.forEach((c, i) => events.push(ev(i, `{"role":"assistant","content":${c.kind === 'text' ? '""' : 'null'},"refusal":null}`, null)));
   choices.forEach((c, i) => {
     if (c.kind === 'tool') {
       const open = `{"index":0,"id":"${c.id}","type":"function","function":{"name":${JSON.stringify(c.name)},"arguments":""}}`;

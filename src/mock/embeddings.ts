@@ -3,7 +3,9 @@
 // embeddings sees real structure, not noise.
 import { z } from 'zod';
 import { type GenSettings, parseBody, type Reply } from './common.js';
-import { estimateTokens, hash32, prng } from './text.js';
+import { hashSeeded32 } from '../util/hash.js';
+import { seededRandom } from '../util/random.js';
+import { estimateTokens } from './text.js';
 
 export const EmbeddingBody = z.looseObject({
   model: z.string().min(1),
@@ -23,17 +25,17 @@ const SLOTS_PER_WORD = 4;
 function embed(words: string[], dim: number, modelSeed: number): Float32Array {
   const acc = new Float64Array(dim);
   for (const w of words) {
-    let h = hash32(w, modelSeed);
+    let h = hashSeeded32(w, modelSeed);
     for (let k = 0; k < SLOTS_PER_WORD; k++) {
       acc[h % dim]! += h & 0x80000000 ? -1 : 1;
-      h = hash32(String(k), h);
+      h = hashSeeded32(String(k), h);
     }
   }
   let norm = 0;
   for (let i = 0; i < dim; i++) norm += acc[i]! * acc[i]!;
   if (norm === 0) {
     // Empty input (or cancelling words): a fixed pseudo-random direction, still a unit vector.
-    const rnd = prng(modelSeed ^ 0x5bd1e995);
+    const rnd = seededRandom(modelSeed ^ 0x5bd1e995);
     for (let i = 0; i < dim; i++) acc[i] = rnd() * 2 - 1;
     norm = 0;
     for (let i = 0; i < dim; i++) norm += acc[i]! * acc[i]!;
@@ -64,7 +66,7 @@ export function embeddings(raw: unknown, s: GenSettings): Reply {
   const b = parseBody(EmbeddingBody, raw, 'embeddings');
   const dim = b.dimensions ?? s.embeddingDim;
   const base64 = b.encoding_format === 'base64';
-  const modelSeed = hash32(b.model);
+  const modelSeed = hashSeeded32(b.model);
   let promptTokens = 0;
   const data = inputs(b.input).map((inp, index) => {
     promptTokens += inp.tokens;

@@ -1,5 +1,5 @@
 // GET …/models and …/models/{id}: a fixed list, serialised once at load.
-import { E } from '../../errors.js';
+import { E } from '../errors.js';
 import type { Reply } from './common.js';
 
 export const MOCK_MODEL_IDS = ['mock-strong', 'mock-weak', 'mock-embedding'] as const;

@@ -1,4 +1,5 @@
-// Small non-cryptographic hashes shared by the lexical embedder and the embedding cache.
+// Every non-cryptographic string hash of the project, in one place. The FNV-based ones are frozen into
+// embedder ids and shipped artifacts; the seeded one drives the mock upstream's deterministic answers.
 // Math.imul keeps everything in 32-bit integer arithmetic, which V8 compiles to plain machine ops.
 
 export const FNV_OFFSET = 0x811c9dc5;
@@ -37,4 +38,18 @@ export function hashText32(s: string): number {
   let a = FNV_OFFSET;
   for (let i = 0; i < s.length; i++) a = Math.imul(a ^ s.charCodeAt(i), FNV_PRIME);
   return fmix32(a);
+}
+
+/** A seeded 32-bit hash (cyrb53's mixing, truncated), chainable: hashSeeded32(b, hashSeeded32(a)): cheap, well spread, stable across runs and platforms. */
+export function hashSeeded32(text: string, seed = 0): number {
+  let h1 = 0xdeadbeef ^ seed;
+  let h2 = 0x41c6ce57 ^ seed;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return (h1 ^ h2) >>> 0;
 }

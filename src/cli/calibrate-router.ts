@@ -1,28 +1,24 @@
 import { DATA_OPTIONS, parseCommand } from './args.js';
-import { knobForCost, meanCostAt, shareAbove, thresholdForShare } from '../training/calibrate.js';
+import { knobForCost, meanCostAt, shareAbove, thresholdForShare } from '../training/calibrate-router.js';
 import { type Dataset, bucket, dataPath, readDataset, readPrices, requireModels } from '../training/dataset.js';
 import { EmbedderPool, type RunContext, embedAll, predictRows, range } from '../training/fit.js';
 import { P1_STRONG, P1_WEAK, trainP1 } from '../training/protocols/p1.js';
 import { costsFor, trainP2 } from '../training/protocols/p2.js';
 import { findRecipe, shippedRecipe } from '../training/recipes.js';
 
-const USAGE = `usage: signalman calibrate --protocol p1 (--target-share X | --target-cost C) [--router RECIPE]
-       signalman calibrate --protocol p2 --target-cost C [--router RECIPE]
+const USAGE = `usage: signalman calibrate-router --protocol p1 (--target-share X | --target-cost C) [--router RECIPE]
+       signalman calibrate-router --protocol p2 --target-cost C [--router RECIPE]
          [--data DIR] [--on FILE] [--cache-dir DIR | --no-cache]
-
-       signalman calibrate --config FILE --policy NAME --prompts FILE (--target-share X --backend B | --target-cost-per-1k USD)
 
 Finds the operating point for a target: P1, the score threshold (P(strong right) - P(weak right))
 that sends share X (0..1) of prompts to the strong model, or the share whose mean price per M input
 tokens is C (prices --strong-price 24.7 and --weak-price 0.24 by default); P2, the cost knob
 lambda (route to argmax P(correct) - lambda x price) whose mean price is C. Calibrated on the
 protocol's TRAIN split, or on --on FILE (e.g. a sample of your own traffic with the same schema).
-With --config: the value to put in a policy's objective, found by running the policy itself on the prompts.`;
+To calibrate a gateway policy's objective instead, use signalman calibrate-policy.`;
 
-export async function calibrateCommand(argv: string[]): Promise<number> {
-  // With a gateway config: calibrate that policy as the gateway runs it.
-  if (argv.includes('--config')) return (await import('./calibrate-policy.js')).calibratePolicyCommand(argv);
-  const values = parseCommand('calibrate', USAGE, argv, {
+export async function calibrateRouterCommand(argv: string[]): Promise<number> {
+  const values = parseCommand('calibrate-router', USAGE, argv, {
     ...DATA_OPTIONS,
     protocol: { type: 'string' },
     router: { type: 'string' },
@@ -43,7 +39,8 @@ export async function calibrateCommand(argv: string[]): Promise<number> {
   const pool = new EmbedderPool();
   try {
     const proto = values.protocol;
-    if (proto !== 'p1' && proto !== 'p2') throw new Error(`--protocol must be p1 or p2 (p3's guard threshold is calibrated by train), got '${String(proto)}'`);
+    if (proto !== 'p1' && proto !== 'p2')
+      throw new Error(`--protocol must be p1 or p2 (p3's guard threshold is calibrated by train), got '${String(proto)}'`);
     const recipe = values.router === undefined ? shippedRecipe(proto) : findRecipe(values.router);
     if (recipe.protocol !== proto) throw new Error(`recipe '${recipe.name}' belongs to ${recipe.protocol}, not ${proto}`);
     const share = num('target-share', values['target-share']);
@@ -67,7 +64,16 @@ export async function calibrateCommand(argv: string[]): Promise<number> {
       if (target === undefined && cost !== undefined) target = Math.min(1, Math.max(0, (cost - wp) / (sp - wp)));
       if (target === undefined) throw new Error('p1 needs --target-share X or --target-cost C');
       const t = thresholdForShare(scores, target);
-      const out = { protocol: 'p1', router: recipe.name, strong: P1_STRONG, weak: P1_WEAK, targetShare: target, threshold: t, share: shareAbove(scores, t), rows: scores.length };
+      const out = {
+        protocol: 'p1',
+        router: recipe.name,
+        strong: P1_STRONG,
+        weak: P1_WEAK,
+        targetShare: target,
+        threshold: t,
+        share: shareAbove(scores, t),
+        rows: scores.length,
+      };
       process.stdout.write(
         `${JSON.stringify(out)}\nroute to ${P1_STRONG} when P(strong right) - P(weak right) >= ${t.toFixed(4)}: ${(out.share * 100).toFixed(1)}% of ${out.rows} calibration prompts\n` +
           `(a gateway utility policy does this with lambda = ${t.toFixed(4)} / (strong - weak expected cost per request))\n`,
@@ -86,14 +92,21 @@ export async function calibrateCommand(argv: string[]): Promise<number> {
       const pred = predictRows(model, await embedAll(embedder, c.ds, ctx), c.idx);
       const knob = knobForCost(pred, models.length, costs, cost);
       if (knob === null) throw new Error(`no knob reaches a mean cost of ${cost}: the cheapest model alone costs ${Math.min(...costs)}`);
-      const out = { protocol: 'p2', router: recipe.name, targetCost: cost, knob, meanCost: meanCostAt(pred, models.length, costs, knob), rows: c.idx.length };
+      const out = {
+        protocol: 'p2',
+        router: recipe.name,
+        targetCost: cost,
+        knob,
+        meanCost: meanCostAt(pred, models.length, costs, knob),
+        rows: c.idx.length,
+      };
       process.stdout.write(
         `${JSON.stringify(out)}\nknob lambda = ${knob.toPrecision(4)} (per $/M input tokens) gives mean cost ${out.meanCost.toFixed(3)} on ${out.rows} calibration prompts\n` +
           `(the gateway's lambda is per USD of expected request cost: lambda_gateway = ${knob.toPrecision(4)} x 1e6 / expected tokens)\n`,
       );
     }
   } catch (err) {
-    process.stderr.write(`signalman calibrate: ${(err as Error).message}\n`);
+    process.stderr.write(`signalman calibrate-router: ${(err as Error).message}\n`);
     return 1;
   } finally {
     await pool.close();

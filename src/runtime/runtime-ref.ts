@@ -4,13 +4,10 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
-import type { Embedder } from '../embedders/types.js';
 import { ConfigErrors } from '../errors.js';
 import { RoutingState } from '../routers/state.js';
-import { createPoolRegistry } from '../upstream/pools.js';
-import { compileRuntime, type Runtime } from './compile.js';
-import { loadConfigFile } from './load.js';
-import { SharedResources } from './shared.js';
+import { compileRuntime, createSharedPools, type Runtime } from './compile.js';
+import { loadConfigFile } from '../config/load.js';
 
 export interface ReloadStatus {
   ok: boolean;
@@ -40,7 +37,7 @@ export class RuntimeRef {
   private watcher: FSWatcher | null = null;
   private debounce: NodeJS.Timeout | null = null;
   private closed = false;
-  readonly shared = { pools: createPoolRegistry(), embedders: new SharedResources<Embedder>((e) => e.close()) };
+  readonly shared = createSharedPools();
   /** Sticky conversations and steering controllers, kept across reloads. */
   readonly routing = new RoutingState();
   lastReload: ReloadStatus | null = null;
@@ -121,7 +118,10 @@ export class RuntimeRef {
       const errors = err instanceof ConfigErrors ? err.problems.map((p) => p.message) : [(err as Error).message];
       status = { ok: false, at: new Date().toISOString(), trigger, generation: this.generation, errors, warnings: [] };
       this.reloadCount.error++;
-      this.log.error({ trigger, file: this.file, errors }, this.slot ? 'config reload failed; keeping the last good config' : 'config load failed');
+      this.log.error(
+        { trigger, file: this.file, errors },
+        this.slot ? 'config reload failed; keeping the last good config' : 'config load failed',
+      );
     }
     this.lastReload = status;
     return status;

@@ -29,7 +29,13 @@ export function meanCostAt(quality: Float32Array | Float64Array, m: number, cost
  * The smallest knob whose mean cost is at most `target` (mean cost never rises with the knob),
  * by bisection; null when even the largest knob tried costs more.
  */
-export function knobForCost(quality: Float32Array | Float64Array, m: number, costs: readonly number[], target: number, maxKnob = 1e4): number | null {
+export function knobForCost(
+  quality: Float32Array | Float64Array,
+  m: number,
+  costs: readonly number[],
+  target: number,
+  maxKnob = 1e4,
+): number | null {
   if (meanCostAt(quality, m, costs, 0) <= target) return 0;
   if (meanCostAt(quality, m, costs, maxKnob) > target) return null;
   let lo = 0;
@@ -64,7 +70,10 @@ export function bestHarmonicThreshold(
   const all = [...new Set([...inDomain.map((x) => x.score), ...ood])].sort((a, b) => a - b);
   const cands = [all[0]! - 1e-6, ...all.slice(1).map((v, i) => (v + all[i]!) / 2), all[all.length - 1]! + 1e-6].filter((t) => t >= floor);
   if (Number.isFinite(floor)) cands.unshift(floor);
-  const idSorted = inDomain.filter((x) => x.correct).map((x) => x.score).sort((a, b) => a - b);
+  const idSorted = inDomain
+    .filter((x) => x.correct)
+    .map((x) => x.score)
+    .sort((a, b) => a - b);
   const oodSorted = [...ood].sort((a, b) => a - b);
   let best: HarmonicThreshold = { threshold: cands[0]!, score: -1, idAccuracy: 0, oodAccuracy: 0 };
   let i = 0; // correct in-domain scores below t

@@ -1,22 +1,6 @@
 // Deterministic text for the mock: a string hash seeds a small PRNG that picks words, so the same
 // request always yields the same answer (tests compare two runs; benchmarks get stable sizes).
-import { mulberry32 } from '../../util/random.js';
-
-/** 32-bit hash (cyrb53's mixing, truncated): cheap, well spread, stable across runs and platforms. */
-export function hash32(text: string, seed = 0): number {
-  let h1 = 0xdeadbeef ^ seed;
-  let h2 = 0x41c6ce57 ^ seed;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    h1 = Math.imul(h1 ^ c, 2654435761);
-    h2 = Math.imul(h2 ^ c, 1597334677);
-  }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  return (h1 ^ h2) >>> 0;
-}
-
-export const prng = mulberry32;
+import { seededRandom } from '../util/random.js';
 
 const WORDS = (
   'the of and to in is was for on that with as by at from this it be are or an which not have has ' +
@@ -44,7 +28,7 @@ export interface Generated {
  * `cap` (the request's max_tokens) cuts it, which is reported as finish_reason 'length'.
  */
 export function generateTokens(seed: number, maxLen: number, cap: number | null): Generated {
-  const rnd = prng(seed);
+  const rnd = seededRandom(seed);
   const minLen = Math.min(8, maxLen);
   const natural = minLen + Math.floor(rnd() * (maxLen - minLen + 1));
   const cut = cap !== null && cap < natural;

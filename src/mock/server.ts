@@ -3,7 +3,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
-import { E, SignalmanError } from '../../errors.js';
+import { E, SignalmanError } from '../errors.js';
 import { chatCompletion } from './chat.js';
 import type { GenSettings, Reply } from './common.js';
 import { completion } from './completions.js';
@@ -28,7 +28,6 @@ export const MockOptions = z
   .strict();
 /** What callers pass (every field optional). */
 export type MockOptions = z.input<typeof MockOptions>;
-export type ResolvedMockOptions = z.infer<typeof MockOptions>;
 
 export type { MockOutcome, MockRequestLog } from './log.js';
 
@@ -107,7 +106,9 @@ export async function startMockUpstream(opts: MockOptions = {}): Promise<MockUps
     try {
       const modelId = route === null ? MODEL_BY_ID.exec(path)?.[1] : undefined;
       if (route === null && modelId === undefined) {
-        throw E.notFound(`mock-upstream: no route for ${req.method} ${path}; try /v1/chat/completions, /v1/completions, /v1/embeddings or /v1/models`);
+        throw E.notFound(
+          `mock-upstream: no route for ${req.method} ${path}; try /v1/chat/completions, /v1/completions, /v1/embeddings or /v1/models`,
+        );
       }
       const method = route?.method ?? 'GET';
       if (req.method !== method) throw E.methodNotAllowed(`mock-upstream: ${path} expects ${method}, got ${req.method}`);

@@ -2,7 +2,7 @@
 // turning a zod failure into an OpenAI-shaped 400 that names the field.
 import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
-import { E, type SignalmanError } from '../../errors.js';
+import { E, type SignalmanError } from '../errors.js';
 
 /**
  * A fully computed answer. The server owns timing and faults, so builders never touch the socket:

@@ -1,7 +1,8 @@
 // POST …/completions (legacy text completions), plain or streamed, shaped like OpenAI's Completion.
 import { z } from 'zod';
 import { type GenSettings, newId, nowSeconds, parseBody, type Reply, sse, SSE_DONE, SYSTEM_FINGERPRINT, usage } from './common.js';
-import { estimateTokens, generateTokens, hash32 } from './text.js';
+import { hashSeeded32 } from '../util/hash.js';
+import { estimateTokens, generateTokens } from './text.js';
 
 const Prompt = z.union([
   z.string(),
@@ -39,16 +40,16 @@ interface Choice {
 export function completion(raw: unknown, s: GenSettings): Reply {
   const b = parseBody(CompletionBody, raw, 'completions');
   const n = b.n ?? 1;
-  const modelSeed = hash32(b.model);
+  const modelSeed = hashSeeded32(b.model);
   const choices: Choice[] = [];
   let promptTokens = 0;
   let completionTokens = 0;
   // OpenAI orders choices prompt by prompt, n per prompt.
   for (const p of prompts(b.prompt)) {
     promptTokens += p.tokens;
-    const seedBase = hash32(p.text, modelSeed);
+    const seedBase = hashSeeded32(p.text, modelSeed);
     for (let i = 0; i < n; i++) {
-      const g = generateTokens(hash32(String(i), seedBase), s.completionTokens, b.max_tokens ?? null);
+      const g = generateTokens(hashSeeded32(String(i), seedBase), s.completionTokens, b.max_tokens ?? null);
       completionTokens += g.tokens.length;
       choices.push({ echo: b.echo === true ? p.echo : '', ...g });
     }
@@ -74,7 +75,9 @@ export function completion(raw: unknown, s: GenSettings): Reply {
     `"system_fingerprint":"${SYSTEM_FINGERPRINT}","choices":[`;
   const tail = withUsage ? '],"usage":null}' : ']}';
   const ev = (index: number, text: string, finish: string | null): string =>
-    sse(`${head}{"text":${JSON.stringify(text)},"index":${index},"logprobs":null,"finish_reason":${finish === null ? 'null' : `"${finish}"`}}${tail}`);
+    sse(
+      `${head}{"text":${JSON.stringify(text)},"index":${index},"logprobs":null,"finish_reason":${finish === null ? 'null' : `"${finish}"`}}${tail}`,
+    );
   const events: string[] = [];
   choices.forEach((c, i) => {
     if (c.echo !== '') events.push(ev(i, c.echo, null));

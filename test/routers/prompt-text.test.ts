@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { extractPromptText, PromptTextOptions, sliceSafe, truncateMiddle } from '../../src/embedders/prompt-text.js';
+import { extractPromptText, PromptTextOptions } from '../../src/routers/prompt-text.js';
+import { sliceSafe, truncateMiddle } from '../../src/util/text.js';
 
 const opts = (o: Partial<PromptTextOptions> = {}): PromptTextOptions => PromptTextOptions.parse(o);
 const hasLoneSurrogate = (s: string): boolean => /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(s);
@@ -17,9 +18,7 @@ describe('extractPromptText', () => {
     };
     expect(extractPromptText(body, opts({ context_turns: 2 }))).toBe('First question\nFirst answer\nWhat is a tort?');
     expect(extractPromptText(body, opts({ context_turns: 0 }))).toBe('What is a tort?');
-    expect(extractPromptText(body, opts({ context_turns: 10 }))).toBe(
-      'You are a lawyer.\nFirst question\nFirst answer\nWhat is a tort?',
-    );
+    expect(extractPromptText(body, opts({ context_turns: 10 }))).toBe('You are a lawyer.\nFirst question\nFirst answer\nWhat is a tort?');
   });
 
   it('keeps text parts and ignores image, audio and file parts', () => {

@@ -1,7 +1,7 @@
 // One request/response pair: abortable waits, outcome bookkeeping, and delivery of a computed Reply
 // under the resolved fault (delays, status, stall, cut, destroy).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { OpenAIErrorBody } from '../../errors.js';
+import type { OpenAIErrorBody } from '../errors.js';
 import type { Reply } from './common.js';
 import type { ResolvedFault } from './faults.js';
 import type { MockRequestLog } from './log.js';

@@ -1,0 +1,98 @@
+// Which backends a request goes to, in order: the one place that turns a request's `model` into a
+// routing decision. The forwarding pipeline and POST /v1/route (a dry run) both call resolveRoute().
+import type { IncomingHttpHeaders } from 'node:http';
+import { E } from '../errors.js';
+import type { CompiledBackend } from '../upstream/backend.js';
+import type { Endpoint } from '../upstream/forward.js';
+import type { CompiledPolicy } from './compile.js';
+import { fixedDecision, routeRequest } from './engine.js';
+import type { Decision } from './policy.js';
+import type { RoutingState } from './state.js';
+
+const QUALITY_BIAS_HEADER = 'x-signalman-quality-bias';
+
+export interface RoutingTable {
+  readonly backends: ReadonlyMap<string, CompiledBackend>;
+  readonly policies: ReadonlyMap<string, CompiledPolicy>;
+}
+
+export interface ResolveInput {
+  table: RoutingTable;
+  endpoint: Endpoint;
+  /** The validated body: `model` is a string. */
+  body: Record<string, unknown>;
+  headers: IncomingHttpHeaders;
+  state: RoutingState;
+  signal?: AbortSignal;
+  /** Explain only (POST /v1/route): `model` must name a policy, and no sticky or steering state changes. */
+  dryRun?: boolean;
+}
+
+export interface Resolution {
+  /** Chosen backend first, then fallbacks. */
+  order: CompiledBackend[];
+  /** null when the client named a backend directly (nothing was routed). */
+  decision: Decision | null;
+}
+
+/**
+ * A backend named directly resolves synchronously (no promise on the plain-proxy path); a policy goes
+ * through the routing engine. Unknown names are 404 `model_not_found`.
+ */
+export function resolveRoute(input: ResolveInput): Resolution | Promise<Resolution> {
+  const { table, body } = input;
+  const model = body.model as string;
+  const backend = table.backends.get(model);
+  if (backend !== undefined) {
+    if (input.dryRun) throw E.modelNotFound(`'${model}' is a backend, not a policy: requests to it are not routed`, 'model');
+    return { order: [backend], decision: null };
+  }
+  const policy = table.policies.get(model);
+  if (!policy) {
+    throw E.modelNotFound(`model '${model}' is neither a backend nor a policy of this gateway; see GET /v1/models`, 'model');
+  }
+  // Embeddings are not routed by content: the policy's first candidate, then its fallbacks.
+  if (input.endpoint === 'embeddings') return withOrder(table, fixedDecision(policy));
+  return routeRequest({
+    policy,
+    backends: table.backends,
+    body,
+    meta: routeMeta(input.endpoint, body),
+    headers: input.headers,
+    state: input.state,
+    qualityBias: qualityBias(input.headers),
+    signal: input.signal,
+    dryRun: input.dryRun,
+  }).then((d) => withOrder(table, d));
+}
+
+const withOrder = (table: RoutingTable, decision: Decision): Resolution => ({
+  order: decision.order.map((n) => table.backends.get(n) as CompiledBackend),
+  decision,
+});
+
+/** The request's bias toward quality in [0, 1]: 1 = best predicted quality at any cost, 0 = cheapest. */
+function qualityBias(headers: IncomingHttpHeaders): number | undefined {
+  const raw = headers[QUALITY_BIAS_HEADER];
+  if (raw === undefined) return undefined;
+  const v = Number(Array.isArray(raw) ? raw[0] : raw);
+  if (!Number.isFinite(v) || v < 0 || v > 1) {
+    throw E.invalidRequest(
+      `${QUALITY_BIAS_HEADER} must be a number from 0 (cheapest) to 1 (best quality at any cost)`,
+      QUALITY_BIAS_HEADER,
+    );
+  }
+  return v;
+}
+
+/** What rules routers may match on besides the text. */
+function routeMeta(endpoint: Endpoint, body: Record<string, unknown>): Record<string, string | number | boolean> {
+  const messages = Array.isArray(body.messages) ? body.messages.length : 0;
+  return {
+    endpoint,
+    messages,
+    has_tools: Array.isArray(body.tools) && body.tools.length > 0,
+    stream: body.stream === true,
+    user: typeof body.user === 'string' ? body.user : '',
+  };
+}

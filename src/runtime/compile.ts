@@ -1,0 +1,111 @@
+// Config -> Runtime: everything a request needs, built once per config, immutable afterwards. Each plugin
+// folder compiles its own part (upstream/backend.ts, routers/compile.ts); this module assembles them and
+// owns what outlives one config (shared pools and embedders).
+import { dirname, isAbsolute, resolve } from 'node:path';
+import type { Pool } from 'undici';
+import type { LoadedConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import type { CachedEmbedder } from '../embedders/cache.js';
+import { ConfigError, ConfigErrors } from '../errors.js';
+import { compilePolicy, type CompiledPolicy } from '../routers/compile.js';
+import { compileBackend, type CompiledBackend } from '../upstream/backend.js';
+import { createPoolRegistry, newPool, poolKey } from '../upstream/pools.js';
+import { SharedResources } from '../util/shared-resources.js';
+
+/** Keep-alive pools and loaded embedders, shared by key across successive runtimes. */
+export interface SharedPools {
+  pools: SharedResources<Pool>;
+  embedders: SharedResources<CachedEmbedder>;
+}
+
+export function createSharedPools(): SharedPools {
+  return { pools: createPoolRegistry(), embedders: new SharedResources<CachedEmbedder>((e) => e.close()) };
+}
+
+export interface Runtime {
+  readonly generation: number;
+  readonly file: string;
+  readonly loadedAt: Date;
+  readonly config: Config;
+  readonly backends: ReadonlyMap<string, CompiledBackend>;
+  readonly policies: ReadonlyMap<string, CompiledPolicy>;
+  /** The body of GET /v1/models, serialised once. */
+  readonly modelsJson: string;
+  /** Header names forwarded from the client, lower-case. */
+  readonly forwardHeaders: readonly string[];
+  /** Releases the shared pools and embedders this runtime holds. */
+  dispose(): Promise<void>;
+}
+
+const BASE_FORWARD_HEADERS = ['accept', 'user-agent', 'openai-beta'];
+
+export async function compileRuntime(loaded: LoadedConfig, shared: SharedPools, generation: number): Promise<Runtime> {
+  const { config, file } = loaded;
+  const baseDir = dirname(file);
+  const resolvePath = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const held: Array<{ res: SharedResources<unknown>; key: string }> = [];
+  const hold = async <T>(res: SharedResources<T>, key: string, create: () => Promise<T> | T): Promise<T> => {
+    const value = await res.acquire(key, create);
+    held.push({ res: res as SharedResources<unknown>, key });
+    return value;
+  };
+  const closers: Array<{ close?: () => Promise<void> }> = [];
+  const dispose = async () => {
+    await Promise.allSettled(closers.map((r) => r.close?.()));
+    await Promise.allSettled(held.map((h) => h.res.release(h.key)));
+  };
+
+  try {
+    const backends = new Map<string, CompiledBackend>();
+    for (const b of config.backends) {
+      const key = poolKey(b);
+      const pool = await hold(shared.pools, key, () => newPool(b));
+      backends.set(b.name, compileBackend(b, pool));
+    }
+
+    const problems: ConfigError[] = [];
+    const policies = new Map<string, CompiledPolicy>();
+    for (const [i, p] of config.policies.entries()) {
+      try {
+        const policy = await compilePolicy(p, resolvePath, (key, create) => hold(shared.embedders, key, create));
+        closers.push(policy.router);
+        if (policy.guard !== null) closers.push(policy.guard as { close?: () => Promise<void> });
+        policies.set(p.name, policy);
+      } catch (err) {
+        const where = loaded.locate(['policies', i, (err as { stage?: string }).stage ?? 'router']);
+        problems.push(new ConfigError(file, where.line, where.column, `policy '${p.name}': ${(err as Error).message}`));
+      }
+    }
+    if (problems.length > 0) throw new ConfigErrors(problems);
+
+    const created = Math.floor(Date.now() / 1000);
+    const modelsJson = JSON.stringify({
+      object: 'list',
+      data: [
+        ...config.policies.map((p) => ({
+          id: p.name,
+          object: 'model',
+          created,
+          owned_by: 'signalman-policy',
+          description: p.description ?? null,
+        })),
+        ...config.backends.map((b) => ({ id: b.name, object: 'model', created, owned_by: 'signalman-backend' })),
+      ],
+    });
+
+    return {
+      generation,
+      file,
+      loadedAt: new Date(),
+      config,
+      backends,
+      policies,
+      modelsJson,
+      forwardHeaders: [...new Set([...BASE_FORWARD_HEADERS, ...config.server.forward_headers])],
+      dispose,
+    };
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+}

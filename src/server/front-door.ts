@@ -1,0 +1,90 @@
+// The one front door for API requests with a JSON body: served straight from Node's request event,
+// ahead of Fastify. Measured on a 2-core VM at c=16: a minimal node:http + undici proxy spent ~105 µs of
+// CPU per request, the same through a Fastify route ~165 µs. For a gateway whose selling point is its
+// overhead, that difference is the budget. Everything else (models, health, admin, 404s) stays on Fastify.
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { E, type SignalmanError } from '../errors.js';
+import type { Runtime } from '../runtime/compile.js';
+import type { RuntimeRef } from '../runtime/runtime-ref.js';
+import { isJson, parseJson, readBody, refuse } from './request-checks.js';
+import { sendError, serverTiming } from './respond.js';
+
+/** One API request whose JSON body has been read and parsed (not yet validated). */
+export interface ApiRequest {
+  id: string;
+  headers: IncomingHttpHeaders;
+  body: unknown;
+  res: ServerResponse;
+  /** performance.now() when the request arrived. */
+  startedAt: number;
+}
+
+/** Answers every outcome itself (errors included); a rejection is a bug, still answered as a 500. */
+export type ApiHandler = (req: ApiRequest, runtime: Runtime) => Promise<void>;
+
+export interface FrontDoorOptions {
+  ref: RuntimeRef;
+  /** POST path -> handler. */
+  routes: Readonly<Record<string, ApiHandler>>;
+  nextId: () => string;
+  /** Read per request: server.body_limit_bytes applies on reload. */
+  bodyLimit: () => number;
+  isDraining: () => boolean;
+}
+
+/** Errors found before a handler runs: the whole time so far is the gateway's. */
+const sendEarlyError = (res: ServerResponse, id: string, startedAt: number, e: SignalmanError, extra?: Record<string, string>) =>
+  sendError(res, id, e, serverTiming(performance.now() - startedAt, 0, 0), extra);
+
+/** Returns a request listener that answers the API's POST routes and hands everything else to `next`. */
+export function createFrontDoor(o: FrontDoorOptions, next: (req: IncomingMessage, res: ServerResponse) => void) {
+  return function signalmanRequest(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    const handler = req.method === 'POST' ? o.routes[q === -1 ? url : url.slice(0, q)] : undefined;
+    if (handler === undefined) {
+      next(req, res);
+      return;
+    }
+    const startedAt = performance.now();
+    const id = o.nextId();
+    if (o.isDraining()) {
+      sendEarlyError(res, id, startedAt, refuse.draining(), { connection: 'close' });
+      return;
+    }
+    if (!isJson(req.headers['content-type'])) {
+      drainThen(req, () => sendEarlyError(res, id, startedAt, refuse.notJson()));
+      return;
+    }
+    readBody(req, o.bodyLimit(), (e, raw) => {
+      if (e === null) return serve(o.ref, handler, id, raw as Buffer, req, res, startedAt);
+      // The client may still be sending a body we refuse: answer, then close rather than read it all.
+      sendEarlyError(res, id, startedAt, e, { connection: 'close' });
+      res.once('finish', () => req.destroy());
+    });
+  };
+}
+
+function serve(
+  ref: RuntimeRef,
+  handler: ApiHandler,
+  id: string,
+  raw: Buffer,
+  req: IncomingMessage,
+  res: ServerResponse,
+  startedAt: number,
+): void {
+  const parsed = parseJson(raw);
+  if (parsed.error !== null) return sendEarlyError(res, id, startedAt, parsed.error);
+  const pinned = ref.pin();
+  if (!pinned) return sendEarlyError(res, id, startedAt, refuse.notReady());
+  handler({ id, headers: req.headers, body: parsed.body, res, startedAt }, pinned.runtime).then(pinned.release, (err: unknown) => {
+    pinned.release();
+    sendEarlyError(res, id, startedAt, E.internal(`internal error: ${(err as Error)?.message ?? String(err)}`));
+  });
+}
+
+function drainThen(req: IncomingMessage, then: () => void): void {
+  req.resume();
+  req.once('end', then);
+}
