@@ -84,7 +84,8 @@ export default tseslint.config(
       [`src/${p}/**/*.ts`],
       [
         ...forbid(p, ['server', 'runtime', 'cli', 'training', 'mock']),
-        ...forbid(p, ['config'], { typesOnly: true }),
+        // The schema (option schemas, z.infer types) is theirs to use; loading config is not.
+        ...forbid(p, ['config'], { except: ['**/config/schema.js'], why: `${p}/ may import config/schema.js only; ${DIRECTION}` }),
         // telemetry records what the plugins did: their types only, never their code.
         ...(p === 'telemetry' ? forbid(p, ['routers', 'embedders', 'upstream'], { typesOnly: true }) : []),
       ],

@@ -4,7 +4,8 @@ import type { LatencySummary } from './loadgen.js';
 import { fmt, median, printTable, type Cell } from './report.js';
 
 export type Mode = 'plain' | 'stream';
-export type TargetName = 'direct' | 'signalman' | 'signalman-nolog' | 'portkey' | 'bare-proxy';
+/** `signalman` runs with telemetry on (access log, metrics, memory records, Redis), `signalman-off` with it all off. */
+export type TargetName = 'direct' | 'signalman' | 'signalman-off' | 'portkey' | 'bare-proxy';
 
 /** One target measured once: one mode, one concurrency, one round. */
 export interface CellResult {
@@ -26,10 +27,15 @@ export interface CellResult {
   cpuUsPerReq: number;
   /** The mock upstream's CPU per request in the same window. */
   upstreamCpuUsPerReq: number;
+  /** The bench Redis's CPU per request in the same window (telemetry on only; NaN otherwise). */
+  redisCpuUsPerReq: number;
   rssBytes: number;
 }
 
-/** Medians over rounds; `added*` and `xDirect` are per-round differences/ratios to direct, then the median. */
+/**
+ * Medians over rounds; `added*` and `xDirect` are per-round differences/ratios to direct, then the median;
+ * `xBare` and `cpuMinusOffUs` likewise to bare-proxy and to signalman-off (NaN when that target did not run).
+ */
 export interface MedianRow {
   mode: Mode;
   concurrency: number;
@@ -47,16 +53,25 @@ export interface MedianRow {
   addedTtfbP99: number;
   rps: number;
   xDirect: number;
+  /** req/s / bare-proxy's req/s in the same round, then the median. */
+  xBare: number;
   cpuUsPerReq: number;
+  /** CPU us per request minus signalman-off's in the same round, then the median. */
+  cpuMinusOffUs: number;
   upstreamCpuUsPerReq: number;
+  redisCpuUsPerReq: number;
   rssBytes: number;
   errors: number;
 }
 
 export function aggregate(cells: readonly CellResult[]): MedianRow[] {
   const key = (c: { mode: string; concurrency: number; target: string }) => `${c.mode}|${c.concurrency}|${c.target}`;
-  const direct = new Map<string, CellResult>();
-  for (const c of cells) if (c.target === 'direct') direct.set(`${c.mode}|${c.concurrency}|${c.round}`, c);
+  // The same cell (mode, concurrency, round) of the reference targets: every comparison is within a round.
+  const sameRound = (c: CellResult) => `${c.mode}|${c.concurrency}|${c.round}`;
+  const refs = (t: TargetName) => new Map(cells.filter((c) => c.target === t).map((c) => [sameRound(c), c] as const));
+  const direct = refs('direct');
+  const bare = refs('bare-proxy');
+  const off = refs('signalman-off');
   const groups = new Map<string, CellResult[]>();
   for (const c of cells) {
     const g = groups.get(key(c));
@@ -66,8 +81,15 @@ export function aggregate(cells: readonly CellResult[]): MedianRow[] {
   const rows: MedianRow[] = [];
   for (const g of groups.values()) {
     const first = g[0]!;
-    const pairs = g.map((c) => ({ c, d: direct.get(`${c.mode}|${c.concurrency}|${c.round}`) }));
+    const pairs = g.map((c) => ({ c, d: direct.get(sameRound(c)) }));
     const diff = (f: (x: CellResult) => number) => median(pairs.map(({ c, d }) => (d ? f(c) - f(d) : Number.NaN)));
+    const vs = (ref: Map<string, CellResult>, f: (c: CellResult, r: CellResult) => number) =>
+      median(
+        g.map((c) => {
+          const r = ref.get(sameRound(c));
+          return r ? f(c, r) : Number.NaN;
+        }),
+      );
     rows.push({
       mode: first.mode,
       concurrency: first.concurrency,
@@ -85,13 +107,16 @@ export function aggregate(cells: readonly CellResult[]): MedianRow[] {
       addedTtfbP99: diff((x) => x.ttfbMs.p99),
       rps: median(g.map((c) => c.rps)),
       xDirect: median(pairs.map(({ c, d }) => (d ? c.rps / d.rps : Number.NaN))),
+      xBare: vs(bare, (c, r) => c.rps / r.rps),
       cpuUsPerReq: median(g.map((c) => c.cpuUsPerReq)),
+      cpuMinusOffUs: vs(off, (c, r) => c.cpuUsPerReq - r.cpuUsPerReq),
       upstreamCpuUsPerReq: median(g.map((c) => c.upstreamCpuUsPerReq)),
+      redisCpuUsPerReq: median(g.map((c) => c.redisCpuUsPerReq)),
       rssBytes: Math.max(...g.map((c) => c.rssBytes)),
       errors: g.reduce((s, c) => s + c.errors, 0),
     });
   }
-  const order: Record<TargetName, number> = { direct: 0, 'bare-proxy': 1, signalman: 2, 'signalman-nolog': 3, portkey: 4 };
+  const order: Record<TargetName, number> = { direct: 0, 'bare-proxy': 1, signalman: 2, 'signalman-off': 3, portkey: 4 };
   return rows.sort((a, b) => a.mode.localeCompare(b.mode) || a.concurrency - b.concurrency || order[a.target] - order[b.target]);
 }
 
@@ -105,15 +130,20 @@ export interface Verdict {
 
 // The streamed-first-byte check compares two medians of small differences; allow this much noise.
 export const STREAM_TOLERANCE_MS = 0.1;
+/** Telemetry on must keep c=16 throughput at or above this share of the bare proxy's (same round). */
+export const TELEMETRY_MIN_X_BARE = 0.9;
+/** ... and add at most this much gateway CPU per request over telemetry off (plain c=16, same round). */
+export const TELEMETRY_MAX_CPU_US = 15;
 
 /**
- * The issue's targets for Signalman pass-through, judged for each Signalman variant that ran, and for the
- * bare proxy as a reference: which targets a Node proxy doing nothing at all meets on this machine today.
+ * The issue's targets for Signalman pass-through, judged for each Signalman variant that ran (telemetry on
+ * and off), and for the bare proxy as a reference: which targets a Node proxy doing nothing at all meets on
+ * this machine today. Telemetry on (`signalman`) is also judged against the bare proxy and telemetry off.
  */
 export function verdicts(rows: readonly MedianRow[]): Verdict[] {
   const find = (mode: Mode, c: number, t: TargetName) => rows.find((r) => r.mode === mode && r.concurrency === c && r.target === t);
   const out: Verdict[] = [];
-  for (const t of ['signalman', 'signalman-nolog', 'bare-proxy'] as const) {
+  for (const t of ['signalman', 'signalman-off', 'bare-proxy'] as const) {
     if (!rows.some((r) => r.target === t)) continue;
     const p1 = find('plain', 1, t);
     const p16 = find('plain', 16, t);
@@ -163,6 +193,24 @@ export function verdicts(rows: readonly MedianRow[]): Verdict[] {
       () => `stream +${s1!.addedTtfbP50.toFixed(3)} vs plain +${p1!.addedP50.toFixed(3)} ms`,
       (x) => x <= STREAM_TOLERANCE_MS,
     );
+    if (t !== 'signalman') continue;
+    // Telemetry's price: everything on against the floor and against the same gateway with it all off.
+    const pct = `${(TELEMETRY_MIN_X_BARE * 100).toFixed(0)}%`;
+    for (const mode of ['plain', 'stream'] as const) {
+      v(
+        `${mode} c=16 req/s >= ${pct} of bare-proxy (same round)`,
+        find(mode, 16, t)?.xBare,
+        (x) => `${(x * 100).toFixed(0)}% of bare-proxy`,
+        (x) => x >= TELEMETRY_MIN_X_BARE,
+      );
+    }
+    v(
+      `CPU per request (plain c=16) minus signalman-off's <= ${TELEMETRY_MAX_CPU_US} µs`,
+      p16?.cpuMinusOffUs,
+      (x) =>
+        `${x >= 0 ? '+' : ''}${x.toFixed(1)} us (${p16!.cpuUsPerReq.toFixed(0)} vs ${find('plain', 16, 'signalman-off')?.cpuUsPerReq.toFixed(0)} us)`,
+      (x) => x <= TELEMETRY_MAX_CPU_US,
+    );
   }
   return out;
 }
@@ -184,7 +232,9 @@ export function printOverhead(rows: readonly MedianRow[], checks: readonly Verdi
       ...(stream ? ['added ttfb p50'] : []),
       'req/s',
       'x direct',
+      'x bare',
       'CPU us/req',
+      'CPU vs off',
       'RSS MiB',
       'errors',
     ];
@@ -200,17 +250,21 @@ export function printOverhead(rows: readonly MedianRow[], checks: readonly Verdi
       ...(stream ? [r.target === 'direct' ? null : fmt.signedMs(r.addedTtfbP50)] : []),
       fmt.int(r.rps),
       fmt.ratio(r.xDirect),
+      r.target === 'bare-proxy' ? null : fmt.ratio(r.xBare),
       fmt.int(r.cpuUsPerReq),
+      r.target === 'signalman' ? fmt.signedUs(r.cpuMinusOffUs) : null,
       fmt.mib(r.rssBytes),
       r.errors,
     ]);
     printTable(
-      `${mode === 'plain' ? 'Plain' : 'Streamed'} chat completions (median over ${rs[0]?.rounds ?? 0} rounds; added = target - direct, same round)`,
+      `${mode === 'plain' ? 'Plain' : 'Streamed'} chat completions (median over ${rs[0]?.rounds ?? 0} rounds; added = target - direct, x = req/s ratio, CPU vs off = signalman CPU/req - signalman-off's; all per round, then the median)`,
       cols,
       body,
     );
   }
-  console.log('\nTargets (issue: Signalman pass-through; bare-proxy, the floor, judged alike for reference)');
+  console.log(
+    '\nTargets (issue: Signalman pass-through, telemetry on = signalman and off = signalman-off; bare-proxy, the floor, judged alike for reference)',
+  );
   for (const c of checks) {
     const tag = c.pass === null ? 'N/A ' : c.pass ? 'PASS' : 'FAIL';
     console.log(`${tag}  ${c.target.padEnd(15)} ${c.check.padEnd(72)} ${c.value}`);

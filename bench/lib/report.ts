@@ -20,6 +20,7 @@ export function printTable(title: string, columns: readonly string[], rows: read
 export const fmt = {
   ms: (v: number | null | undefined, digits = 3): string | null => (v == null || Number.isNaN(v) ? null : v.toFixed(digits)),
   signedMs: (v: number | null | undefined): string | null => (v == null || Number.isNaN(v) ? null : `${v >= 0 ? '+' : ''}${v.toFixed(3)}`),
+  signedUs: (v: number | null | undefined): string | null => (v == null || Number.isNaN(v) ? null : `${v >= 0 ? '+' : ''}${v.toFixed(1)}`),
   int: (v: number | null | undefined): string | null => (v == null || Number.isNaN(v) ? null : Math.round(v).toString()),
   ratio: (v: number | null | undefined): string | null => (v == null || Number.isNaN(v) ? null : `${v.toFixed(2)}x`),
   mib: (bytes: number | null | undefined): string | null => (bytes == null || Number.isNaN(bytes) ? null : (bytes / 2 ** 20).toFixed(0)),

@@ -13,6 +13,10 @@ const COMMANDS: Record<string, { about: string; run: (argv: string[]) => Promise
     about: 'train a router (kNN index or MLP exported to ONNX) from routing-outcome JSONL',
     run: async (a) => (await import('./train.js')).trainCommand(a),
   },
+  'export-feedback': {
+    about: 'write requests with feedback as routing-outcome JSONL (for train --input)',
+    run: async (a) => (await import('./export-feedback.js')).exportFeedbackCommand(a),
+  },
   eval: {
     about: 'run the evaluation protocols (P1, P2, P3) against baselines; tables, PNG curves, per-prompt dumps',
     run: async (a) => (await import('./eval.js')).evalCommand(a),
@@ -24,6 +28,10 @@ const COMMANDS: Record<string, { about: string; run: (argv: string[]) => Promise
   'calibrate-policy': {
     about: "a gateway policy's lambda or min_quality for a target backend share or cost, found by running the policy",
     run: async (a) => (await import('./calibrate-policy.js')).calibratePolicyCommand(a),
+  },
+  report: {
+    about: 'requests, spend, savings, errors and routing share per policy and backend for a time window (from Redis)',
+    run: async (a) => (await import('./report.js')).reportCommand(a),
   },
   schema: {
     about: "print (or --write FILE) the config's JSON Schema, generated from the zod schema",

@@ -1,5 +1,5 @@
 import { DATA_OPTIONS, parseCommand } from './args.js';
-import { bucket, modelsOf, readDataset, unitScore } from '../training/dataset.js';
+import { type OutcomeRow, bucket, modelsOf, readDataset, unitScore } from '../training/dataset.js';
 import { rowOf } from '../training/embed-cache.js';
 import { EmbedderPool, type RunContext, embedAll, fitRecipe, range } from '../training/fit.js';
 import { writeKnnArtifact } from '../training/knn-build.js';
@@ -47,6 +47,17 @@ With --input: builds a kNN index or trains an MLP (exported to ONNX) on any rout
 --split train keeps rows with bucket(id) == 0 (default), --split all keeps every clean row.`;
 
 const cmdline = (argv: string[]): string => ['signalman train', ...argv].join(' ');
+
+/** An MLP learns every output on every row: a row without some model's score cannot train it. */
+function requireCompleteRows(rows: readonly OutcomeRow[], file: string): void {
+  const models = modelsOf(rows);
+  const row = rows.find((r) => models.some((m) => r.scores[m] === undefined));
+  if (row === undefined) return;
+  const missing = models.filter((m) => row.scores[m] === undefined);
+  throw new Error(
+    `${file}: row '${row.id}' has no score for [${missing.join(', ')}]; --kind mlp needs every row to score every model: use --kind knn (which takes partial rows) or complete the rows`,
+  );
+}
 
 async function trainProtocol(
   proto: string,
@@ -132,15 +143,21 @@ async function trainFile(
   if (kind !== 'knn' && kind !== 'mlp') throw new Error(`--kind must be knn or mlp, got '${String(kind)}'`);
   const split = values.split ?? 'train';
   if (split !== 'train' && split !== 'all') throw new Error(`--split must be train or all, got '${String(split)}'`);
-  const ds = await readDataset(input);
+  // kNN takes partial rows (each scoring some of the models, e.g. `signalman export-feedback`): an
+  // unscored model is NaN in scores.f32 and left out of that model's neighbour mean. An MLP refuses them.
+  const ds = await readDataset(input, { partial: true });
+  if (kind === 'mlp') requireCompleteRows(ds.rows, input);
   const spec: Recipe['embedder'] = { type: String(values.embedder ?? 'lexical') };
   if (values.dim !== undefined) spec.dim = Number(values.dim);
   const embedder = await pool.get(spec);
   const X = await embedAll(embedder, ds, ctx);
   const rows = range(ds.rows.length).filter((i) => split === 'all' || bucket(ds.rows[i]!.id) === 0);
   if (rows.length === 0) throw new Error(`${input}: no rows left for --split ${split}`);
-  const models = modelsOf(ds.rows);
-  const Y = rows.map((i) => Float32Array.from(models, (m) => unitScore(ds.rows[i]!, m)));
+  // The models the kept rows score (with partial rows, a model may only appear in the other split).
+  const models = modelsOf(rows.map((i) => ds.rows[i]!));
+  const Y = rows.map((i) =>
+    Float32Array.from(models, (m) => (ds.rows[i]!.scores[m] === undefined ? Number.NaN : unitScore(ds.rows[i]!, m))),
+  );
   const seed = Number(values.seed ?? 1);
   const manifest: ManifestInput = {
     embedder: { id: embedder.id, dim: embedder.dim },

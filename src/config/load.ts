@@ -169,5 +169,30 @@ export function checkReferences(config: Config): RefProblem[] {
       }
     });
   });
+  // Metrics label anything unknown `other` and anything absent `none`: a name equal to either would mix in.
+  for (const [kind, list] of [
+    ['backends', config.backends],
+    ['policies', config.policies],
+  ] as const) {
+    list.forEach((x, i) => {
+      if (x.name === 'other' || x.name === 'none') {
+        out.push({
+          path: [kind, i, 'name'],
+          reason: `'${x.name}' is reserved (a metrics label for unknown or absent names); pick another name`,
+        });
+      }
+    });
+  }
+  // A shadow is decided for every request of its live policy: it must be another policy of this file.
+  config.policies.forEach((p, i) => {
+    if (p.shadow === undefined) return;
+    if (p.shadow === p.name) out.push({ path: ['policies', i, 'shadow'], reason: `policy '${p.name}' cannot shadow itself` });
+    else if (!policies.has(p.shadow)) {
+      out.push({
+        path: ['policies', i, 'shadow'],
+        reason: `policy '${p.name}' names shadow '${p.shadow}', which is not a declared policy (declared: ${[...policies].join(', ')})`,
+      });
+    }
+  });
   return out;
 }

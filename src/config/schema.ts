@@ -76,6 +76,12 @@ export const Backend = z
     connect_timeout_ms: z.number().int().positive().default(5_000),
     max_retries: z.number().int().min(0).max(5).default(2).describe('Retries on 429/5xx/connect errors before the next fallback.'),
     max_connections: z.number().int().min(1).max(4096).default(128).describe('Keep-alive pool size for this backend.'),
+    stream_usage: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Ask this backend for token usage on streams (stream_options.include_usage) and strip that chunk when the client did not ask; false: usage is estimated.',
+      ),
     headers: z.record(HeaderName, z.string()).default({}).describe('Static extra headers sent upstream (e.g. OpenRouter HTTP-Referer).'),
   })
   .strict();
@@ -187,6 +193,15 @@ export const Policy = z
     guard: GuardConfig.optional().describe('Out-of-domain check before scoring.'),
     sticky: StickyConfig.default(StickyConfig.parse({})).describe('Multi-turn conversations stay on their first-turn model.'),
     steer: SteerConfig.optional().describe("Adjusts the utility objective's lambda online toward a target share or spend."),
+    record_prompts: z
+      .union([z.boolean(), z.object({ max_chars: z.number().int().positive() }).strict()])
+      .default(false)
+      .describe(
+        'Store the routed prompt text in request records (true: first 2000 characters). Off by default: records hold no prompt text.',
+      ),
+    shadow: Name.optional().describe(
+      "Another policy whose decision is computed and recorded beside this one's for every request, never acted on.",
+    ),
   })
   .strict();
 
@@ -214,15 +229,89 @@ export const Server = z
   })
   .strict();
 
+const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'the NAME of an environment variable, not its value');
+
+export const RedisTelemetryOptions = z
+  .object({
+    enabled: z.boolean().default(true).describe('false keeps Redis off even when REDIS_URL is set.'),
+    url: z
+      .string()
+      .regex(/^rediss?(\+cluster|\+sentinel)?:\/\//, 'use redis://, rediss://, redis+cluster://h:p,h:p or redis+sentinel://h:p,h:p/master')
+      .optional()
+      .describe('Default: the REDIS_URL environment variable, else redis://127.0.0.1:6379.'),
+    key_prefix: z.string().min(1).default('signalman:').describe('Prefix of every key; must contain a {hash tag} for a cluster url.'),
+    stream_max_len: z.number().int().positive().default(100_000).describe('Approximate cap of the records stream (XADD MAXLEN ~).'),
+    record_ttl_s: z
+      .number()
+      .int()
+      .positive()
+      .default(7 * 86_400)
+      .describe('Lifetime of a record by id (req:<id>) and its feedback (fb:<id>).'),
+    minute_ttl_s: z
+      .number()
+      .int()
+      .positive()
+      .default(48 * 3_600)
+      .describe('Lifetime of per-minute totals (reports use them for windows up to 48 h).'),
+    day_ttl_s: z
+      .number()
+      .int()
+      .positive()
+      .default(400 * 86_400)
+      .describe('Lifetime of per-day totals.'),
+    buffer_max_records: z
+      .number()
+      .int()
+      .positive()
+      .default(10_000)
+      .describe('Records held while Redis is slow or down; newer ones are dropped (and counted) past this.'),
+    batch_max: z.number().int().positive().default(500).describe('Records per pipeline.'),
+    flush_interval_ms: z.number().int().positive().default(100),
+    command_timeout_ms: z.number().int().positive().default(1_000),
+  })
+  .strict()
+  .refine((o) => !/^rediss?\+cluster:/.test(o.url ?? '') || /\{[^}]+\}/.test(o.key_prefix), {
+    // One Lua call per record touches several keys; in a cluster they must share a slot.
+    message: "a cluster url needs a hash tag in key_prefix, e.g. '{signalman}:'",
+    path: ['key_prefix'],
+  });
+
+export const TelemetryConfig = z
+  .object({
+    redis: RedisTelemetryOptions.optional().describe(
+      'Request records, totals and feedback in Redis. On when this block is present or REDIS_URL is set.',
+    ),
+    metrics: z
+      .object({
+        enabled: z.boolean().default(true).describe('Serve Prometheus metrics at GET /metrics.'),
+        bearer_token_env: EnvName.optional().describe(
+          'Env var holding a token that GET /metrics then requires as `Authorization: Bearer`.',
+        ),
+      })
+      .strict()
+      .default({ enabled: true }),
+    memory_records: z
+      .number()
+      .int()
+      .min(0)
+      .default(1_000)
+      .describe('Recent records kept in memory (feedback lookups without Redis, the console); 0 keeps none.'),
+  })
+  .strict()
+  .describe('Bound at start: a reload that changes it says it waits for a restart.');
+
 export const ConfigSchema = z
   .object({
     version: z.literal(1).default(1),
     server: Server.default(Server.parse({})),
     backends: z.array(Backend).min(1, 'declare at least one backend'),
     policies: z.array(Policy).default([]),
+    telemetry: TelemetryConfig.default(TelemetryConfig.parse({})),
   })
   .strict();
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type BackendConfig = z.infer<typeof Backend>;
 export type PolicyConfig = z.infer<typeof Policy>;
+export type TelemetryConfig = z.infer<typeof TelemetryConfig>;
+export type RedisTelemetryOptions = z.infer<typeof RedisTelemetryOptions>;

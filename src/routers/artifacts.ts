@@ -108,8 +108,11 @@ export async function writeF32(file: string, rows: readonly Float32Array[], widt
   await writeFile(file, new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
 }
 
-/** Reads a Float32 file that must hold exactly `expected` finite values. */
-export async function readF32(dir: string, name: string, expected: number): Promise<Float32Array> {
+/**
+ * Reads a Float32 file that must hold exactly `expected` finite values. `allowNaN`: NaN is allowed too
+ * (kNN scores use it for "this row did not score this model"); infinities never are.
+ */
+export async function readF32(dir: string, name: string, expected: number, opts: { allowNaN?: boolean } = {}): Promise<Float32Array> {
   assertLittleEndian();
   let buf: Buffer;
   try {
@@ -127,8 +130,10 @@ export async function readF32(dir: string, name: string, expected: number): Prom
   // Copy into a fresh, aligned buffer: a Buffer's byteOffset need not be a multiple of 4.
   const data = new Float32Array(expected);
   new Uint8Array(data.buffer).set(buf);
+  const allowNaN = opts.allowNaN === true;
   for (let i = 0; i < data.length; i++) {
-    if (!Number.isFinite(data[i]!)) throw new ArtifactError(dir, name, `value ${i} is not a finite number`);
+    const x = data[i]!;
+    if (!Number.isFinite(x) && !(allowNaN && Number.isNaN(x))) throw new ArtifactError(dir, name, `value ${i} is not a finite number`);
   }
   return data;
 }

@@ -23,6 +23,8 @@ export interface RouteInput {
   signal?: AbortSignal;
   /** Explain only: compute the decision, change no sticky or steering state. */
   dryRun?: boolean;
+  /** Called with the prompt's embedding when one was computed (online learning keeps it for feedback). */
+  onEmbedding?: (embedding: Float32Array) => void;
   now?: number;
 }
 
@@ -103,6 +105,7 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
       embedding = r.vec;
       embedCacheHit = r.hit;
     }
+    if (embedding !== null) input.onEmbedding?.(embedding);
     t2 = performance.now();
     if (policy.guard !== null && embedding !== null) guard = await policy.guard.check(embedding);
     t3 = performance.now();

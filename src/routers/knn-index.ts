@@ -7,11 +7,21 @@ import { createInt8Prefilter, rowDot, type Prefilter } from './knn-scan.js';
 import { loadHnsw, type AnnSearcher } from './knn-hnsw.js';
 
 export interface KnnQueryResult {
-  /** Similarity-weighted mean score per model (artifact column order) over the top k rows. */
+  /**
+   * Similarity-weighted mean score per model (artifact column order) over those of the top k rows that
+   * score it (NaN in scores.f32 = not scored); a model no neighbour scores gets its mean over the index.
+   */
   scores: Float32Array;
   topSimilarity: number;
   meanSimilarity: number;
   neighbours: number;
+}
+
+/** The last search's neighbours, best first: views valid until the next search. */
+export interface KnnNeighbours {
+  n: number;
+  idx: Int32Array;
+  sim: Float32Array;
 }
 
 export interface KnnIndexOptions {
@@ -109,6 +119,8 @@ export class KnnIndex {
   private lastN = 0;
   private topIdx = new Int32Array(0);
   private topSim = new Float32Array(0);
+  /** Per model: its mean over the rows that score it, the estimate when no neighbour does. */
+  private readonly prior: Float64Array;
 
   private constructor(
     private readonly searcher: AnnSearcher,
@@ -120,6 +132,7 @@ export class KnnIndex {
     readonly kind: 'exact' | 'hnsw',
   ) {
     this.lastQ = new Float32Array(dim);
+    this.prior = columnMeans(scores, rows, models);
   }
 
   /** Loads vectors.f32 and scores.f32 as the folder's manifest describes them. */
@@ -130,11 +143,14 @@ export class KnnIndex {
     if (rows < 1) throw new ArtifactError(dir, 'trained_on.rows', `must be at least 1, got ${rows}`);
     const dim = m.embedder.dim;
     const models = m.models.length;
-    const scores = await readF32(dir, SCORES_FILE, rows * models);
+    // NaN marks a model the row did not score (rows built from feedback score one model each).
+    const scores = await readF32(dir, SCORES_FILE, rows * models, { allowNaN: true });
     for (let i = 0; i < scores.length; i++) {
       const s = scores[i]!;
       if (s < 0 || s > 1) throw new ArtifactError(dir, SCORES_FILE, `value ${i} is ${s}; scores must be in 0..1`);
     }
+    const unscored = firstUnscored(scores, rows, models);
+    if (unscored !== null) throw new ArtifactError(dir, SCORES_FILE, `${unscored}: every row and every model needs at least one score`);
     if (opts.index === 'hnsw') {
       const searcher = await loadHnsw(dir, HNSW_FILE, rows, dim, opts.ef, () => readF32(dir, VECTORS_FILE, rows * dim));
       return new KnnIndex(searcher, scores, rows, dim, models, 'hnsw');
@@ -168,33 +184,57 @@ export class KnnIndex {
     return s instanceof ExactSearcher ? { scan: s.kind, exactRows: s.lastCandidates } : { scan: 'hnsw', exactRows: 0 };
   }
 
-  /** Similarity-weighted mean score per model over the top k rows, and how close those rows are. */
+  /**
+   * Similarity-weighted mean score per model over the top k rows, and how close those rows are. Each
+   * model's mean runs over the neighbours that score it, so a row scoring one model leaves the others alone.
+   */
   query(q: Float32Array, k: number): KnnQueryResult {
     const n = this.neighbours(q, k);
-    const models = this.models;
+    const { models, scores } = this;
     const out = new Float32Array(models);
-    let wSum = 0;
+    const wSum = new Float64Array(models);
+    const scored = new Int32Array(models);
     let simSum = 0;
     for (let i = 0; i < n; i++) {
       const s = this.topSim[i]!;
       simSum += s;
       // Negative similarity is evidence of nothing; clamp so it cannot flip a mean.
       const w = s > 0 ? s : 0;
-      wSum += w;
       const row = this.topIdx[i]! * models;
-      for (let c = 0; c < models; c++) out[c] = out[c]! + w * this.scores[row + c]!;
+      for (let c = 0; c < models; c++) {
+        const v = scores[row + c]!;
+        if (Number.isNaN(v)) continue;
+        out[c] = out[c]! + w * v;
+        wSum[c] = wSum[c]! + w;
+        scored[c] = scored[c]! + 1;
+      }
     }
-    if (wSum > 0) {
-      for (let c = 0; c < models; c++) out[c] = out[c]! / wSum;
-    } else {
-      // No neighbour points the same way (e.g. an empty prompt): fall back to the plain mean.
-      out.fill(0);
-      for (let i = 0; i < n; i++) {
-        const row = this.topIdx[i]! * models;
-        for (let c = 0; c < models; c++) out[c] = out[c]! + this.scores[row + c]! / n;
+    for (let c = 0; c < models; c++) {
+      if (wSum[c]! > 0) {
+        out[c] = out[c]! / wSum[c]!;
+      } else if (scored[c]! > 0) {
+        // No neighbour points the same way (e.g. an empty prompt): fall back to the plain mean.
+        out[c] = 0;
+        for (let i = 0; i < n; i++) {
+          const v = scores[this.topIdx[i]! * models + c]!;
+          if (!Number.isNaN(v)) out[c] = out[c]! + v / scored[c]!;
+        }
+      } else {
+        out[c] = this.prior[c]!;
       }
     }
     return { scores: out, topSimilarity: n > 0 ? this.topSim[0]! : 0, meanSimilarity: n > 0 ? simSum / n : 0, neighbours: n };
+  }
+
+  /** The top k rows of a query (shares query()'s one-search cache). */
+  search(q: Float32Array, k: number): KnnNeighbours {
+    const n = this.neighbours(q, k);
+    return { n, idx: this.topIdx, sim: this.topSim };
+  }
+
+  /** Row `row`'s score for model column `col`; NaN when the row did not score it. */
+  score(row: number, col: number): number {
+    return this.scores[row * this.models + col]!;
   }
 
   /** The best cosine similarity to any row (the kNN-distance guard's score). */
@@ -230,4 +270,36 @@ export class KnnIndex {
     this.lastN = n;
     return n;
   }
+}
+
+/** Each column's mean over its non-NaN values (0 for a column with none). */
+function columnMeans(scores: Float32Array, rows: number, models: number): Float64Array {
+  const sum = new Float64Array(models);
+  const count = new Float64Array(models);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < models; c++) {
+      const v = scores[r * models + c]!;
+      if (Number.isNaN(v)) continue;
+      sum[c] = sum[c]! + v;
+      count[c] = count[c]! + 1;
+    }
+  }
+  return sum.map((x, c) => (count[c]! > 0 ? x / count[c]! : 0));
+}
+
+/** 'row N' or 'model column N' when one scores nothing at all (all NaN), else null. */
+function firstUnscored(scores: Float32Array, rows: number, models: number): string | null {
+  const colSeen = new Uint8Array(models);
+  for (let r = 0; r < rows; r++) {
+    let any = false;
+    for (let c = 0; c < models; c++) {
+      if (!Number.isNaN(scores[r * models + c]!)) {
+        any = true;
+        colSeen[c] = 1;
+      }
+    }
+    if (!any) return `row ${r} scores no model`;
+  }
+  const col = colSeen.indexOf(0);
+  return col < 0 ? null : `model column ${col} has no score on any row`;
 }

@@ -26,6 +26,8 @@ export interface ResolveInput {
   signal?: AbortSignal;
   /** Explain only (POST /v1/route): `model` must name a policy, and no sticky or steering state changes. */
   dryRun?: boolean;
+  /** See RouteInput.onEmbedding. */
+  onEmbedding?: (embedding: Float32Array) => void;
 }
 
 export interface Resolution {
@@ -63,7 +65,27 @@ export function resolveRoute(input: ResolveInput): Resolution | Promise<Resoluti
     qualityBias: qualityBias(input.headers),
     signal: input.signal,
     dryRun: input.dryRun,
+    onEmbedding: input.onEmbedding,
   }).then((d) => withOrder(table, d));
+}
+
+/**
+ * A shadow policy's decision for a request the live policy routed: a dry run (no sticky or steering
+ * state changes), for the record only.
+ */
+export function shadowDecision(input: Omit<ResolveInput, 'dryRun' | 'onEmbedding' | 'signal'> & { policy: string }): Promise<Decision> {
+  const policy = input.table.policies.get(input.policy);
+  if (!policy) return Promise.reject(new Error(`shadow policy '${input.policy}' is not loaded`));
+  if (input.endpoint === 'embeddings') return Promise.resolve(fixedDecision(policy));
+  return routeRequest({
+    policy,
+    backends: input.table.backends,
+    body: input.body,
+    meta: routeMeta(input.endpoint, input.body),
+    headers: input.headers,
+    state: input.state,
+    dryRun: true,
+  });
 }
 
 const withOrder = (table: RoutingTable, decision: Decision): Resolution => ({

@@ -33,7 +33,20 @@ export interface Router {
   score(q: RouteQuery): readonly CandidateScore[] | Promise<readonly CandidateScore[]>;
   /** An out-of-domain guard over the router's own data (e.g. kNN distance), or null if it has none. */
   makeGuard?(o: { threshold?: number }): Guard | null;
+  /**
+   * Online learning (kNN with `learn.online`): rows learned from feedback join the router's live index.
+   * Returns how many were kept (rows of the wrong dimension, or scoring no candidate, are not).
+   */
+  addRows?(rows: readonly LiveRow[]): number;
   close?(): Promise<void>;
+}
+
+/** A labelled row learned at run time: a request's embedding and the score(s) its feedback gave. */
+export interface LiveRow {
+  /** Unit-length embedding from the policy's embedder. */
+  embedding: Float32Array;
+  /** Backend name -> score in 0..1; usually only the backend that answered. */
+  scores: ReadonlyMap<string, number>;
 }
 
 /** Runs before scoring; kNN guards answer synchronously, classifier guards need one model call. */

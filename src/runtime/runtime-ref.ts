@@ -42,6 +42,18 @@ export class RuntimeRef {
   readonly routing = new RoutingState();
   lastReload: ReloadStatus | null = null;
   reloadCount = { ok: 0, error: 0 };
+  /** Told of every load attempt, and of every runtime swapped in (metrics, online learning). */
+  private readonly reloadListeners: Array<(status: ReloadStatus, runtime: Runtime | null) => void> = [];
+
+  onReload(fn: (status: ReloadStatus, runtime: Runtime | null) => void): void {
+    this.reloadListeners.push(fn);
+  }
+
+  /** Work a new runtime needs before it serves (online learning replays its rows); awaited before the swap. */
+  private readonly preparers: Array<(runtime: Runtime) => Promise<void>> = [];
+  onPrepare(fn: (runtime: Runtime) => Promise<void>): void {
+    this.preparers.push(fn);
+  }
 
   constructor(
     readonly file: string,
@@ -90,6 +102,12 @@ export class RuntimeRef {
     try {
       const loaded = await loadConfigFile(this.file);
       const runtime = await compileRuntime(loaded, this.shared, generation);
+      try {
+        for (const prepare of this.preparers) await prepare(runtime);
+      } catch (err) {
+        await runtime.dispose();
+        throw err;
+      }
       if (this.closed) {
         await runtime.dispose();
         throw new Error('gateway is shutting down');
@@ -102,6 +120,10 @@ export class RuntimeRef {
           const was = previous.runtime.config.server[k];
           const now = runtime.config.server[k];
           if (was !== now) warnings.push(`server.${k} changed (${String(was)} -> ${String(now)}): it takes effect at the next restart`);
+        }
+        // Telemetry lives for the process (connections, counters): its settings wait for a restart.
+        if (JSON.stringify(previous.runtime.config.telemetry) !== JSON.stringify(runtime.config.telemetry)) {
+          warnings.push('telemetry changed: it takes effect at the next restart');
         }
       }
       this.slot = { runtime, pins: 0, retired: false };
@@ -124,6 +146,13 @@ export class RuntimeRef {
       );
     }
     this.lastReload = status;
+    for (const fn of this.reloadListeners) {
+      try {
+        fn(status, status.ok ? this.current : null);
+      } catch (err) {
+        this.log.warn({ err }, 'a reload listener failed');
+      }
+    }
     return status;
   }
 

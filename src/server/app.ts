@@ -5,22 +5,32 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import type { Logger } from 'pino';
 import { E, SignalmanError } from '../errors.js';
 import type { RuntimeRef } from '../runtime/runtime-ref.js';
-import { AccessLogSink, FanoutSink, type EventSink, type LineWriter } from '../telemetry/events.js';
+import type { Telemetry } from '../telemetry/telemetry.js';
+import type { Endpoint } from '../upstream/forward.js';
 import { explainRoute } from './explain.js';
+import { feedbackHandler, type FeedbackLearner } from './feedback.js';
 import { createFrontDoor, type ApiHandler } from './front-door.js';
-import { forwardHandler } from './pipeline.js';
+import { forwardHandler, type EmbeddingKeeper } from './pipeline.js';
+import { recordRefused } from './record-builder.js';
 import { refuse } from './request-checks.js';
 import { serverTiming, toSignalmanError } from './respond.js';
 
 export interface AppOptions {
   ref: RuntimeRef;
   logger: Logger;
-  /** Where access lines go (default stdout). */
-  accessLog?: LineWriter;
-  /** Extra sinks (tests use a MemorySink). */
-  sinks?: EventSink[];
+  telemetry: Telemetry;
+  /** Online learning (kNN policies that opt in), or null. */
+  learning: (EmbeddingKeeper & FeedbackLearner) | null;
+  /** Answers `GET /metrics` only with this bearer token (telemetry.metrics.bearer_token_env), when set. */
+  metricsToken?: string;
   bodyLimit?: number;
 }
+
+const FORWARDING: Readonly<Record<string, Endpoint>> = {
+  '/v1/chat/completions': 'chat',
+  '/v1/completions': 'completions',
+  '/v1/embeddings': 'embeddings',
+};
 
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { ref, logger } = opts;
@@ -30,20 +40,25 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const nextId = () => `${bootId}-${(++seq).toString(36)}`;
   // Read per request, so a reload that changes them applies at once.
   const bodyLimit = () => opts.bodyLimit ?? ref.current?.config.server.body_limit_bytes ?? 4 * 1024 * 1024;
-  const accessLogOn = () => ref.current?.config.server.access_log ?? true;
   let draining = false;
-  const sink = new FanoutSink([new AccessLogSink(opts.accessLog ?? process.stdout, accessLogOn), ...(opts.sinks ?? [])]);
-  const deps = { sink, routing: ref.routing };
+  const { telemetry } = opts;
+  const deps = { stages: telemetry.stages, routing: ref.routing, learning: opts.learning };
   // The API's POST routes: answered by the front door before Fastify sees them (front-door.ts).
   const routes: Record<string, ApiHandler> = {
-    '/v1/chat/completions': forwardHandler('chat', deps),
-    '/v1/completions': forwardHandler('completions', deps),
-    '/v1/embeddings': forwardHandler('embeddings', deps),
     '/v1/route': explainRoute(ref.routing),
+    '/v1/feedback': feedbackHandler(telemetry, opts.learning),
+  };
+  for (const [path, endpoint] of Object.entries(FORWARDING)) routes[path] = forwardHandler(endpoint, deps);
+  // Forwarding requests refused at the door are client requests too: they get a record.
+  const onRefused = (path: string, id: string, startedAt: number, e: SignalmanError) => {
+    const endpoint = FORWARDING[path];
+    if (endpoint !== undefined) recordRefused(telemetry.stages, endpoint, id, startedAt, ref.current?.generation ?? 0, e);
   };
   const app = Fastify({
     serverFactory: (fastifyHandler) => {
-      const server = createServer(createFrontDoor({ ref, routes, nextId, bodyLimit, isDraining: () => draining }, fastifyHandler));
+      const server = createServer(
+        createFrontDoor({ ref, routes, nextId, bodyLimit, isDraining: () => draining, onRefused }, fastifyHandler),
+      );
       server.keepAliveTimeout = 72_000; // Fastify's default, longer than common client pools' idle timeouts
       return server;
     },
@@ -102,6 +117,16 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     return found;
   });
 
+  const metrics = telemetry.prometheus;
+  if (metrics !== null) {
+    app.get('/metrics', async function scrape(req, reply) {
+      if (opts.metricsToken !== undefined && !bearerMatches(req, opts.metricsToken)) {
+        throw E.unauthorized('GET /metrics needs `Authorization: Bearer <token>` (telemetry.metrics.bearer_token_env)');
+      }
+      return reply.type(metrics.contentType).send(await metrics.metrics());
+    });
+  }
+
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async function readyz(_req, reply) {
     const rt = ref.current;
@@ -132,13 +157,16 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     if (key === undefined || key === '') {
       throw E.adminDisabled(`admin endpoints are disabled: set the environment variable ${envName} (server.admin_key_env) to enable them`);
     }
-    const auth = req.headers.authorization ?? '';
-    const given = Buffer.from(auth.startsWith('Bearer ') ? auth.slice(7) : '');
-    const want = Buffer.from(key);
-    if (given.length !== want.length || !timingSafeEqual(given, want)) {
-      throw E.unauthorized('admin endpoints need `Authorization: Bearer <admin key>`');
-    }
+    if (!bearerMatches(req, key)) throw E.unauthorized('admin endpoints need `Authorization: Bearer <admin key>`');
   }
+}
+
+/** `Authorization: Bearer <want>`, compared in constant time. */
+function bearerMatches(req: FastifyRequest, want: string): boolean {
+  const auth = req.headers.authorization ?? '';
+  const given = Buffer.from(auth.startsWith('Bearer ') ? auth.slice(7) : '');
+  const w = Buffer.from(want);
+  return given.length === w.length && timingSafeEqual(given, w);
 }
 
 /** Fastify's own errors (body parsing, limits) in OpenAI's shape. */

@@ -30,6 +30,8 @@ export interface FrontDoorOptions {
   /** Read per request: server.body_limit_bytes applies on reload. */
   bodyLimit: () => number;
   isDraining: () => boolean;
+  /** Told of every request refused before its handler ran (telemetry records them too). */
+  onRefused?: (path: string, id: string, startedAt: number, e: SignalmanError) => void;
 }
 
 /** Errors found before a handler runs: the whole time so far is the gateway's. */
@@ -41,47 +43,43 @@ export function createFrontDoor(o: FrontDoorOptions, next: (req: IncomingMessage
   return function signalmanRequest(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '';
     const q = url.indexOf('?');
-    const handler = req.method === 'POST' ? o.routes[q === -1 ? url : url.slice(0, q)] : undefined;
+    const path = q === -1 ? url : url.slice(0, q);
+    const handler = req.method === 'POST' ? o.routes[path] : undefined;
     if (handler === undefined) {
       next(req, res);
       return;
     }
     const startedAt = performance.now();
     const id = o.nextId();
+    const refused = (e: SignalmanError, extra?: Record<string, string>) => {
+      sendEarlyError(res, id, startedAt, e, extra);
+      o.onRefused?.(path, id, startedAt, e);
+    };
     if (o.isDraining()) {
-      sendEarlyError(res, id, startedAt, refuse.draining(), { connection: 'close' });
+      refused(refuse.draining(), { connection: 'close' });
       return;
     }
     if (!isJson(req.headers['content-type'])) {
-      drainThen(req, () => sendEarlyError(res, id, startedAt, refuse.notJson()));
+      drainThen(req, () => refused(refuse.notJson()));
       return;
     }
     readBody(req, o.bodyLimit(), (e, raw) => {
-      if (e === null) return serve(o.ref, handler, id, raw as Buffer, req, res, startedAt);
-      // The client may still be sending a body we refuse: answer, then close rather than read it all.
-      sendEarlyError(res, id, startedAt, e, { connection: 'close' });
-      res.once('finish', () => req.destroy());
+      if (e !== null) {
+        // The client may still be sending a body we refuse: answer, then close rather than read it all.
+        refused(e, { connection: 'close' });
+        res.once('finish', () => req.destroy());
+        return;
+      }
+      const parsed = parseJson(raw as Buffer);
+      if (parsed.error !== null) return refused(parsed.error);
+      const pinned = o.ref.pin();
+      if (!pinned) return refused(refuse.notReady());
+      handler({ id, headers: req.headers, body: parsed.body, res, startedAt }, pinned.runtime).then(pinned.release, (err: unknown) => {
+        pinned.release();
+        sendEarlyError(res, id, startedAt, E.internal(`internal error: ${(err as Error)?.message ?? String(err)}`));
+      });
     });
   };
-}
-
-function serve(
-  ref: RuntimeRef,
-  handler: ApiHandler,
-  id: string,
-  raw: Buffer,
-  req: IncomingMessage,
-  res: ServerResponse,
-  startedAt: number,
-): void {
-  const parsed = parseJson(raw);
-  if (parsed.error !== null) return sendEarlyError(res, id, startedAt, parsed.error);
-  const pinned = ref.pin();
-  if (!pinned) return sendEarlyError(res, id, startedAt, refuse.notReady());
-  handler({ id, headers: req.headers, body: parsed.body, res, startedAt }, pinned.runtime).then(pinned.release, (err: unknown) => {
-    pinned.release();
-    sendEarlyError(res, id, startedAt, E.internal(`internal error: ${(err as Error)?.message ?? String(err)}`));
-  });
 }
 
 function drainThen(req: IncomingMessage, then: () => void): void {

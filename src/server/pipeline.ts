@@ -1,18 +1,40 @@
 // The request path for the three forwarding endpoints: validate → resolve (routers/resolve.ts) → forward →
-// write back (respond.ts) → record. Every outcome (success, error, client abort) passes through one finally block.
-import type { Runtime } from '../runtime/compile.js';
+// write back (respond.ts) → record. Every outcome (success, error, client abort) passes through one finally
+// block, which completes the request's record and hands it to telemetry (record.ts).
+import type { SignalmanError } from '../errors.js';
+import type { Decision } from '../routers/policy.js';
 import { resolveRoute } from '../routers/resolve.js';
 import type { RoutingState } from '../routers/state.js';
-import type { EventSink, RequestEvent } from '../telemetry/events.js';
+import type { Runtime } from '../runtime/compile.js';
+import type { RequestRecord } from '../telemetry/record.js';
+import type { Stages } from '../telemetry/stages.js';
+import {
+  answerChars,
+  bufferedUsage,
+  readUsage,
+  requestChars,
+  tokensOfChars,
+  usageObjectAt,
+  withoutEvent,
+  type Usage,
+} from '../telemetry/usage.js';
 import { Cancellation } from '../upstream/cancel.js';
 import { forward, ForwardError, type Endpoint, type StreamOutcome } from '../upstream/forward.js';
 import type { ApiHandler, ApiRequest } from './front-door.js';
+import { finishRecord, newRecord } from './record-builder.js';
 import { validateBody } from './request-checks.js';
 import { endStreamWithError, pipeStream, sendBuffered, sendError, serverTiming, toSignalmanError } from './respond.js';
 
+/** Online learning as the pipeline sees it: keep a routed prompt's embedding for a later feedback. */
+export interface EmbeddingKeeper {
+  isLearning(policy: string): boolean;
+  remember(policy: string, requestId: string, embedding: Float32Array): void;
+}
+
 export interface PipelineDeps {
-  sink: EventSink;
+  stages: Stages;
   routing: RoutingState;
+  learning: EmbeddingKeeper | null;
 }
 
 function forwardedHeaders(runtime: Runtime, ctx: ApiRequest): Record<string, string> {
@@ -30,6 +52,23 @@ export const forwardHandler =
   (req, runtime) =>
     handleForward(endpoint, runtime, req, deps);
 
+function applyDecision(rec: RequestRecord, d: Decision): void {
+  rec.policy = d.policy;
+  rec.chosen = d.chosen;
+  rec.router = d.router;
+  rec.embedder = d.embedder;
+  rec.reason = d.reason;
+  rec.guard = d.guard === null ? null : { score: d.guard.score, threshold: d.guard.threshold, in_domain: d.guard.inDomain };
+  rec.candidates = d.candidates.map((c) => ({
+    backend: c.backend,
+    quality: c.quality,
+    expected_cost_usd: c.expectedCostUsd,
+    utility: c.utility,
+  }));
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: ApiRequest, deps: PipelineDeps): Promise<void> {
   const cancel = new Cancellation();
   const raw = ctx.res;
@@ -39,92 +78,137 @@ async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: ApiReque
   };
   raw.once('close', onClose);
 
-  const ev: RequestEvent = {
-    requestId: ctx.id,
-    endpoint,
-    model: '',
-    policy: null,
-    backend: null,
-    status: 0,
-    stream: false,
-    errorCode: null,
-    attempts: [],
-    decision: null,
-    totalMs: 0,
-    routeMs: 0,
-    upstreamMs: 0,
-    aborted: false,
-    generation: runtime.generation,
-  };
+  const rec = newRecord(ctx.id, endpoint, ctx.startedAt, runtime.generation);
+  let body: Record<string, unknown> | null = null;
   let stream: StreamOutcome | null = null;
+  let error: SignalmanError | null = null;
+  let aborted = false;
+  let usage: Usage | null = null;
+  /** SSE events seen, for a token estimate when a stream reports no usage. */
+  let events = 0;
   try {
-    const body = validateBody(endpoint, ctx.body);
-    ev.model = body.model as string;
-    ev.stream = body.stream === true;
+    body = validateBody(endpoint, ctx.body);
+    rec.model = body.model as string;
+    rec.stream = body.stream === true;
     const tRoute = performance.now();
+    const learning = deps.learning !== null && deps.learning.isLearning(rec.model) ? deps.learning : null;
     // A backend named directly resolves synchronously: no promise on the plain-proxy path.
-    const resolved = resolveRoute({ table: runtime, endpoint, body, headers: ctx.headers, state: deps.routing, signal: cancel.signal });
+    const resolved = resolveRoute({
+      table: runtime,
+      endpoint,
+      body,
+      headers: ctx.headers,
+      state: deps.routing,
+      signal: cancel.signal,
+      onEmbedding: learning === null ? undefined : (vec) => learning.remember(rec.model, ctx.id, vec),
+    });
     const { order, decision } = resolved instanceof Promise ? await resolved : resolved;
-    ev.routeMs = performance.now() - tRoute;
-    ev.decision = decision;
-    ev.policy = decision?.policy ?? null;
+    rec.route_ms = performance.now() - tRoute;
+    if (decision !== null) {
+      applyDecision(rec, decision);
+      if (deps.stages.decision.hasSubscribers) {
+        deps.stages.decision.publish({ id: ctx.id, policy: decision.policy, chosen: decision.chosen, reason: decision.reason });
+      }
+    }
 
+    // Usage on streams: ask backends that support it even when the client did not (and strip it again).
+    const clientUsage = rec.stream && isObject(body.stream_options) && body.stream_options.include_usage === true;
+    const usageOptions =
+      rec.stream && !clientUsage
+        ? { on: { ...(isObject(body.stream_options) ? body.stream_options : {}), include_usage: true }, off: body.stream_options }
+        : null;
     const outcome = await forward({
       order,
       endpoint,
       body,
-      stream: ev.stream,
+      stream: rec.stream,
       headers: forwardedHeaders(runtime, ctx),
       cancel,
       retryBaseMs: runtime.config.server.retry_base_ms,
       retryMaxMs: runtime.config.server.retry_max_ms,
+      id: ctx.id,
+      stages: deps.stages,
+      usageOptions,
     });
-    ev.attempts = outcome.attempts;
-    ev.backend = outcome.backend.name;
-    ev.status = outcome.status;
-    ev.upstreamMs = outcome.upstreamMs;
+    rec.attempts = outcome.attempts;
+    rec.backend = outcome.backend.name;
+    rec.status = outcome.status;
+    rec.upstream_ms = outcome.upstreamMs;
     const headers: Record<string, string> = {
       'content-type': outcome.contentType,
       'x-signalman-request-id': ctx.id,
       'x-signalman-model': outcome.backend.name,
-      'server-timing': serverTiming(performance.now() - ctx.startedAt, ev.routeMs, outcome.upstreamMs),
+      'server-timing': serverTiming(performance.now() - ctx.startedAt, rec.route_ms, outcome.upstreamMs),
     };
-    if (ev.policy !== null) headers['x-signalman-policy'] = ev.policy;
+    if (rec.policy !== null) headers['x-signalman-policy'] = rec.policy;
+    rec.ttft_ms = performance.now() - ctx.startedAt;
+    if (deps.stages.firstByte.hasSubscribers) deps.stages.firstByte.publish({ id: ctx.id, ms: rec.ttft_ms });
 
     if (outcome.kind === 'buffered') {
       if (outcome.retryAfter !== undefined) headers['retry-after'] = outcome.retryAfter;
       sendBuffered(raw, outcome.status, headers, outcome.body);
+      // Only answers are billed: an upstream 4xx passed through costs nothing.
+      if (outcome.status < 300) finishTokens(rec, body, bufferedUsage(outcome.body), outcome.body, 0);
       return;
     }
     stream = outcome;
-    const end = await pipeStream(raw, headers, outcome);
-    if (end.aborted) ev.aborted = true;
-    if (end.error !== null) ev.errorCode = end.error.code;
+    const strip = usageOptions !== null && outcome.backend.config.stream_usage;
+    const countEvents = !strip && !clientUsage;
+    const end = await pipeStream(raw, headers, outcome, (out) => {
+      // The usage chunk comes last (choices: []), so its key is the last "usage" of the bytes it arrives in.
+      const at = usageObjectAt(out, 0, true);
+      if (at === -1) {
+        if (countEvents) for (let i = out.indexOf('\n\n'); i !== -1; i = out.indexOf('\n\n', i + 2)) events++;
+        return out;
+      }
+      usage = readUsage(out, at);
+      return strip ? withoutEvent(out, at) : out;
+    });
+    aborted = end.aborted;
+    error = end.error;
+    finishTokens(rec, body, usage, null, events);
   } catch (err) {
     if (err instanceof ForwardError) {
-      ev.attempts = err.attempts;
-      ev.aborted = err.aborted;
+      rec.attempts = err.attempts;
+      rec.backend = err.attempts.at(-1)?.backend ?? null;
     }
     const e = toSignalmanError(err);
-    ev.errorCode = e.code;
-    ev.status = e.status;
+    error = e;
+    rec.status = e.status;
     if (cancel.aborted) {
-      ev.aborted = true;
+      aborted = true;
       return; // nobody is listening
     }
     if (!raw.headersSent) {
       // Upstream time of a failed call: what its attempts spent waiting on backends.
       let upstreamMs = 0;
-      for (const a of ev.attempts) upstreamMs += a.ms;
-      const timing = serverTiming(performance.now() - ctx.startedAt, ev.routeMs, upstreamMs);
-      sendError(raw, ctx.id, e, timing, ev.policy === null ? {} : { 'x-signalman-policy': ev.policy });
+      for (const a of rec.attempts) upstreamMs += a.ms;
+      rec.upstream_ms = upstreamMs;
+      const timing = serverTiming(performance.now() - ctx.startedAt, rec.route_ms, upstreamMs);
+      sendError(raw, ctx.id, e, timing, rec.policy === null ? {} : { 'x-signalman-policy': rec.policy });
     } else {
       endStreamWithError(raw, e);
     }
   } finally {
     raw.removeListener('close', onClose);
     stream?.stream.cancel();
-    ev.totalMs = performance.now() - ctx.startedAt;
-    deps.sink.record(ev);
+    rec.total_ms = performance.now() - ctx.startedAt;
+    finishRecord(rec, { runtime, body, error, aborted, headers: ctx.headers, routing: deps.routing }, deps.stages);
   }
 }
+
+/** Token counts from the upstream's usage, or estimated from characters (and marked so). */
+function finishTokens(rec: RequestRecord, body: Record<string, unknown>, usage: Usage | null, answer: Buffer | null, events: number): void {
+  if (usage !== null) {
+    rec.prompt_tokens = usage.prompt;
+    rec.completion_tokens = usage.completion;
+    return;
+  }
+  rec.tokens_estimated = true;
+  rec.prompt_tokens = estimatePrompt(body);
+  // A streamed delta carries about one token; the first event (role) and the last two (finish, [DONE]) none.
+  rec.completion_tokens = answer !== null ? estimateAnswer(answer) : Math.max(0, events - 3);
+}
+
+const estimatePrompt = (body: Record<string, unknown>): number => tokensOfChars(requestChars(body));
+const estimateAnswer = (answer: Buffer): number => tokensOfChars(answerChars(answer));

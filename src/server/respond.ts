@@ -59,14 +59,21 @@ export interface StreamEnd {
  * socket (backpressure) instead of us buffering the completion; a failure after the first byte ends the
  * stream with one error event.
  */
-export async function pipeStream(res: ServerResponse, headers: Record<string, string>, s: StreamOutcome): Promise<StreamEnd> {
+export async function pipeStream(
+  res: ServerResponse,
+  headers: Record<string, string>,
+  s: StreamOutcome,
+  /** Sees (and may rewrite) each run of whole events before it is written: usage reading and stripping. */
+  inspect: (events: Buffer) => Buffer = (b) => b,
+): Promise<StreamEnd> {
   headers['cache-control'] = 'no-cache';
   res.writeHead(200, headers);
   const framer = new SseFramer();
   const { stream } = s;
   const resume = () => stream.resume();
   const send = (chunk: Buffer): boolean => {
-    const out = framer.push(chunk);
+    const framed = framer.push(chunk);
+    const out = framed.length === 0 ? framed : inspect(framed);
     if (out.length === 0 || res.destroyed || res.write(out)) return true;
     res.once('drain', resume);
     return false;

@@ -94,7 +94,11 @@ export function parseJsonl(text: string, file: string, opts: { sameModels?: bool
   return { file, rows, contaminated };
 }
 
-export async function readDataset(file: string): Promise<Dataset> {
+/**
+ * `partial: true` lets rows score different subsets of the models (production feedback scores the one
+ * backend that answered); only kNN training takes such files. Default: every row scores the same models.
+ */
+export async function readDataset(file: string, opts: { partial?: boolean } = {}): Promise<Dataset> {
   let buf: Buffer;
   try {
     buf = await readFile(file);
@@ -105,7 +109,7 @@ export async function readDataset(file: string): Promise<Dataset> {
       `cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)}); pass --data DIR or --test FILE`,
     );
   }
-  return { ...parseJsonl(buf.toString('utf8'), file), sha256: sha256Hex(buf) };
+  return { ...parseJsonl(buf.toString('utf8'), file, { sameModels: opts.partial !== true }), sha256: sha256Hex(buf) };
 }
 
 export async function readPrices(file: string): Promise<ModelPrices> {
@@ -126,8 +130,8 @@ const defaultTextOpts = PromptTextOptions.parse({});
 export const rowText = (row: OutcomeRow, opts: PromptTextOptions = defaultTextOpts): string =>
   extractPromptText({ messages: [{ role: 'user', content: row.prompt }] }, opts);
 
-/** Model names of a dataset, sorted (the order of every score vector and MLP output). */
-export const modelsOf = (rows: readonly OutcomeRow[]): string[] => Object.keys(rows[0]?.scores ?? {}).sort();
+/** Model names of a dataset (every model any row scores), sorted: the order of every score vector and MLP output. */
+export const modelsOf = (rows: readonly OutcomeRow[]): string[] => [...new Set(rows.flatMap((r) => Object.keys(r.scores)))].sort();
 
 export const DATA_FILES = {
   mmlu: 'routellm/mmlu.jsonl',

@@ -40,18 +40,27 @@ export async function writeKnnArtifact(
       throw new Error(`writeKnnArtifact: vector ${i} has norm ${Math.sqrt(n)}; embeddings must be unit length`);
     }
   });
+  const scoredModels = new Set<number>();
   scores.forEach((s, i) => {
     if (s.length !== models)
       throw new Error(`writeKnnArtifact: score row ${i} has ${s.length} values, the manifest lists ${models} models`);
+    let scored = 0;
     for (let c = 0; c < models; c++) {
       const x = s[c]!;
+      // NaN: this row did not score this model (partial rows, e.g. from production feedback).
+      if (Number.isNaN(x)) continue;
+      scored++;
+      scoredModels.add(c);
       if (!(x >= 0 && x <= 1)) {
         throw new Error(
           `writeKnnArtifact: score row ${i}, model '${manifest.models[c]}' is ${x}; scores must be in 0..1 (normalise e.g. MT-Bench 1-10 first)`,
         );
       }
     }
+    if (scored === 0) throw new Error(`writeKnnArtifact: score row ${i} scores no model (all NaN)`);
   });
+  const unscored = manifest.models.filter((_, c) => !scoredModels.has(c));
+  if (unscored.length > 0) throw new Error(`writeKnnArtifact: no row scores model(s) ${unscored.join(', ')}`);
   await mkdir(dir, { recursive: true });
   await writeF32(join(dir, VECTORS_FILE), vectors, dim, 'vector');
   await writeF32(join(dir, SCORES_FILE), scores, models, 'score');

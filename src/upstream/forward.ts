@@ -4,6 +4,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { CompiledBackend } from './backend.js';
 import type { SignalmanError } from '../errors.js';
+import type { Stages } from '../telemetry/stages.js';
 import { backoffMs, sleep } from './backoff.js';
 import { requestBuffered, type BufferedResponse } from './buffered.js';
 import type { Cancellation } from './cancel.js';
@@ -24,11 +25,21 @@ export interface ForwardRequest {
   cancel: Cancellation;
   retryBaseMs: number;
   retryMaxMs: number;
+  /** Request id, for the attempt stages. */
+  id: string;
+  /** Where attempt starts and ends are published (only while someone subscribes). */
+  stages: Stages | null;
+  /**
+   * Streams whose client did not ask for usage: `stream_options` with include_usage on, sent to backends
+   * whose `stream_usage` is on (the pipeline strips that chunk again), and the client's own otherwise.
+   */
+  usageOptions: { on: unknown; off: unknown } | null;
 }
 
 export interface Attempt {
   backend: string;
   status: number | null;
+  /** The failure's class (status, connect, timeout, protocol, aborted), null for an answer passed on. */
   error: string | null;
   ms: number;
 }
@@ -75,21 +86,29 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
   let last: UpstreamFailure | null = null;
   let lastRateLimit: BufferedOutcome | null = null;
 
+  const stages = req.stages;
+  const ended = (a: Attempt): void => {
+    attempts.push(a);
+    if (stages?.attemptEnd.hasSubscribers)
+      stages.attemptEnd.publish({ id: req.id, backend: a.backend, status: a.status, error: a.error, ms: a.ms });
+  };
   for (const backend of req.order) {
     const cfg = backend.config;
     req.body.model = cfg.model;
+    if (req.usageOptions !== null) req.body.stream_options = cfg.stream_usage ? req.usageOptions.on : req.usageOptions.off;
     const payload = JSON.stringify(req.body);
     const headers = { ...backend.headers, ...req.headers };
     for (let attempt = 0; attempt <= cfg.max_retries; attempt++) {
       if (req.cancel.aborted) throw new ForwardError(classifyThrown(req.cancel.reason, backend.name, 'headers').error, attempts, true);
       const t0 = performance.now();
+      if (stages?.attemptStart.hasSubscribers) stages.attemptStart.publish({ id: req.id, backend: backend.name });
       let retryAfter: string | undefined;
       /** A complete answer: returned as the outcome, or (429 / 5xx) recorded for a retry, giving null. */
       const settle = (res: BufferedResponse, failure: UpstreamFailure | null): BufferedOutcome | null => {
         const contentType = header(res.headers, 'content-type') ?? 'application/json';
         if (failure === null) {
           // A success, or the client's own mistake as the upstream sees it (400, 401, 404, 422…): pass it on.
-          attempts.push({ backend: backend.name, status: res.status, error: null, ms: performance.now() - t0 });
+          ended({ backend: backend.name, status: res.status, error: null, ms: performance.now() - t0 });
           const passRetryAfter = res.status >= 400 ? header(res.headers, 'retry-after') : undefined;
           return {
             kind: 'buffered',
@@ -103,7 +122,7 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
           };
         }
         retryAfter = header(res.headers, 'retry-after');
-        attempts.push({ backend: backend.name, status: res.status, error: res.body.toString('utf8', 0, 300), ms: performance.now() - t0 });
+        ended({ backend: backend.name, status: res.status, error: failure.kind, ms: performance.now() - t0 });
         if (res.status === 429)
           lastRateLimit = { kind: 'buffered', backend, status: 429, contentType, body: res.body, attempts, upstreamMs: 0, retryAfter };
         last = failure;
@@ -122,7 +141,7 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
           const start = await requestStream(backend.pool, dispatchOpts, req.cancel);
           if (start.kind === 'stream') {
             const { stream } = start;
-            attempts.push({ backend: backend.name, status: stream.status, error: null, ms: performance.now() - t0 });
+            ended({ backend: backend.name, status: stream.status, error: null, ms: performance.now() - t0 });
             return {
               kind: 'stream',
               backend,
@@ -143,9 +162,12 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
           if (outcome !== null) return outcome;
         }
       } catch (err) {
-        if (req.cancel.aborted) throw new ForwardError(classifyThrown(req.cancel.reason, backend.name, 'headers').error, attempts, true);
+        if (req.cancel.aborted) {
+          ended({ backend: backend.name, status: null, error: 'aborted', ms: performance.now() - t0 });
+          throw new ForwardError(classifyThrown(req.cancel.reason, backend.name, 'headers').error, attempts, true);
+        }
         const failure = classifyThrown(err, backend.name, 'headers');
-        attempts.push({ backend: backend.name, status: null, error: (err as Error).message ?? String(err), ms: performance.now() - t0 });
+        ended({ backend: backend.name, status: null, error: failure.kind, ms: performance.now() - t0 });
         last = failure;
         if (!failure.retryable) break;
       }

@@ -35,7 +35,7 @@ describe('retries and fallbacks', () => {
     expect(response.headers.get('x-signalman-policy')).toBe('auto');
     expect(callsTo(stack.mock, '/weak/')).toHaveLength(2); // 1 + max_retries
     expect(callsTo(stack.mock, '/strong/')).toHaveLength(1);
-    const ev = stack.sink.events.at(-1);
+    const ev = stack.sink.records.at(-1);
     expect(ev?.attempts.map((a) => [a.backend, a.status])).toEqual([
       ['weak', 500],
       ['weak', 500],
@@ -85,7 +85,7 @@ describe('client aborts', () => {
       }
     })().catch(() => undefined);
     await waitFor(() => callsTo(stack.mock, '/weak/')[0]?.outcome === 'aborted');
-    await waitFor(() => stack.sink.events.at(-1)?.aborted === true);
+    await waitFor(() => stack.sink.records.at(-1)?.outcome === 'client_abort');
   });
 
   it('cancels the upstream request when the client goes away while waiting for headers', async () => {
@@ -123,7 +123,7 @@ describe('client aborts before the first streamed event', () => {
     controller.abort();
     expect(await pending).toBe('aborted');
     await waitFor(() => callsTo(stack.mock, '/weak/')[0]?.outcome === 'aborted', 1000);
-    await waitFor(() => stack.sink.events.at(-1)?.aborted === true);
+    await waitFor(() => stack.sink.records.at(-1)?.outcome === 'client_abort');
     expect(callsTo(stack.mock, '/strong/')).toHaveLength(0);
   });
 });

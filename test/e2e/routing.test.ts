@@ -87,9 +87,9 @@ describe('routing by prompt content', () => {
     expect(response.headers.get('x-signalman-model')).toBe('strong');
     const { response: r2 } = await client.chat.completions.create({ model: 'smart', messages: user(prompt('code', 503)) }).withResponse();
     expect(r2.headers.get('x-signalman-model')).toBe('weak');
-    const ev = stack.sink.events.at(-1);
-    expect(ev?.decision).toMatchObject({ policy: 'smart', chosen: 'weak', reason: 'objective', router: 'knn' });
-    expect(ev?.decision?.candidates).toHaveLength(2);
+    const rec = stack.sink.records.at(-1);
+    expect(rec).toMatchObject({ policy: 'smart', chosen: 'weak', backend: 'weak', reason: 'objective', router: 'knn', outcome: 'ok' });
+    expect(rec?.candidates).toHaveLength(2);
   });
 
   it('serves a repeated prompt from the score cache with the same decision', async () => {
@@ -157,7 +157,7 @@ describe('multi-turn conversations', () => {
     // The follow-up is a math question, which alone would go to strong.
     const { response: r2 } = await client.chat.completions.create({ model: 'smart', messages: turn2(first) }).withResponse();
     expect(r2.headers.get('x-signalman-model')).toBe('weak');
-    expect(stack.sink.events.at(-1)?.decision?.reason).toBe('sticky');
+    expect(stack.sink.records.at(-1)?.reason).toBe('sticky');
   });
 
   it('unless the policy turns stickiness off', async () => {

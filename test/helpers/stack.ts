@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import pino from 'pino';
 import { startGateway, type Gateway } from '../../src/server/listen.js';
-import { MemorySink, type LineWriter } from '../../src/telemetry/events.js';
+import type { LineWriter } from '../../src/telemetry/access-log.js';
+import { MemorySink } from '../../src/telemetry/memory-sink.js';
 import { startMockUpstream, type MockOptions, type MockUpstream } from '../../src/mock/server.js';
 
 export interface Stack {

@@ -1,37 +1,32 @@
 import { describe, expect, it } from 'vitest';
-import { AccessLogSink, type RequestEvent } from '../../src/telemetry/events.js';
+import { AccessLogSink } from '../../src/telemetry/access-log.js';
 import { BatchedLineWriter } from '../../src/telemetry/line-writer.js';
-
-const event = (over: Partial<RequestEvent> = {}): RequestEvent => ({
-  requestId: 'abc-1',
-  endpoint: 'chat',
-  model: 'auto',
-  policy: 'auto',
-  backend: 'weak',
-  status: 200,
-  stream: false,
-  errorCode: null,
-  attempts: [{ backend: 'weak', status: 200, error: null, ms: 1 }],
-  decision: null,
-  totalMs: 1.23456,
-  routeMs: 0.1,
-  upstreamMs: 1.1,
-  aborted: false,
-  generation: 1,
-  ...over,
-});
+import { Stages } from '../../src/telemetry/stages.js';
+import { makeRecord } from '../telemetry/records.js';
 
 describe('access log line', () => {
-  it('is one valid JSON line with the request summary, escaping client-chosen strings', () => {
+  it('is one valid JSON line with the request summary, tokens, cost, ttft and outcome, escaping client-chosen strings', () => {
     const lines: string[] = [];
-    const sink = new AccessLogSink({ write: (l: string) => lines.push(l) });
-    sink.record(
-      event({
+    const stages = new Stages();
+    new AccessLogSink({ write: (l: string) => lines.push(l) }).attach(stages);
+    stages.finish.publish(
+      makeRecord({
+        id: 'abc-1',
         model: 'evil"\n}{"admin":true',
-        decision: { chosen: 'weak', reason: 'objective', router: 'knn' } as RequestEvent['decision'],
+        policy: 'auto',
+        chosen: 'weak',
+        backend: 'weak',
+        reason: 'objective',
+        router: 'knn',
+        total_ms: 1.23456,
+        ttft_ms: 0.5,
+        prompt_tokens: 12,
+        completion_tokens: 30,
+        cost_usd: 0.0000123,
+        outcome: 'ok',
       }),
     );
-    sink.record(event({ status: 502, errorCode: 'upstream_unavailable', backend: null }));
+    stages.finish.publish(makeRecord({ status: 502, error: 'upstream_unavailable', backend: null, outcome: 'upstream_error' }));
     expect(lines).toHaveLength(2);
     for (const l of lines) expect(l.endsWith('}\n') && l.indexOf('\n') === l.length - 1).toBe(true);
     const a = JSON.parse(lines[0] as string);
@@ -42,10 +37,20 @@ describe('access log line', () => {
       model: 'evil"\n}{"admin":true',
       status: 200,
       ms: 1.235,
+      ttftMs: 0.5,
+      promptTokens: 12,
+      completionTokens: 30,
+      costUsd: 0.0000123,
+      outcome: 'ok',
       route: { chosen: 'weak', reason: 'objective' },
     });
     expect(a.admin).toBeUndefined();
-    expect(JSON.parse(lines[1] as string)).toMatchObject({ status: 502, error: 'upstream_unavailable', backend: null });
+    expect(JSON.parse(lines[1] as string)).toMatchObject({
+      status: 502,
+      error: 'upstream_unavailable',
+      backend: null,
+      outcome: 'upstream_error',
+    });
   });
 });
 

@@ -1,0 +1,444 @@
+// Prometheus metrics for the gateway: one prom-client Registry for the life of the process, fed from the
+// finished RequestRecord (a pure function of the record, so what Redis stores and what Prometheus counts
+// agree) plus the attempt stages for the in-flight gauge.
+//
+// Label values come only from config (setKnown) and from fixed enums, never from the client (the model
+// it asked for, a key id): a client must not be able to grow the series count. Unknown → 'other',
+// null → 'none'. A config reload replaces the known sets but never resets a series.
+//
+// Hot path: label-bound children are cached in nested Maps keyed by the (already normalised) label
+// values, so after warm-up a finished request costs a few Set/Map lookups and inc/observe calls, and no
+// key string is built per label set.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ENDPOINTS, OUTCOMES, type RequestRecord } from './record.js';
+import type { SinkStats, TelemetrySink } from './sink.js';
+
+/** Resolves 0.5 ms (routing, overhead) and 60 s+ (slow completions, long streams) alike. */
+export const SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+/** The decision reasons a router reports; anything else is 'other' (null, not routed, is not counted). */
+export const REASONS = ['objective', 'guard_fallback', 'fixed', 'sticky', 'no_text'] as const;
+
+export const OTHER = 'other';
+export const NONE = 'none';
+
+/** A sink whose health is exported; `counters` is optional (sinks that batch writes have it). */
+export type WatchedSink = Pick<TelemetrySink, 'name' | 'stats'> & { counters?(): { flushes: number; written: number } };
+
+/**
+ * Children of one metric, bound to label values, cached in a tree of Maps (one level per label), so a
+ * lookup allocates nothing. Only normalised (bounded) values reach it, so the tree stays bounded too.
+ */
+class Children<C> {
+  private readonly root = new Map<string, unknown>();
+  constructor(
+    private readonly depth: 1 | 2 | 3 | 4,
+    private readonly bind: (values: string[]) => C,
+  ) {}
+
+  get(a: string, b = '', c = '', d = ''): C {
+    let m = this.root;
+    let key = a;
+    if (this.depth >= 2) {
+      m = sub(m, a);
+      key = b;
+    }
+    if (this.depth >= 3) {
+      m = sub(m, b);
+      key = c;
+    }
+    if (this.depth >= 4) {
+      m = sub(m, c);
+      key = d;
+    }
+    let child = m.get(key) as C | undefined;
+    if (child === undefined) {
+      child = this.bind([a, b, c, d].slice(0, this.depth));
+      m.set(key, child);
+    }
+    return child;
+  }
+}
+
+function sub(m: Map<string, unknown>, k: string): Map<string, unknown> {
+  let n = m.get(k) as Map<string, unknown> | undefined;
+  if (n === undefined) m.set(k, (n = new Map<string, unknown>()));
+  return n;
+}
+
+const counterChildren = (c: Counter<string>, depth: 1 | 2 | 3 | 4) => new Children(depth, (v) => c.labels(...v));
+const histogramChildren = (h: Histogram<string>, depth: 1 | 2 | 3 | 4) => new Children(depth, (v) => h.labels(...v));
+const gaugeChildren = (g: Gauge<string>, depth: 1 | 2 | 3 | 4) => new Children(depth, (v) => g.labels(...v));
+
+/** Counters take only finite, non-negative increments (prom-client throws otherwise, and we must not). */
+const countable = (x: number | null): x is number => x !== null && Number.isFinite(x) && x >= 0;
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private policies = new Set<string>();
+  private backends = new Set<string>();
+  private readonly endpoints = new Set<string>(ENDPOINTS);
+  private readonly outcomes = new Set<string>(OUTCOMES);
+  private readonly reasons = new Set<string>(REASONS);
+
+  private readonly requests: Children<Counter.Internal>;
+  private readonly duration: Children<Histogram.Internal<string>>;
+  private readonly ttft: Children<Histogram.Internal<string>>;
+  private readonly upstream: Children<Histogram.Internal<string>>;
+  private readonly routing: Children<Histogram.Internal<string>>;
+  private readonly overhead: Children<Histogram.Internal<string>>;
+  private readonly tokens: Children<Counter.Internal>;
+  private readonly cost: Children<Counter.Internal>;
+  private readonly counterfactual: Children<Counter.Internal>;
+  private readonly estimated: Children<Counter.Internal>;
+  private readonly decisions: Children<Counter.Internal>;
+  private readonly guard: Children<Counter.Internal>;
+  private readonly attempts: Children<Counter.Internal>;
+  private readonly retries: Children<Counter.Internal>;
+  private readonly fallbacks: Children<Counter.Internal>;
+  private readonly feedback: Children<Counter.Internal>;
+  private readonly shadowDecisions: Children<Counter.Internal>;
+  private readonly shadowCost: Children<Counter.Internal>;
+  private readonly shadowCounterfactual: Children<Counter.Internal>;
+  private readonly inflightChildren: Children<Gauge.Internal<string>>;
+  private readonly reloads: Counter<'result'>;
+  private readonly generation: Gauge;
+
+  /** Attempts started and not yet ended: `${id}\n${backend}` → the child that was incremented, so the
+   * matching end decrements the same series even if a reload re-labelled the backend meanwhile. */
+  private readonly inflight = new Map<string, Gauge.Internal<string>>();
+
+  private readonly sinks = new Map<string, WatchedSink>();
+  /** Last value read from each sink's cumulative counts, to export deltas as monotonic counters. */
+  private readonly seen = new Map<string, { dropped: number; flushes: number; written: number }>();
+
+  constructor() {
+    const r = this.registry;
+    const counter = <L extends string>(name: string, help: string, labelNames: L[]) =>
+      new Counter<L>({ name, help, labelNames, registers: [r] });
+    const histogram = <L extends string>(name: string, help: string, labelNames: L[]) =>
+      new Histogram<L>({ name, help, labelNames, buckets: SECONDS_BUCKETS, registers: [r] });
+
+    this.requests = counterChildren(
+      counter('signalman_requests_total', 'Client requests finished, by policy, answering backend, outcome and endpoint.', [
+        'policy',
+        'backend',
+        'outcome',
+        'endpoint',
+      ]),
+      4,
+    );
+    this.duration = histogramChildren(
+      histogram('signalman_request_duration_seconds', 'Time from request arrival to the end of the response (whole stream included).', [
+        'policy',
+        'backend',
+        'stream',
+      ]),
+      3,
+    );
+    this.ttft = histogramChildren(
+      histogram(
+        'signalman_time_to_first_token_seconds',
+        'Time from request arrival to the first byte of the answer written to the client (streams and plain responses).',
+        ['policy', 'backend'],
+      ),
+      2,
+    );
+    this.upstream = histogramChildren(
+      histogram('signalman_upstream_duration_seconds', 'Time of one upstream attempt (successful or failed), by the backend tried.', [
+        'backend',
+      ]),
+      1,
+    );
+    this.routing = histogramChildren(
+      histogram('signalman_routing_duration_seconds', 'Time to route a request (embed, score, decide), routed requests only.', ['policy']),
+      1,
+    );
+    this.overhead = histogramChildren(
+      histogram('signalman_gateway_overhead_seconds', 'Gateway time per request: total duration minus time spent upstream.', ['policy']),
+      1,
+    );
+    this.tokens = counterChildren(
+      counter('signalman_tokens_total', 'Tokens billed, as reported by the upstream or estimated (see signalman_tokens_estimated_total).', [
+        'policy',
+        'backend',
+        'kind',
+      ]),
+      3,
+    );
+    this.cost = counterChildren(counter('signalman_cost_usd_total', 'Cost of the answered requests in USD.', ['policy', 'backend']), 2);
+    this.counterfactual = counterChildren(
+      counter(
+        'signalman_counterfactual_cost_usd_total',
+        "Cost in USD had every request gone to its policy's most expensive candidate (= actual cost when not routed). " +
+          'Savings = sum by (policy) (signalman_counterfactual_cost_usd_total) - sum by (policy) (signalman_cost_usd_total).',
+        ['policy'],
+      ),
+      1,
+    );
+    this.estimated = counterChildren(
+      counter(
+        'signalman_tokens_estimated_total',
+        'Tokens (prompt + completion) estimated from characters because the upstream reported no usage; also in signalman_tokens_total.',
+        ['backend'],
+      ),
+      1,
+    );
+    this.decisions = counterChildren(
+      counter(
+        'signalman_routing_decisions_total',
+        'Routing decisions, by policy, chosen backend and reason (objective, guard_fallback, fixed, sticky, no_text, other).',
+        ['policy', 'backend', 'reason'],
+      ),
+      3,
+    );
+    this.guard = counterChildren(counter('signalman_guard_verdicts_total', 'Domain guard verdicts, by policy.', ['policy', 'verdict']), 2);
+    this.attempts = counterChildren(
+      counter('signalman_upstream_attempts_total', 'Upstream attempts, by backend and result (ok or error).', ['backend', 'result']),
+      2,
+    );
+    this.retries = counterChildren(
+      counter('signalman_retries_total', 'Upstream attempts on the same backend as the attempt before them.', ['backend']),
+      1,
+    );
+    this.fallbacks = counterChildren(
+      counter(
+        'signalman_fallbacks_total',
+        'Upstream attempts on another backend than the attempt before them, by policy, from and to backend.',
+        ['policy', 'from', 'to'],
+      ),
+      3,
+    );
+    this.feedback = counterChildren(
+      counter('signalman_feedback_total', 'Feedback received for finished requests, by policy and kind (score or label).', [
+        'policy',
+        'kind',
+      ]),
+      2,
+    );
+    this.shadowDecisions = counterChildren(
+      counter(
+        'signalman_shadow_decisions_total',
+        'Shadow policy decisions, by live policy, shadow policy and whether the shadow chose the live backend.',
+        ['policy', 'shadow', 'agree'],
+      ),
+      3,
+    );
+    this.shadowCost = counterChildren(
+      counter('signalman_shadow_cost_usd_total', "Cost in USD the shadow policy's choices would have had for the same tokens.", [
+        'policy',
+        'shadow',
+      ]),
+      2,
+    );
+    this.shadowCounterfactual = counterChildren(
+      counter(
+        'signalman_shadow_counterfactual_cost_usd_total',
+        "Cost in USD of the shadow policy's most expensive candidate for the same tokens.",
+        ['policy', 'shadow'],
+      ),
+      2,
+    );
+    this.inflightChildren = gaugeChildren(
+      new Gauge({
+        name: 'signalman_inflight_requests',
+        help: 'Upstream attempts in flight, by backend.',
+        labelNames: ['backend'],
+        registers: [r],
+      }),
+      1,
+    );
+    this.reloads = counter('signalman_config_reloads_total', 'Config loads and reloads, by result (ok or error).', ['result']);
+    this.generation = new Gauge({
+      name: 'signalman_config_generation',
+      help: 'Generation of the config in force (bumped by each successful reload).',
+      registers: [r],
+    });
+
+    // Telemetry health is read from the sinks at scrape time. buffered is a level → Gauge. dropped,
+    // flushes and written are cumulative counts → Counters, incremented in collect() by the growth
+    // since the last scrape: a Gauge would lose counter semantics (rate(), reset handling), and a
+    // counter must never go down, so a sink whose count went backwards (replaced on reload) is read
+    // as a reset and its whole new value added, as rate() would treat it.
+    const sinks = this.sinks;
+    new Gauge({
+      name: 'signalman_telemetry_buffered_records',
+      help: 'Records waiting in a telemetry sink to be written.',
+      labelNames: ['sink'],
+      registers: [r],
+      collect() {
+        for (const [name, s] of sinks) this.labels(name).set(safeStats(s).buffered);
+      },
+    });
+    const deltaCounter = (
+      name: string,
+      help: string,
+      read: (s: WatchedSink) => number | undefined,
+      key: 'dropped' | 'flushes' | 'written',
+    ) => {
+      const seen = this.seen;
+      new Counter({
+        name,
+        help,
+        labelNames: ['sink'],
+        registers: [r],
+        collect() {
+          for (const [sinkName, s] of sinks) {
+            let now: number | undefined;
+            try {
+              now = read(s);
+            } catch {
+              continue; // a sink that cannot report must not break the scrape
+            }
+            if (now === undefined || !countable(now)) continue;
+            const last = seen.get(sinkName) ?? { dropped: 0, flushes: 0, written: 0 };
+            seen.set(sinkName, last);
+            const delta = now >= last[key] ? now - last[key] : now;
+            last[key] = now;
+            this.labels(sinkName).inc(delta); // inc(0) too: the series exists from the first scrape
+          }
+        },
+      });
+    };
+    deltaCounter(
+      'signalman_telemetry_dropped_records_total',
+      'Records a telemetry sink dropped (buffer full, or a write that could not be retried).',
+      (s) => safeStats(s).dropped,
+      'dropped',
+    );
+    deltaCounter('signalman_telemetry_flushes_total', 'Batched writes a telemetry sink made.', (s) => s.counters?.().flushes, 'flushes');
+    deltaCounter('signalman_telemetry_written_records_total', 'Records a telemetry sink wrote.', (s) => s.counters?.().written, 'written');
+
+    collectDefaultMetrics({ register: r, prefix: 'signalman_' });
+    // prom-client exports these three totals as gauges named *_total, which `promtool check metrics`
+    // rejects (and rate() would misread). The per-type gauges without the suffix stay: sum() them.
+    for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total'])
+      r.removeSingleMetric(`signalman_nodejs_${name}`);
+  }
+
+  /** The policies and backends of the config in force: on every (re)load. Series already made stay. */
+  setKnown(known: { policies: readonly string[]; backends: readonly string[] }): void {
+    this.policies = new Set(known.policies);
+    this.backends = new Set(known.backends);
+  }
+
+  configReloaded(ok: boolean, generation: number): void {
+    this.reloads.labels(ok ? 'ok' : 'error').inc();
+    // The caller passes the generation in force: unchanged after a failed reload.
+    if (Number.isFinite(generation)) this.generation.set(generation);
+  }
+
+  feedbackReceived(policy: string | null, kind: 'score' | 'label'): void {
+    this.feedback.get(this.policy(policy), kind === 'score' || kind === 'label' ? kind : OTHER).inc();
+  }
+
+  /** Exports the sink's buffered/dropped/flushes/written at scrape time; a sink of the same name replaces it. */
+  watchSink(sink: WatchedSink): void {
+    this.sinks.set(sink.name, sink);
+  }
+
+  unwatchSink(sink: WatchedSink): void {
+    if (this.sinks.get(sink.name) === sink) this.sinks.delete(sink.name);
+  }
+
+  attemptStarted(id: string, backend: string): void {
+    const child = this.inflightChildren.get(this.backend(backend));
+    const key = `${id}\n${backend}`;
+    if (this.inflight.has(key)) return; // a duplicate start must not leak a +1
+    child.inc();
+    this.inflight.set(key, child);
+  }
+
+  attemptEnded(id: string, backend: string): void {
+    const key = `${id}\n${backend}`;
+    const child = this.inflight.get(key);
+    if (child === undefined) return; // started before we subscribed: nothing to take back
+    child.dec();
+    this.inflight.delete(key);
+  }
+
+  /** Everything about one finished request. Never throws on a record the schema accepts. */
+  onFinish(rec: RequestRecord): void {
+    const policy = this.policy(rec.policy);
+    const backend = this.backend(rec.backend);
+    const outcome = this.outcomes.has(rec.outcome) ? rec.outcome : OTHER;
+    const endpoint = this.endpoints.has(rec.endpoint) ? rec.endpoint : OTHER;
+
+    this.requests.get(policy, backend, outcome, endpoint).inc();
+    observe(this.duration.get(policy, backend, rec.stream ? 'true' : 'false'), rec.total_ms);
+    if (rec.ttft_ms !== null) observe(this.ttft.get(policy, backend), rec.ttft_ms);
+    observe(this.overhead.get(policy), Math.max(0, rec.total_ms - rec.upstream_ms));
+
+    if (rec.reason !== null) {
+      observe(this.routing.get(policy), rec.route_ms);
+      this.decisions.get(policy, backend, this.reasons.has(rec.reason) ? rec.reason : OTHER).inc();
+    }
+    if (rec.guard !== null) this.guard.get(policy, rec.guard.in_domain ? 'in_domain' : 'out_of_domain').inc();
+
+    let estimated = 0;
+    if (countable(rec.prompt_tokens)) {
+      this.tokens.get(policy, backend, 'prompt').inc(rec.prompt_tokens);
+      estimated += rec.prompt_tokens;
+    }
+    if (countable(rec.completion_tokens)) {
+      this.tokens.get(policy, backend, 'completion').inc(rec.completion_tokens);
+      estimated += rec.completion_tokens;
+    }
+    if (rec.tokens_estimated && estimated > 0) this.estimated.get(backend).inc(estimated);
+    if (countable(rec.cost_usd)) this.cost.get(policy, backend).inc(rec.cost_usd);
+    if (countable(rec.counterfactual_cost_usd)) this.counterfactual.get(policy).inc(rec.counterfactual_cost_usd);
+
+    let prev: string | null = null;
+    for (const a of rec.attempts) {
+      const b = this.backend(a.backend);
+      this.attempts.get(b, a.error === null ? 'ok' : 'error').inc();
+      observe(this.upstream.get(b), a.ms);
+      if (prev !== null) {
+        if (a.backend === prev) this.retries.get(b).inc();
+        else this.fallbacks.get(policy, this.backend(prev), b).inc();
+      }
+      prev = a.backend;
+      // An attempt whose end was never published (aborted mid-flight) must not stay in flight forever.
+      if (this.inflight.size > 0) this.attemptEnded(rec.id, a.backend);
+    }
+
+    const sh = rec.shadow;
+    if (sh !== null) {
+      const shadow = this.policy(sh.policy);
+      if (sh.error === null) this.shadowDecisions.get(policy, shadow, sh.agree ? 'true' : 'false').inc();
+      if (countable(sh.cost_usd)) this.shadowCost.get(policy, shadow).inc(sh.cost_usd);
+      if (countable(sh.counterfactual_cost_usd)) this.shadowCounterfactual.get(policy, shadow).inc(sh.counterfactual_cost_usd);
+    }
+  }
+
+  /** The exposition text (Prometheus text format 0.0.4). */
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  private policy(p: string | null): string {
+    return p === null ? NONE : this.policies.has(p) ? p : OTHER;
+  }
+
+  private backend(b: string | null): string {
+    return b === null ? NONE : this.backends.has(b) ? b : OTHER;
+  }
+}
+
+/** Milliseconds in, seconds out; a non-finite or negative time (clock trouble) is skipped, not thrown. */
+function observe(h: Histogram.Internal<string>, ms: number): void {
+  if (Number.isFinite(ms) && ms >= 0) h.observe(ms / 1000);
+}
+
+/** A sink whose stats() throws must not break the scrape. */
+function safeStats(s: WatchedSink): SinkStats {
+  try {
+    return s.stats();
+  } catch {
+    return { buffered: 0, dropped: 0, lastError: null };
+  }
+}
