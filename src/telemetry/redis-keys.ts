@@ -103,9 +103,6 @@ export const minuteBucket = (ms: number): string => {
   return `${dayBucket(ms)}${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}`;
 };
 
-/** A totals hash field. */
-export const totalsField = (dim: TotalDim, name: string, metric: string): string => `${dim}|${name}|${metric}`;
-
 export interface RedisKeys {
   readonly prefix: string;
   readonly records: string;

@@ -234,6 +234,8 @@ describe('GET /metrics', () => {
     expect(text).toMatch(/signalman_telemetry_buffered_records\{sink="redis"\} \d+/);
     expect(text).toMatch(/signalman_process_cpu_seconds_total \d/);
     expect(value(text, 'signalman_cost_usd_total{policy="auto",backend="weak"}')).toBeGreaterThan(0);
+    // Every attempt the pipeline started has ended (aborted and failed ones included).
+    for (const b of ['weak', 'strong', 'nousage']) expect(value(text, `signalman_inflight_requests{backend="${b}"}`), b).toBe(0);
     const out = execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(out.trim()).toBe('');
   });

@@ -178,7 +178,7 @@ describe('GatewayMetrics from finished records', () => {
     expect(await value(metrics, 'signalman_feedback_total', { policy: 'other', kind: 'label' })).toBe(1);
   });
 
-  it('tracks in-flight attempts from attemptStart/attemptEnd, and a finish clears an attempt that never ended', async () => {
+  it('tracks in-flight attempts per backend from attemptStart/attemptEnd, labelled at scrape time', async () => {
     const g = (b: string) => value(metrics, 'signalman_inflight_requests', { backend: b });
     stages.attemptStart.publish({ id: 'a', backend: 'weak' });
     stages.attemptStart.publish({ id: 'b', backend: 'weak' });
@@ -186,21 +186,15 @@ describe('GatewayMetrics from finished records', () => {
     expect(await g('weak')).toBe(2);
     expect(await g('strong')).toBe(1);
     stages.attemptEnd.publish({ id: 'a', backend: 'weak', status: 200, error: null, ms: 3 });
-    stages.attemptEnd.publish({ id: 'a', backend: 'weak', status: 200, error: null, ms: 3 }); // duplicate end: no -1
-    stages.attemptEnd.publish({ id: 'zzz', backend: 'weak', status: 200, error: null, ms: 3 }); // never started
     expect(await g('weak')).toBe(1);
-    // A reload that forgets 'strong' must not strand its +1 under 'other'.
+    // A reload that forgets 'strong' shows its attempt under 'other' until it ends, and never below zero.
     metrics.setKnown({ policies: ['auto'], backends: ['weak'] });
-    stages.finish.publish(
-      makeRecord({
-        id: 'c',
-        backend: 'strong',
-        outcome: 'client_abort',
-        attempts: [{ backend: 'strong', status: null, error: 'client_abort', ms: 9 }],
-      }),
-    );
-    expect(await g('strong')).toBe(0);
-    expect(await g('other')).toBeUndefined();
+    expect(await g('other')).toBe(1);
+    stages.attemptEnd.publish({ id: 'c', backend: 'strong', status: null, error: 'aborted', ms: 9 });
+    stages.attemptEnd.publish({ id: 'c', backend: 'strong', status: null, error: 'aborted', ms: 9 });
+    expect(await g('other')).toBe(0);
+    stages.attemptEnd.publish({ id: 'b', backend: 'weak', status: 200, error: null, ms: 3 });
+    expect(await g('weak')).toBe(0);
   });
 });
 
