@@ -27,8 +27,6 @@ export const DEFAULT_KEY_PREFIX = 'signalman:';
 /** The metrics of one totals field. Sums, except the outcome counts. */
 export const TOTAL_METRICS = ['requests', 'prompt_tokens', 'completion_tokens', 'cost_usd', 'counterfactual_cost_usd', 'errors'] as const;
 export type TotalMetric = (typeof TOTAL_METRICS)[number];
-export const TOTAL_DIMS = ['all', 'policy', 'backend', 'route'] as const;
-export type TotalDim = (typeof TOTAL_DIMS)[number];
 /** The name used for a null policy or backend in totals fields. */
 export const NONE = '-';
 /** Separates policy and backend in a `route` name. */
