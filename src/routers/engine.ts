@@ -20,7 +20,8 @@ export interface RouteInput {
   state: RoutingState;
   /** Per-request quality bias in [0, 1] from x-signalman-quality-bias. */
   qualityBias?: number;
-  signal?: AbortSignal;
+  /** Its `signal` is read only when an embedder needs one: making an AbortSignal costs µs and garbage per request. */
+  cancel?: { readonly signal: AbortSignal };
   /** Explain only: compute the decision, change no sticky or steering state. */
   dryRun?: boolean;
   /** Called with the prompt's embedding when one was computed (online learning keeps it for feedback). */
@@ -101,7 +102,7 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
   if (hit === undefined) {
     let embedding: Float32Array | null = null;
     if ((policy.router.needsEmbedding || policy.guard !== null) && policy.embedder !== null) {
-      const r = await policy.embedder.embedCached(text, input.signal);
+      const r = await policy.embedder.embedCached(text, input.cancel?.signal);
       embedding = r.vec;
       embedCacheHit = r.hit;
     }

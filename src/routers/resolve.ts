@@ -23,7 +23,8 @@ export interface ResolveInput {
   body: Record<string, unknown>;
   headers: IncomingHttpHeaders;
   state: RoutingState;
-  signal?: AbortSignal;
+  /** The request's cancellation; its `signal` is made only if routing needs one (see RouteInput.cancel). */
+  cancel?: { readonly signal: AbortSignal };
   /** Explain only (POST /v1/route): `model` must name a policy, and no sticky or steering state changes. */
   dryRun?: boolean;
   /** See RouteInput.onEmbedding. */
@@ -63,7 +64,7 @@ export function resolveRoute(input: ResolveInput): Resolution | Promise<Resoluti
     headers: input.headers,
     state: input.state,
     qualityBias: qualityBias(input.headers),
-    signal: input.signal,
+    cancel: input.cancel,
     dryRun: input.dryRun,
     onEmbedding: input.onEmbedding,
   }).then((d) => withOrder(table, d));
@@ -73,7 +74,7 @@ export function resolveRoute(input: ResolveInput): Resolution | Promise<Resoluti
  * A shadow policy's decision for a request the live policy routed: a dry run (no sticky or steering
  * state changes), for the record only.
  */
-export function shadowDecision(input: Omit<ResolveInput, 'dryRun' | 'onEmbedding' | 'signal'> & { policy: string }): Promise<Decision> {
+export function shadowDecision(input: Omit<ResolveInput, 'dryRun' | 'onEmbedding' | 'cancel'> & { policy: string }): Promise<Decision> {
   const policy = input.table.policies.get(input.policy);
   if (!policy) return Promise.reject(new Error(`shadow policy '${input.policy}' is not loaded`));
   if (input.endpoint === 'embeddings') return Promise.resolve(fixedDecision(policy));

@@ -51,35 +51,45 @@ export function createFrontDoor(o: FrontDoorOptions, next: (req: IncomingMessage
     }
     const startedAt = performance.now();
     const id = o.nextId();
-    const refused = (e: SignalmanError, extra?: Record<string, string>) => {
-      sendEarlyError(res, id, startedAt, e, extra);
-      o.onRefused?.(path, id, startedAt, e);
-    };
     if (o.isDraining()) {
-      refused(refuse.draining(), { connection: 'close' });
+      refused(o, path, res, id, startedAt, refuse.draining(), { connection: 'close' });
       return;
     }
     if (!isJson(req.headers['content-type'])) {
-      drainThen(req, () => refused(refuse.notJson()));
+      drainThen(req, () => refused(o, path, res, id, startedAt, refuse.notJson()));
       return;
     }
     readBody(req, o.bodyLimit(), (e, raw) => {
       if (e !== null) {
         // The client may still be sending a body we refuse: answer, then close rather than read it all.
-        refused(e, { connection: 'close' });
+        refused(o, path, res, id, startedAt, e, { connection: 'close' });
         res.once('finish', () => req.destroy());
         return;
       }
       const parsed = parseJson(raw as Buffer);
-      if (parsed.error !== null) return refused(parsed.error);
+      if (parsed.error !== null) return refused(o, path, res, id, startedAt, parsed.error);
       const pinned = o.ref.pin();
-      if (!pinned) return refused(refuse.notReady());
+      if (!pinned) return refused(o, path, res, id, startedAt, refuse.notReady());
       handler({ id, headers: req.headers, body: parsed.body, res, startedAt }, pinned.runtime).then(pinned.release, (err: unknown) => {
         pinned.release();
         sendEarlyError(res, id, startedAt, E.internal(`internal error: ${(err as Error)?.message ?? String(err)}`));
       });
     });
   };
+}
+
+/** Answers a request refused before its handler ran, and tells whoever records them. */
+function refused(
+  o: FrontDoorOptions,
+  path: string,
+  res: ServerResponse,
+  id: string,
+  startedAt: number,
+  e: SignalmanError,
+  extra?: Record<string, string>,
+): void {
+  sendEarlyError(res, id, startedAt, e, extra);
+  o.onRefused?.(path, id, startedAt, e);
 }
 
 function drainThen(req: IncomingMessage, then: () => void): void {

@@ -2,7 +2,6 @@
 // write back (respond.ts) → record. Every outcome (success, error, client abort) passes through one finally
 // block, which completes the request's record and hands it to telemetry (record.ts).
 import type { SignalmanError } from '../errors.js';
-import type { Decision } from '../routers/policy.js';
 import { resolveRoute } from '../routers/resolve.js';
 import type { RoutingState } from '../routers/state.js';
 import type { Runtime } from '../runtime/compile.js';
@@ -21,7 +20,7 @@ import {
 import { Cancellation } from '../upstream/cancel.js';
 import { forward, ForwardError, type Endpoint, type StreamOutcome } from '../upstream/forward.js';
 import type { ApiHandler, ApiRequest } from './front-door.js';
-import { finishRecord, newRecord } from './record-builder.js';
+import { applyDecision, finishRecord, newRecord } from './record-builder.js';
 import { validateBody } from './request-checks.js';
 import { endStreamWithError, pipeStream, sendBuffered, sendError, serverTiming, toSignalmanError } from './respond.js';
 
@@ -51,21 +50,6 @@ export const forwardHandler =
   (endpoint: Endpoint, deps: PipelineDeps): ApiHandler =>
   (req, runtime) =>
     handleForward(endpoint, runtime, req, deps);
-
-function applyDecision(rec: RequestRecord, d: Decision): void {
-  rec.policy = d.policy;
-  rec.chosen = d.chosen;
-  rec.router = d.router;
-  rec.embedder = d.embedder;
-  rec.reason = d.reason;
-  rec.guard = d.guard === null ? null : { score: d.guard.score, threshold: d.guard.threshold, in_domain: d.guard.inDomain };
-  rec.candidates = d.candidates.map((c) => ({
-    backend: c.backend,
-    quality: c.quality,
-    expected_cost_usd: c.expectedCostUsd,
-    utility: c.utility,
-  }));
-}
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -99,7 +83,7 @@ async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: ApiReque
       body,
       headers: ctx.headers,
       state: deps.routing,
-      signal: cancel.signal,
+      cancel,
       onEmbedding: learning === null ? undefined : (vec) => learning.remember(rec.model, ctx.id, vec),
     });
     const { order, decision } = resolved instanceof Promise ? await resolved : resolved;

@@ -4,6 +4,7 @@
 // response ended, so a slow one delays only its record, never a client.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { SignalmanError } from '../errors.js';
+import type { Decision } from '../routers/policy.js';
 import { extractPromptText } from '../routers/prompt-text.js';
 import { shadowDecision } from '../routers/resolve.js';
 import type { RoutingState } from '../routers/state.js';
@@ -16,6 +17,10 @@ import type { Endpoint } from '../upstream/forward.js';
 /** A shadow that has not decided by then is recorded as timed out. */
 const SHADOW_TIMEOUT_MS = 5_000;
 const DEFAULT_PROMPT_CHARS = 2_000;
+
+/** Shared initial arrays: a record's lists are replaced, never appended to, so every record can start with these. */
+const NO_CANDIDATES: RequestRecord['candidates'] = [];
+const NO_ATTEMPTS: RequestRecord['attempts'] = [];
 
 export function newRecord(id: string, endpoint: Endpoint, startedAt: number, generation: number): RequestRecord {
   return {
@@ -30,9 +35,9 @@ export function newRecord(id: string, endpoint: Endpoint, startedAt: number, gen
     router: null,
     embedder: null,
     reason: null,
-    candidates: [],
+    candidates: NO_CANDIDATES,
     guard: null,
-    attempts: [],
+    attempts: NO_ATTEMPTS,
     prompt_tokens: null,
     completion_tokens: null,
     tokens_estimated: false,
@@ -50,6 +55,22 @@ export function newRecord(id: string, endpoint: Endpoint, startedAt: number, gen
     shadow: null,
     prompt: null,
   };
+}
+
+/** The decision's part of the record (snake_case, as stored). */
+export function applyDecision(rec: RequestRecord, d: Decision): void {
+  rec.policy = d.policy;
+  rec.chosen = d.chosen;
+  rec.router = d.router;
+  rec.embedder = d.embedder;
+  rec.reason = d.reason;
+  rec.guard = d.guard === null ? null : { score: d.guard.score, threshold: d.guard.threshold, in_domain: d.guard.inDomain };
+  rec.candidates = d.candidates.map((c) => ({
+    backend: c.backend,
+    quality: c.quality,
+    expected_cost_usd: c.expectedCostUsd,
+    utility: c.utility,
+  }));
 }
 
 /** Errors by who is at fault: the request, the gateway's own refusal, the upstream, or us. */

@@ -42,9 +42,9 @@ export const KEY_SCHEME: ReadonlyArray<{ key: string; type: string; ttl: string;
   },
   {
     key: '{p}req:<id>',
-    type: 'hash',
+    type: 'string',
     ttl: 'record_ttl_s (7 d)',
-    contents: '`rec` (record JSON), `policy`, `backend`, `outcome`, `ts`, `cost_usd`: a record by request id',
+    contents: 'The record JSON, by request id: `redis-cli GET signalman:req:<id>`',
   },
   {
     key: '{p}fb:<id>',

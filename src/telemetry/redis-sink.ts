@@ -32,12 +32,12 @@ export interface SinkLogger {
   error(obj: object, msg: string): void;
 }
 
-// KEYS: [1] the stream, [2 .. n+1] each record's hash, then each totals hash the batch touches.
+// KEYS: [1] the stream, [2 .. n+1] each record's key, then each totals hash the batch touches.
 // ARGV: [1] n records, [2] groups g, [3] stream max len, [4] record ttl, then per record
-//   (id, json, policy, backend, outcome, ts, cost, group, prompt tokens, completion tokens, counterfactual),
+//   (id, json, group, prompt tokens, completion tokens, cost, counterfactual),
 // then per group (minute key index, day key index, policy, backend, outcome, is error), then per totals key
 // its ttl. A group is one (minute, policy, backend, outcome): the records that add to the same fields.
-const R = 11;
+const R = 7;
 const G = 6;
 const BATCH_LUA = `
 local n, g, maxlen, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
@@ -46,18 +46,17 @@ local new = 0
 for i = 0, n - 1 do
   local a = 5 + i * ${R}
   local key = KEYS[2 + i]
-  if redis.call('EXISTS', key) == 0 then
-    redis.call('HSET', key, 'rec', ARGV[a + 1], 'policy', ARGV[a + 2], 'backend', ARGV[a + 3], 'outcome', ARGV[a + 4], 'ts', ARGV[a + 5], 'cost_usd', ARGV[a + 6])
-    redis.call('EXPIRE', key, ttl)
+  -- One command both checks and writes: a record already there (a retried batch) is skipped.
+  if redis.call('SET', key, ARGV[a + 1], 'NX', 'EX', ttl) then
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'id', ARGV[a], 'rec', ARGV[a + 1])
-    local grp = tonumber(ARGV[a + 7])
+    local grp = tonumber(ARGV[a + 2])
     local s = acc[grp]
     if s == nil then s = {0, 0, 0, 0, 0}; acc[grp] = s end
     s[1] = s[1] + 1
-    s[2] = s[2] + tonumber(ARGV[a + 8])
-    s[3] = s[3] + tonumber(ARGV[a + 9])
-    s[4] = s[4] + tonumber(ARGV[a + 6])
-    s[5] = s[5] + tonumber(ARGV[a + 10])
+    s[2] = s[2] + tonumber(ARGV[a + 3])
+    s[3] = s[3] + tonumber(ARGV[a + 4])
+    s[4] = s[4] + tonumber(ARGV[a + 5])
+    s[5] = s[5] + tonumber(ARGV[a + 6])
     new = new + 1
   end
 end
@@ -133,19 +132,7 @@ function batchArgs(keys: RedisKeys, o: RedisTelemetryOptions, batch: readonly Re
       groupArgs.push(m, d, policy, backend, r.outcome, r.outcome === 'ok' || r.outcome === 'fallback_ok' ? 0 : 1);
     }
     recordKeys.push(keys.req(r.id));
-    recordArgs.push(
-      r.id,
-      JSON.stringify(r),
-      policy,
-      backend,
-      r.outcome,
-      r.ts,
-      r.cost_usd,
-      group,
-      r.prompt_tokens ?? 0,
-      r.completion_tokens ?? 0,
-      r.counterfactual_cost_usd,
-    );
+    recordArgs.push(r.id, JSON.stringify(r), group, r.prompt_tokens ?? 0, r.completion_tokens ?? 0, r.cost_usd, r.counterfactual_cost_usd);
   }
   const allKeys = [keys.records, ...recordKeys, ...totalsKeys.keys()];
   return [allKeys.length, ...allKeys, batch.length, groups.size, o.stream_max_len, o.record_ttl_s, ...recordArgs, ...groupArgs, ...ttls];

@@ -12,7 +12,7 @@ const PAGE = 500;
 /** The record of request `id`, or null when there is none (never written, or expired). Throws when the
  * stored JSON no longer matches the schema: a silent null would hide a schema drift. */
 export async function getRecord(client: RedisClient, prefix: string, id: string): Promise<RequestRecord | null> {
-  const json = await client.hget(redisKeys(prefix).req(id), 'rec');
+  const json = await client.get(redisKeys(prefix).req(id));
   return json === null ? null : RequestRecord.parse(JSON.parse(json));
 }
 
@@ -82,7 +82,7 @@ export async function listFeedback(
     const ids = await client.zrangebyscore(k.fbset, min, max, 'LIMIT', offset, PAGE);
     if (ids.length === 0) break;
     const p = client.pipeline();
-    for (const id of ids) p.hget(k.req(id), 'rec').hgetall(k.fb(id));
+    for (const id of ids) p.get(k.req(id)).hgetall(k.fb(id));
     const replies = (await p.exec()) ?? [];
     ids.forEach((id, i) => {
       const [recErr, rec] = replies[2 * i] ?? [new Error('no reply'), null];

@@ -80,6 +80,14 @@ const header = (h: IncomingHttpHeaders, name: string): string | undefined => {
   return Array.isArray(v) ? v[0] : v;
 };
 
+/** Records an attempt and publishes its end (every started attempt gets one: the in-flight gauge relies on it). */
+function endAttempt(req: ForwardRequest, attempts: Attempt[], a: Attempt): void {
+  attempts.push(a);
+  const stages = req.stages;
+  if (stages?.attemptEnd.hasSubscribers)
+    stages.attemptEnd.publish({ id: req.id, backend: a.backend, status: a.status, error: a.error, ms: a.ms });
+}
+
 export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
   const attempts: Attempt[] = [];
   const started = performance.now();
@@ -87,11 +95,6 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
   let lastRateLimit: BufferedOutcome | null = null;
 
   const stages = req.stages;
-  const ended = (a: Attempt): void => {
-    attempts.push(a);
-    if (stages?.attemptEnd.hasSubscribers)
-      stages.attemptEnd.publish({ id: req.id, backend: a.backend, status: a.status, error: a.error, ms: a.ms });
-  };
   for (const backend of req.order) {
     const cfg = backend.config;
     req.body.model = cfg.model;
@@ -108,7 +111,7 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
         const contentType = header(res.headers, 'content-type') ?? 'application/json';
         if (failure === null) {
           // A success, or the client's own mistake as the upstream sees it (400, 401, 404, 422…): pass it on.
-          ended({ backend: backend.name, status: res.status, error: null, ms: performance.now() - t0 });
+          endAttempt(req, attempts, { backend: backend.name, status: res.status, error: null, ms: performance.now() - t0 });
           const passRetryAfter = res.status >= 400 ? header(res.headers, 'retry-after') : undefined;
           return {
             kind: 'buffered',
@@ -122,7 +125,7 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
           };
         }
         retryAfter = header(res.headers, 'retry-after');
-        ended({ backend: backend.name, status: res.status, error: failure.kind, ms: performance.now() - t0 });
+        endAttempt(req, attempts, { backend: backend.name, status: res.status, error: failure.kind, ms: performance.now() - t0 });
         if (res.status === 429)
           lastRateLimit = { kind: 'buffered', backend, status: 429, contentType, body: res.body, attempts, upstreamMs: 0, retryAfter };
         last = failure;
@@ -141,7 +144,7 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
           const start = await requestStream(backend.pool, dispatchOpts, req.cancel);
           if (start.kind === 'stream') {
             const { stream } = start;
-            ended({ backend: backend.name, status: stream.status, error: null, ms: performance.now() - t0 });
+            endAttempt(req, attempts, { backend: backend.name, status: stream.status, error: null, ms: performance.now() - t0 });
             return {
               kind: 'stream',
               backend,
@@ -163,11 +166,11 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
         }
       } catch (err) {
         if (req.cancel.aborted) {
-          ended({ backend: backend.name, status: null, error: 'aborted', ms: performance.now() - t0 });
+          endAttempt(req, attempts, { backend: backend.name, status: null, error: 'aborted', ms: performance.now() - t0 });
           throw new ForwardError(classifyThrown(req.cancel.reason, backend.name, 'headers').error, attempts, true);
         }
         const failure = classifyThrown(err, backend.name, 'headers');
-        ended({ backend: backend.name, status: null, error: failure.kind, ms: performance.now() - t0 });
+        endAttempt(req, attempts, { backend: backend.name, status: null, error: failure.kind, ms: performance.now() - t0 });
         last = failure;
         if (!failure.retryable) break;
       }

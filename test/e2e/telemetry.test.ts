@@ -56,7 +56,7 @@ const recordOf = async (id: string | null): Promise<RequestRecord> => {
 };
 const inRedis = async (id: string): Promise<RequestRecord> => {
   await waitFor(async () => (await redis.exists(`${prefix}req:${id}`)) === 1, 5_000, `record ${id} in Redis`);
-  return JSON.parse((await redis.hget(`${prefix}req:${id}`, 'rec')) as string) as RequestRecord;
+  return JSON.parse((await redis.get(`${prefix}req:${id}`)) as string) as RequestRecord;
 };
 
 describe('request records', () => {
@@ -356,7 +356,7 @@ describe('secrets and prompt text', () => {
       cursor = next;
       keys.push(...batch);
     } while (cursor !== '0');
-    const stored = JSON.stringify(await Promise.all(keys.filter((k) => k.includes(':req:')).map((k) => redis.hgetall(k))));
+    const stored = JSON.stringify(await Promise.all(keys.filter((k) => k.includes(':req:')).map((k) => redis.get(k))));
     expect(accessLines.length).toBeGreaterThan(10);
     for (const secret of secrets) {
       expect(accessLines.join(''), secret).not.toContain(secret);

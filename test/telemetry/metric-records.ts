@@ -1,44 +1,29 @@
 // Valid RequestRecords for the metrics tests: every record passes the zod schema, so a field the schema
 // renames breaks these tests rather than silently feeding the sink something the pipeline never sends.
-import { RequestRecord } from '../../src/telemetry/record.js';
+import type { RequestRecord } from '../../src/telemetry/record.js';
+import { makeRecord as baseRecord } from './records.js';
 
 let seq = 0;
 
+/** The shared factory with the figures these tests sum: sequential ids, a guard verdict, round costs and times. */
 export function makeRecord(over: Partial<RequestRecord> = {}): RequestRecord {
   seq++;
-  return RequestRecord.parse({
+  return baseRecord({
     id: `req-${seq}`,
     ts: 1_700_000_000_000 + seq,
-    endpoint: 'chat',
-    model: 'auto',
-    stream: false,
-    policy: 'auto',
-    backend: 'weak',
-    router: 'knn',
     embedder: 'minilm',
-    reason: 'objective',
     candidates: [
       { backend: 'weak', quality: 0.7, expected_cost_usd: 0.001, utility: 0.6 },
       { backend: 'strong', quality: 0.9, expected_cost_usd: 0.01, utility: 0.5 },
     ],
     guard: { score: 0.8, threshold: 0.5, in_domain: true },
     attempts: [{ backend: over.backend ?? 'weak', status: 200, error: null, ms: 40 }],
-    prompt_tokens: 100,
-    completion_tokens: 20,
-    tokens_estimated: false,
     cost_usd: 0.001,
     counterfactual_cost_usd: 0.01,
     total_ms: 50,
     ttft_ms: 45,
     upstream_ms: 40,
     route_ms: 2,
-    status: 200,
-    outcome: 'ok',
-    error: null,
-    key_id: null,
-    generation: 1,
-    shadow: null,
-    prompt: null,
     ...over,
   });
 }
