@@ -14,7 +14,7 @@ import { RedisTelemetryOptions } from '../config/schema.js';
 import { Cluster, type Result } from 'ioredis';
 import { createRedisClient, redact, parseRedisUrl, type RedisClient } from './redis-client.js';
 import { dayBucket, hasHashTag, minuteBucket, NONE, redisKeys, ROUTE_SEP, type RedisKeys } from './redis-keys.js';
-import type { RequestRecord } from './record.js';
+import { recordJson, type RequestRecord } from './record.js';
 import type { SinkStats, TelemetrySink } from './sink.js';
 import type { Stages } from './stages.js';
 
@@ -100,8 +100,35 @@ const DROP_LOG_MS = 10_000;
 
 const noopLogger: SinkLogger = { info() {}, warn() {}, error() {} };
 
+/** What a buffered record keeps: its JSON and the figures the totals need, not the record's object graph. */
+interface Pending {
+  id: string;
+  json: string;
+  ts: number;
+  policy: string | null;
+  backend: string | null;
+  outcome: string;
+  promptTokens: number;
+  completionTokens: number;
+  cost: number;
+  counterfactual: number;
+}
+
+const pending = (r: RequestRecord): Pending => ({
+  id: r.id,
+  json: recordJson(r),
+  ts: r.ts,
+  policy: r.policy,
+  backend: r.backend,
+  outcome: r.outcome,
+  promptTokens: r.prompt_tokens ?? 0,
+  completionTokens: r.completion_tokens ?? 0,
+  cost: r.cost_usd,
+  counterfactual: r.counterfactual_cost_usd,
+});
+
 /** The script's keys and arguments for one batch (see BATCH_LUA). */
-function batchArgs(keys: RedisKeys, o: RedisTelemetryOptions, batch: readonly RequestRecord[]): Array<string | number> {
+function batchArgs(keys: RedisKeys, o: RedisTelemetryOptions, batch: readonly Pending[]): Array<string | number> {
   const recordKeys: string[] = [];
   const recordArgs: Array<string | number> = [];
   const groups = new Map<string, number>();
@@ -132,7 +159,7 @@ function batchArgs(keys: RedisKeys, o: RedisTelemetryOptions, batch: readonly Re
       groupArgs.push(m, d, policy, backend, r.outcome, r.outcome === 'ok' || r.outcome === 'fallback_ok' ? 0 : 1);
     }
     recordKeys.push(keys.req(r.id));
-    recordArgs.push(r.id, JSON.stringify(r), group, r.prompt_tokens ?? 0, r.completion_tokens ?? 0, r.cost_usd, r.counterfactual_cost_usd);
+    recordArgs.push(r.id, r.json, group, r.promptTokens, r.completionTokens, r.cost, r.counterfactual);
   }
   const allKeys = [keys.records, ...recordKeys, ...totalsKeys.keys()];
   return [allKeys.length, ...allKeys, batch.length, groups.size, o.stream_max_len, o.record_ttl_s, ...recordArgs, ...groupArgs, ...ttls];
@@ -144,7 +171,7 @@ export class RedisSink implements TelemetrySink {
   readonly client: RedisClient;
   private readonly keys: RedisKeys;
   private readonly log: SinkLogger;
-  private buffer: RequestRecord[] = [];
+  private buffer: Pending[] = [];
   /** Records in the pipeline being written: they count against the bound, since a failure puts them back. */
   private inFlight = 0;
   private draining: Promise<void> | null = null;
@@ -213,7 +240,7 @@ export class RedisSink implements TelemetrySink {
       this.droppedCount++;
       return;
     }
-    this.buffer.push(rec);
+    this.buffer.push(pending(rec));
   };
 
   attach(stages: Stages): void {
