@@ -22,7 +22,8 @@ export function requestBuffered(dispatcher: Dispatcher, opts: Dispatcher.Dispatc
     let status = 0;
     let headers: IncomingHttpHeaders = {};
     const call = new CancellableDispatch(cancel);
-    call.dispatch(dispatcher, opts, {
+    dispatcher.dispatch(opts, {
+      onRequestStart: call.onStart,
       onResponseStart(_c, statusCode, h) {
         status = statusCode;
         headers = h;

@@ -85,7 +85,8 @@ export function requestStream(dispatcher: Dispatcher, opts: Dispatcher.DispatchO
       else earlyEnd = { err };
     };
 
-    call.dispatch(dispatcher, opts, {
+    dispatcher.dispatch(opts, {
+      onRequestStart: call.onStart,
       onResponseStart(_c, statusCode, h) {
         status = statusCode;
         headers = h;
