@@ -2,8 +2,7 @@
 // fields of the record: no prompt, no key, no header, so no redaction pass. Profiling put pino's generic
 // object serialisation plus redaction at ~50 µs of CPU per request; this line costs a few.
 import type { RequestRecord } from './record.js';
-import type { SinkStats, TelemetrySink } from './sink.js';
-import type { Stages } from './stages.js';
+import { FinishSink } from './sink.js';
 
 /** Where access lines go: the batched writer (line-writer.ts) or any writable. */
 export interface LineWriter {
@@ -30,26 +29,17 @@ export function accessLine(r: RequestRecord): string {
   );
 }
 
-export class AccessLogSink implements TelemetrySink {
+export class AccessLogSink extends FinishSink {
   readonly name = 'access-log';
   /** `enabled` is asked per record, so `server.access_log` can be switched by a config reload. */
   constructor(
     private readonly out: LineWriter,
     private readonly enabled: () => boolean = () => true,
-  ) {}
+  ) {
+    super();
+  }
 
-  private readonly onFinish = (r: RequestRecord): void => {
+  protected onRecord(r: RequestRecord): void {
     if (this.enabled()) this.out.write(accessLine(r));
-  };
-  attach(stages: Stages): void {
-    stages.finish.subscribe(this.onFinish);
   }
-  detach(stages: Stages): void {
-    stages.finish.unsubscribe(this.onFinish);
-  }
-  async flush(): Promise<void> {}
-  stats(): SinkStats {
-    return { buffered: 0, dropped: 0, lastError: null };
-  }
-  async close(): Promise<void> {}
 }

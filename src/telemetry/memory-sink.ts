@@ -2,10 +2,9 @@
 // A ring buffer plus an id index, both bounded by `capacity`, holding each record as its JSON (one flat
 // string per record is little work for the garbage collector); reads parse it back.
 import { recordJson, type RequestRecord } from './record.js';
-import type { SinkStats, TelemetrySink } from './sink.js';
-import type { Stages } from './stages.js';
+import { FinishSink } from './sink.js';
 
-export class MemorySink implements TelemetrySink {
+export class MemorySink extends FinishSink {
   readonly name = 'memory';
   private readonly ring: Array<string | undefined>;
   private readonly ids: Array<string | undefined>;
@@ -14,11 +13,12 @@ export class MemorySink implements TelemetrySink {
   private count = 0;
 
   constructor(readonly capacity = 1000) {
+    super();
     this.ring = new Array<string | undefined>(capacity);
     this.ids = new Array<string | undefined>(capacity);
   }
 
-  private readonly onFinish = (r: RequestRecord): void => {
+  protected onRecord(r: RequestRecord): void {
     if (this.capacity === 0) return;
     const old = this.ids[this.next];
     if (old !== undefined) this.byId.delete(old);
@@ -28,11 +28,11 @@ export class MemorySink implements TelemetrySink {
     this.byId.set(r.id, json);
     this.next = (this.next + 1) % this.capacity;
     if (this.count < this.capacity) this.count++;
-  };
+  }
 
   /** Adds a record as the `finish` stage would. */
   push(r: RequestRecord): void {
-    this.onFinish(r);
+    this.onRecord(r);
   }
 
   get(id: string): RequestRecord | undefined {
@@ -47,16 +47,4 @@ export class MemorySink implements TelemetrySink {
       out.push(JSON.parse(this.ring[(this.next - this.count + i + this.capacity) % this.capacity] as string) as RequestRecord);
     return out;
   }
-
-  attach(stages: Stages): void {
-    stages.finish.subscribe(this.onFinish);
-  }
-  detach(stages: Stages): void {
-    stages.finish.unsubscribe(this.onFinish);
-  }
-  async flush(): Promise<void> {}
-  stats(): SinkStats {
-    return { buffered: 0, dropped: 0, lastError: null };
-  }
-  async close(): Promise<void> {}
 }
