@@ -73,7 +73,12 @@ export function buildReport(totals: Totals, window: { from: Date; to: Date }): R
   };
 }
 
-const usd = (x: number): string => `$${x.toFixed(Math.abs(x) >= 100 ? 2 : 4)}`;
+/** Dollars with the digits that matter: cheap models cost fractions of a cent per request. */
+const usd = (x: number): string => {
+  const a = Math.abs(x);
+  if (a === 0 || a >= 100) return `$${x.toFixed(2)}`;
+  return a >= 0.01 ? `$${x.toFixed(4)}` : `$${x.toPrecision(3)}`;
+};
 const pct = (x: number | null): string => (x === null ? '-' : `${x.toFixed(1)}%`);
 const int = (x: number): string => Math.round(x).toLocaleString('en-US');
 
