@@ -49,6 +49,11 @@ describe('GET /metrics', () => {
     expect(value(after, 'signalman_config_reloads_total{result="error"}')).toBe(1);
     expect(value(after, 'signalman_config_reloads_total{result="ok"}')).toBe(2);
     expect(value(after, 'signalman_config_generation')).toBe(2);
+    // Telemetry lives for the process: a change to it is accepted and said to wait for a restart.
+    await stack.writeConfig(withToken(mockUrl).replace('TEST_METRICS_TOKEN } }', 'TEST_METRICS_TOKEN }, memory_records: 5 }'));
+    const changed = await stack.gw.ref.reload('test');
+    expect(changed.ok).toBe(true);
+    expect(changed.warnings).toContain('telemetry changed: it takes effect at the next restart');
     // A reload neither resets a counter nor forgets a series.
     expect(value(after, 'signalman_requests_total{policy="auto",backend="weak",outcome="ok",endpoint="chat"}')).toBe(requests);
   });
