@@ -245,7 +245,7 @@ export const RedisTelemetryOptions = z
       .number()
       .int()
       .positive()
-      .default(7 * 86_400)
+      .default(86_400)
       .describe('Lifetime of a record by id (req:<id>) and its feedback (fb:<id>).'),
     minute_ttl_s: z
       .number()

@@ -43,13 +43,13 @@ export const KEY_SCHEME: ReadonlyArray<{ key: string; type: string; ttl: string;
   {
     key: '{p}req:<id>',
     type: 'string',
-    ttl: 'record_ttl_s (7 d)',
+    ttl: 'record_ttl_s (1 d)',
     contents: 'The record JSON, by request id: `redis-cli GET signalman:req:<id>`',
   },
   {
     key: '{p}fb:<id>',
     type: 'hash',
-    ttl: 'record_ttl_s (7 d)',
+    ttl: 'record_ttl_s (1 d)',
     contents: 'Feedback: field `<source>` = JSON `{score,label,comment,ts}`; one per id+source, later writes overwrite',
   },
   {

@@ -6,7 +6,7 @@ import { RequestRecord } from './record.js';
 import type { RedisClient } from './redis-client.js';
 import { dayBucket, minuteBucket, redisKeys, ROUTE_SEP, TOTAL_METRICS, type TotalMetric } from './redis-keys.js';
 
-const DEFAULT_TTL_S = 7 * 86_400;
+const DEFAULT_TTL_S = 86_400;
 const PAGE = 500;
 
 /** The record of request `id`, or null when there is none (never written, or expired). Throws when the

@@ -91,8 +91,8 @@ describe('RedisSink writes', () => {
     expect(await admin.get(k.req(a.id))).toBe(JSON.stringify(a));
     expect(JSON.parse((await admin.get(k.req(c.id))) as string)).toEqual(c);
     const ttl = await admin.ttl(k.req(a.id));
-    expect(ttl).toBeGreaterThan(7 * 86_400 - 60);
-    expect(ttl).toBeLessThanOrEqual(7 * 86_400);
+    expect(ttl).toBeGreaterThan(86_400 - 60);
+    expect(ttl).toBeLessThanOrEqual(86_400);
 
     const minuteKey = `${prefix}totals:m:202612061030`;
     const dayKey = `${prefix}totals:d:20261206`;
@@ -300,7 +300,7 @@ describe('RedisTelemetryOptions', () => {
       enabled: true,
       key_prefix: 'signalman:',
       stream_max_len: 100_000,
-      record_ttl_s: 604_800,
+      record_ttl_s: 86_400,
       minute_ttl_s: 172_800,
       day_ttl_s: 34_560_000,
       buffer_max_records: 10_000,
