@@ -241,12 +241,7 @@ export const RedisTelemetryOptions = z
       .describe('Default: the REDIS_URL environment variable, else redis://127.0.0.1:6379.'),
     key_prefix: z.string().min(1).default('signalman:').describe('Prefix of every key; must contain a {hash tag} for a cluster url.'),
     stream_max_len: z.number().int().positive().default(100_000).describe('Approximate cap of the records stream (XADD MAXLEN ~).'),
-    record_ttl_s: z
-      .number()
-      .int()
-      .positive()
-      .default(86_400)
-      .describe('Lifetime of a record by id (req:<id>) and its feedback (fb:<id>).'),
+    record_ttl_s: z.number().int().positive().default(86_400).describe('Lifetime of a record by id (req:<id>) and its feedback (fb:<id>).'),
     minute_ttl_s: z
       .number()
       .int()
