@@ -1,31 +1,27 @@
 // The last N records in memory: feedback lookups and the console when there is no Redis, and tests.
-// A ring buffer plus an id index, both bounded by `capacity`, holding each record as its JSON (one flat
-// string per record is little work for the garbage collector); reads parse it back.
-import { recordJson, type RequestRecord } from './record.js';
+// A ring buffer plus an id index, both bounded by `capacity`. It keeps the records themselves: storing
+// their JSON instead measured no cheaper with every sink on, and 2.5 µs a record dearer without Redis.
+import type { RequestRecord } from './record.js';
 import { FinishSink } from './sink.js';
 
 export class MemorySink extends FinishSink {
   readonly name = 'memory';
-  private readonly ring: Array<string | undefined>;
-  private readonly ids: Array<string | undefined>;
-  private readonly byId = new Map<string, string>();
+  private readonly ring: Array<RequestRecord | undefined>;
+  private readonly byId = new Map<string, RequestRecord>();
   private next = 0;
   private count = 0;
 
   constructor(readonly capacity = 1000) {
     super();
-    this.ring = new Array<string | undefined>(capacity);
-    this.ids = new Array<string | undefined>(capacity);
+    this.ring = new Array<RequestRecord | undefined>(capacity);
   }
 
   protected onRecord(r: RequestRecord): void {
     if (this.capacity === 0) return;
-    const old = this.ids[this.next];
-    if (old !== undefined) this.byId.delete(old);
-    const json = recordJson(r);
-    this.ring[this.next] = json;
-    this.ids[this.next] = r.id;
-    this.byId.set(r.id, json);
+    const old = this.ring[this.next];
+    if (old !== undefined) this.byId.delete(old.id);
+    this.ring[this.next] = r;
+    this.byId.set(r.id, r);
     this.next = (this.next + 1) % this.capacity;
     if (this.count < this.capacity) this.count++;
   }
@@ -36,15 +32,13 @@ export class MemorySink extends FinishSink {
   }
 
   get(id: string): RequestRecord | undefined {
-    const json = this.byId.get(id);
-    return json === undefined ? undefined : (JSON.parse(json) as RequestRecord);
+    return this.byId.get(id);
   }
 
   /** Oldest first. */
   get records(): RequestRecord[] {
     const out: RequestRecord[] = [];
-    for (let i = 0; i < this.count; i++)
-      out.push(JSON.parse(this.ring[(this.next - this.count + i + this.capacity) % this.capacity] as string) as RequestRecord);
+    for (let i = 0; i < this.count; i++) out.push(this.ring[(this.next - this.count + i + this.capacity) % this.capacity] as RequestRecord);
     return out;
   }
 }

@@ -102,18 +102,3 @@ export const RequestRecord = z.object({
   prompt: z.string().nullable(),
 });
 export type RequestRecord = z.infer<typeof RequestRecord>;
-
-let lastRecord: RequestRecord | null = null;
-let lastJson = '';
-/**
- * A record's JSON, made once however many sinks ask for it while it is published (records are not changed
- * once published). Sinks keep this string rather than the record: one flat string is far less work for the
- * garbage collector than a record's object graph, kept alive until its batch is written.
- */
-export function recordJson(r: RequestRecord): string {
-  if (r !== lastRecord) {
-    lastJson = JSON.stringify(r);
-    lastRecord = r;
-  }
-  return lastJson;
-}

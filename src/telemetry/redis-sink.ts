@@ -14,7 +14,7 @@ import { RedisTelemetryOptions } from '../config/schema.js';
 import { Cluster, type Result } from 'ioredis';
 import { createRedisClient, redact, parseRedisUrl, type RedisClient } from './redis-client.js';
 import { dayBucket, hasHashTag, minuteBucket, NONE, redisKeys, ROUTE_SEP, type RedisKeys } from './redis-keys.js';
-import { recordJson, type RequestRecord } from './record.js';
+import type { RequestRecord } from './record.js';
 import type { SinkStats, TelemetrySink } from './sink.js';
 import type { Stages } from './stages.js';
 
@@ -100,7 +100,10 @@ const DROP_LOG_MS = 10_000;
 
 const noopLogger: SinkLogger = { info() {}, warn() {}, error() {} };
 
-/** What a buffered record keeps: its JSON and the figures the totals need, not the record's object graph. */
+/**
+ * What a buffered record keeps until its batch is written: its JSON and the figures the totals need, not the
+ * record's object graph (one flat string is little work for the garbage collector).
+ */
 interface Pending {
   id: string;
   json: string;
@@ -116,7 +119,7 @@ interface Pending {
 
 const pending = (r: RequestRecord): Pending => ({
   id: r.id,
-  json: recordJson(r),
+  json: JSON.stringify(r),
   ts: r.ts,
   policy: r.policy,
   backend: r.backend,
