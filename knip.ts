@@ -20,7 +20,7 @@ const config: KnipConfig = {
   // Only dependencies whose use is real but invisible to static analysis. Dynamic `import('x')`
   // (@energetic-ai/*, @huggingface/transformers, onnxruntime-node, hnswlib-node) is seen by knip itself.
   // Debian packages the tests spawn; .ci/run installs them when absent.
-  ignoreBinaries: ['promtool', 'redis-server', 'redis-cli'],
+  ignoreBinaries: ['promtool', 'prometheus', 'redis-server', 'redis-cli'],
   ignoreDependencies: [
     // Font file read by path: createRequire(...).resolve('dejavu-fonts-ttf/package.json') in training/plot.ts.
     'dejavu-fonts-ttf',

@@ -10,7 +10,8 @@ import { packageRoot } from './paths.js';
 
 const USAGE = `usage: signalman serve [--config FILE] [--host H] [--port N] [--log-level L]
 
-  --config FILE    YAML config (default: the embedded demo, configs/default.yaml, with a mock upstream)
+  --config FILE    YAML config (env SIGNALMAN_CONFIG; default: the embedded demo, configs/default.yaml,
+                   with an in-process mock upstream)
   --host H         listen address (env HOST; default from the config, 127.0.0.1)
   --port N         listen port (env PORT; default from the config, 8080)
   --log-level L    pino level (env LOG_LEVEL; default info)`;
@@ -46,8 +47,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
 
   let mock: MockUpstream | null = null;
   let configFile: string;
-  if (values.config !== undefined) {
-    configFile = resolve(values.config);
+  // A container is configured by env (SIGNALMAN_CONFIG = a mounted file), a shell by the flag.
+  const configArg = values.config ?? (process.env.SIGNALMAN_CONFIG || undefined);
+  if (configArg !== undefined) {
+    configFile = resolve(configArg);
   } else {
     mock = await startMockUpstream({ host: '127.0.0.1', port: Number(process.env.SIGNALMAN_MOCK_PORT ?? 0) });
     process.env.SIGNALMAN_MOCK_URL = mock.url;

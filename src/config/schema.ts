@@ -214,6 +214,19 @@ export const Server = z
       .int()
       .positive()
       .default(4 * 1024 * 1024),
+    max_json_depth: z
+      .number()
+      .int()
+      .min(2)
+      .default(128)
+      .describe('Deepest nesting of objects and arrays a request body may have (checked before parsing): 400 beyond it.'),
+    max_messages: z.number().int().positive().default(2048).describe('Most `messages` a chat request may carry: 400 beyond it.'),
+    max_prompt_chars: z
+      .number()
+      .int()
+      .positive()
+      .default(1_000_000)
+      .describe('Most characters of text (messages, prompt, input) a request may send: 400 beyond it.'),
     admin_key_env: z
       .string()
       .default('SIGNALMAN_ADMIN_KEY')

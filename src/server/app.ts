@@ -7,6 +7,7 @@ import { E, SignalmanError } from '../errors.js';
 import type { RuntimeRef } from '../runtime/runtime-ref.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import type { Endpoint } from '../upstream/forward.js';
+import { registerConsole } from './console.js';
 import { explainRoute } from './explain.js';
 import { feedbackHandler, type FeedbackLearner } from './feedback.js';
 import { createFrontDoor, type ApiHandler } from './front-door.js';
@@ -40,9 +41,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const nextId = () => `${bootId}-${(++seq).toString(36)}`;
   // Read per request, so a reload that changes them applies at once.
   const bodyLimit = () => opts.bodyLimit ?? ref.current?.config.server.body_limit_bytes ?? 4 * 1024 * 1024;
+  const maxJsonDepth = () => ref.current?.config.server.max_json_depth ?? 128;
   let draining = false;
   const { telemetry } = opts;
-  const deps = { stages: telemetry.stages, routing: ref.routing, learning: opts.learning };
+  // A bug never shows its text to a client (respond.ts internalError); its stack goes to the log, by request id.
+  const onBug = (err: unknown, reqId: string) => logger.error({ err, reqId }, 'internal error (a bug: please report it)');
+  const deps = { stages: telemetry.stages, routing: ref.routing, learning: opts.learning, onBug };
   // The API's POST routes: answered by the front door before Fastify sees them (front-door.ts).
   const routes: Record<string, ApiHandler> = {
     '/v1/route': explainRoute(ref.routing),
@@ -57,7 +61,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     serverFactory: (fastifyHandler) => {
       const server = createServer(
-        createFrontDoor({ ref, routes, nextId, bodyLimit, isDraining: () => draining, onRefused }, fastifyHandler),
+        createFrontDoor({ ref, routes, nextId, bodyLimit, maxJsonDepth, isDraining: () => draining, onRefused, onBug }, fastifyHandler),
       );
       server.keepAliveTimeout = 72_000; // Fastify's default, longer than common client pools' idle timeouts
       return server;
@@ -148,6 +152,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     const status = await ref.reload('admin');
     return reply.code(status.ok ? 200 : 422).send(status);
   });
+
+  await registerConsole(app, { ref, telemetry }); // GET /ui: the built-in console (console.ts)
 
   return app;
 

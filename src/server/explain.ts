@@ -5,19 +5,21 @@ import type { RoutingState } from '../routers/state.js';
 import { resolveRoute } from '../routers/resolve.js';
 import type { ApiHandler } from './front-door.js';
 import { validateBody } from './request-checks.js';
-import { sendError, sendJson, serverTiming, toSignalmanError } from './respond.js';
+import { isBug, sendError, sendJson, serverTiming, toSignalmanError } from './respond.js';
 
 export const explainRoute =
   (state: RoutingState): ApiHandler =>
   async (req, runtime) => {
     const t0 = performance.now();
     try {
-      const body = validateBody('chat', req.body);
+      const body = validateBody('chat', req.body, runtime.config.server);
       const { decision } = await resolveRoute({ table: runtime, endpoint: 'chat', body, headers: req.headers, state, dryRun: true });
       const totalMs = performance.now() - t0;
       const timing = serverTiming(performance.now() - req.startedAt, totalMs, 0);
       sendJson(req.res, req.id, 200, { object: 'signalman.route', ...decision, totalMs, generation: runtime.generation }, timing);
     } catch (err) {
-      sendError(req.res, req.id, toSignalmanError(err), serverTiming(performance.now() - req.startedAt, 0, 0));
+      const e = toSignalmanError(err);
+      if (isBug(e)) throw err; // the front door logs it and answers 500
+      sendError(req.res, req.id, e, serverTiming(performance.now() - req.startedAt, 0, 0));
     }
   };

@@ -6,7 +6,7 @@ import { E } from '../errors.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import type { ApiHandler } from './front-door.js';
 import { paramOf } from './openai-schema.js';
-import { sendError, sendJson, serverTiming, toSignalmanError } from './respond.js';
+import { isBug, sendError, sendJson, serverTiming, toSignalmanError } from './respond.js';
 
 const FeedbackBody = z
   .object({
@@ -68,7 +68,9 @@ export const feedbackHandler =
       const out = { object: 'signalman.feedback', request_id: fb.request_id, source: fb.source, status, learned };
       sendJson(req.res, req.id, 200, out, serverTiming(performance.now() - req.startedAt, 0, 0));
     } catch (err) {
-      sendError(req.res, req.id, toSignalmanError(err), serverTiming(performance.now() - req.startedAt, 0, 0));
+      const e = toSignalmanError(err);
+      if (isBug(e)) throw err; // the front door logs it and answers 500
+      sendError(req.res, req.id, e, serverTiming(performance.now() - req.startedAt, 0, 0));
     }
   };
 

@@ -3,11 +3,11 @@
 // CPU per request, the same through a Fastify route ~165 µs. For a gateway whose selling point is its
 // overhead, that difference is the budget. Everything else (models, health, admin, 404s) stays on Fastify.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { E, type SignalmanError } from '../errors.js';
+import type { SignalmanError } from '../errors.js';
 import type { Runtime } from '../runtime/compile.js';
 import type { RuntimeRef } from '../runtime/runtime-ref.js';
 import { isJson, parseJson, readBody, refuse } from './request-checks.js';
-import { sendError, serverTiming } from './respond.js';
+import { internalError, sendError, serverTiming } from './respond.js';
 
 /** One API request whose JSON body has been read and parsed (not yet validated). */
 export interface ApiRequest {
@@ -30,8 +30,12 @@ export interface FrontDoorOptions {
   /** Read per request: server.body_limit_bytes applies on reload. */
   bodyLimit: () => number;
   isDraining: () => boolean;
+  /** Read per request: server.max_json_depth. */
+  maxJsonDepth: () => number;
   /** Told of every request refused before its handler ran (telemetry records them too). */
   onRefused?: (path: string, id: string, startedAt: number, e: SignalmanError) => void;
+  /** Told of a handler's unexpected failure (a bug), with its stack: the client only sees 'internal error'. */
+  onBug: (err: unknown, id: string) => void;
 }
 
 /** Errors found before a handler runs: the whole time so far is the gateway's. */
@@ -59,20 +63,22 @@ export function createFrontDoor(o: FrontDoorOptions, next: (req: IncomingMessage
       drainThen(req, () => refused(o, path, res, id, startedAt, refuse.notJson()));
       return;
     }
-    readBody(req, o.bodyLimit(), (e, raw) => {
+    readBody(req, o.bodyLimit(), (e, raw, drained) => {
       if (e !== null) {
-        // The client may still be sending a body we refuse: answer, then close rather than read it all.
+        // readBody drained what it could: answer and close. If the client is still sending past the drain
+        // bounds, the socket is destroyed (it may see a reset instead of the answer; nothing better exists).
         refused(o, path, res, id, startedAt, e, { connection: 'close' });
-        res.once('finish', () => req.destroy());
+        if (!drained) res.once('finish', () => req.destroy());
         return;
       }
-      const parsed = parseJson(raw as Buffer);
+      const parsed = parseJson(raw as Buffer, o.maxJsonDepth());
       if (parsed.error !== null) return refused(o, path, res, id, startedAt, parsed.error);
       const pinned = o.ref.pin();
       if (!pinned) return refused(o, path, res, id, startedAt, refuse.notReady());
       handler({ id, headers: req.headers, body: parsed.body, res, startedAt }, pinned.runtime).then(pinned.release, (err: unknown) => {
         pinned.release();
-        sendEarlyError(res, id, startedAt, E.internal(`internal error: ${(err as Error)?.message ?? String(err)}`));
+        o.onBug(err, id);
+        sendEarlyError(res, id, startedAt, internalError());
       });
     });
   };

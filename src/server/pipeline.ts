@@ -22,7 +22,7 @@ import { forward, ForwardError, type Endpoint, type StreamOutcome } from '../ups
 import type { ApiHandler, ApiRequest } from './front-door.js';
 import { applyDecision, finishRecord, newRecord } from './record-builder.js';
 import { validateBody } from './request-checks.js';
-import { endStreamWithError, pipeStream, sendBuffered, sendError, serverTiming, toSignalmanError } from './respond.js';
+import { endStreamWithError, isBug, pipeStream, sendBuffered, sendError, serverTiming, toSignalmanError } from './respond.js';
 
 /** Online learning as the pipeline sees it: keep a routed prompt's embedding for a later feedback. */
 export interface EmbeddingKeeper {
@@ -34,6 +34,8 @@ export interface PipelineDeps {
   stages: Stages;
   routing: RoutingState;
   learning: EmbeddingKeeper | null;
+  /** Told of an unexpected failure (a bug) with its stack; the client sees only 'internal error'. */
+  onBug: (err: unknown, id: string) => void;
 }
 
 function forwardedHeaders(runtime: Runtime, ctx: ApiRequest): Record<string, string> {
@@ -71,7 +73,7 @@ async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: ApiReque
   /** SSE events seen, for a token estimate when a stream reports no usage. */
   let events = 0;
   try {
-    body = validateBody(endpoint, ctx.body);
+    body = validateBody(endpoint, ctx.body, runtime.config.server);
     rec.model = body.model as string;
     rec.stream = body.stream === true;
     const tRoute = performance.now();
@@ -157,6 +159,7 @@ async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: ApiReque
       rec.backend = err.attempts.at(-1)?.backend ?? null;
     }
     const e = toSignalmanError(err);
+    if (isBug(e)) deps.onBug(err, ctx.id);
     error = e;
     rec.status = e.status;
     if (cancel.aborted) {

@@ -34,12 +34,22 @@ export function sendError(res: ServerResponse, id: string, e: SignalmanError, ti
   res.end(body);
 }
 
-/** Any thrown value as the error the client sees; never a stack trace. */
+/**
+ * A bug's answer: no exception text reaches a client (it can name internals, or echo what a hostile request
+ * provoked); the request id in the response header finds the logged stack.
+ */
+export const internalError = (cause?: unknown): SignalmanError =>
+  E.internal("internal error: the gateway logged it under this response's x-signalman-request-id", null, cause);
+
+/** Any thrown value as the error the client sees; never a stack trace or an exception's own message. */
 export function toSignalmanError(err: unknown): SignalmanError {
   if (err instanceof SignalmanError) return err;
   if (err instanceof ForwardError) return err.error;
-  return E.internal(`internal error: ${(err as Error)?.message ?? String(err)}`, null, err);
+  return internalError(err);
 }
+
+/** Whether `e` came from a bug (not from the client or an upstream): log it with its cause's stack. */
+export const isBug = (e: SignalmanError): boolean => e.code === 'internal_error';
 
 /** A complete upstream body: already bytes, written as they are. */
 export function sendBuffered(res: ServerResponse, status: number, headers: Record<string, string>, body: Buffer): void {
