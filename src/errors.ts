@@ -28,6 +28,14 @@ export class SignalmanError extends Error {
     this.name = 'SignalmanError';
   }
 
+  /** Response headers that go with this error (retry-after, x-ratelimit-*), or null. */
+  headers: Readonly<Record<string, string>> | null = null;
+
+  withHeaders(h: Readonly<Record<string, string>>): this {
+    this.headers = h;
+    return this;
+  }
+
   toJSON(): OpenAIErrorBody {
     return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
   }
@@ -44,18 +52,25 @@ export const E = {
   invalidRequest: def('invalid_request', 400, 'invalid_request_error'),
   outOfDomain: def('out_of_domain', 400, 'invalid_request_error'),
   unauthorized: def('unauthorized', 401, 'authentication_error'),
+  invalidApiKey: def('invalid_api_key', 401, 'authentication_error'),
   adminDisabled: def('admin_disabled', 403, 'permission_error'),
+  modelNotAllowed: def('model_not_allowed', 403, 'permission_error'),
   modelNotFound: def('model_not_found', 404, 'not_found_error'),
   notFound: def('not_found', 404, 'not_found_error'),
   methodNotAllowed: def('method_not_allowed', 405, 'invalid_request_error'),
   bodyTooLarge: def('body_too_large', 413, 'invalid_request_error'),
   unsupportedMediaType: def('unsupported_media_type', 415, 'invalid_request_error'),
+  requestTooLarge: def('request_too_large', 400, 'invalid_request_error'),
+  rateLimited: def('rate_limited', 429, 'rate_limit_error'),
+  budgetExceeded: def('budget_exceeded', 429, 'rate_limit_error'),
   upstreamUnavailable: def('upstream_unavailable', 502, 'api_error'),
   upstreamBadResponse: def('upstream_bad_response', 502, 'api_error'),
   upstreamStreamFailed: def('upstream_stream_failed', 502, 'api_error'),
+  upstreamCircuitOpen: def('upstream_circuit_open', 503, 'server_error'),
   notReady: def('not_ready', 503, 'server_error'),
   shuttingDown: def('shutting_down', 503, 'server_error'),
   overloaded: def('overloaded', 503, 'server_error'),
+  limitsUnavailable: def('limits_unavailable', 503, 'server_error'),
   upstreamTimeout: def('upstream_timeout', 504, 'timeout_error'),
   configInvalid: def('config_invalid', 500, 'server_error'),
   routingFailed: def('routing_failed', 500, 'server_error'),

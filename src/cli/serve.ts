@@ -3,7 +3,7 @@
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
-import { startGateway } from '../server/listen.js';
+import { SHUTDOWN_SLACK_MS, startGateway } from '../server/listen.js';
 import { BatchedLineWriter } from '../telemetry/line-writer.js';
 import { startMockUpstream, type MockUpstream } from '../mock/server.js';
 import { packageRoot } from './paths.js';
@@ -75,19 +75,37 @@ export async function serveCommand(argv: string[]): Promise<number> {
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection (a bug: please report it)'));
   process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception (a bug: please report it)'));
 
+  // SIGTERM / SIGINT drain (server/lifecycle.ts) and exit 0. Exit 1 only when something failed: closing threw,
+  // or the whole shutdown overran its deadline plus SHUTDOWN_SLACK_MS (then it is cut short). A second SIGINT
+  // (Ctrl-C twice) exits at once with 130; a repeated SIGTERM is ignored, the drain already runs.
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      if (signal !== 'SIGINT') return;
+      logger.warn({ signal }, 'shutdown: second SIGINT, exiting without finishing the drain');
+      await Promise.race([destination.end(), new Promise((r) => setTimeout(r, 200))]);
+      process.exit(130);
+    }
     stopping = true;
-    logger.info({ signal }, 'draining in-flight requests');
-    const force = setTimeout(() => process.exit(1), 30_000);
+    logger.info({ signal }, 'shutdown: signal received');
+    const budgetMs = (gw.ref.current?.config.server.drain_timeout_ms ?? 25_000) + SHUTDOWN_SLACK_MS;
+    const force = setTimeout(() => {
+      logger.error({ budget_ms: budgetMs }, 'shutdown: overran its budget (drain_timeout_ms + slack), exiting now');
+      void Promise.race([destination.end(), new Promise((r) => setTimeout(r, 200))]).then(() => process.exit(1));
+    }, budgetMs);
     force.unref();
-    await gw.close();
+    let code = 0;
+    try {
+      await gw.close();
+    } catch (err) {
+      logger.error({ err }, 'shutdown: closing the gateway failed');
+      code = 1;
+    }
     await mock?.close();
     await destination.end();
-    process.exit(0);
+    process.exit(code);
   };
-  process.once('SIGINT', () => void stop('SIGINT'));
-  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
   return new Promise<number>(() => undefined); // runs until a signal
 }

@@ -183,6 +183,28 @@ export function checkReferences(config: Config): RefProblem[] {
       }
     });
   }
+  // Client keys: unique ids, and every policy or backend they grant is declared (or '*').
+  const keyIds = new Set<string>();
+  config.keys.forEach((k, i) => {
+    if (keyIds.has(k.id)) out.push({ path: ['keys', i, 'id'], reason: `key '${k.id}' is declared twice` });
+    keyIds.add(k.id);
+    if (k.id === 'other' || k.id === 'none') {
+      out.push({ path: ['keys', i, 'id'], reason: `'${k.id}' is reserved (a metrics label for unknown or absent keys); pick another id` });
+    }
+    for (const [field, declared] of [
+      ['policies', policies],
+      ['backends', backends],
+    ] as const) {
+      k[field].forEach((name, j) => {
+        if (name !== '*' && !declared.has(name)) {
+          out.push({
+            path: ['keys', i, field, j],
+            reason: `key '${k.id}' grants ${field === 'policies' ? 'policy' : 'backend'} '${name}', which is not declared (declared: ${[...declared].join(', ')})`,
+          });
+        }
+      });
+    }
+  });
   // A shadow is decided for every request of its live policy: it must be another policy of this file.
   config.policies.forEach((p, i) => {
     if (p.shadow === undefined) return;

@@ -48,6 +48,39 @@ export const Price = z
   })
   .strict();
 
+export const BreakerConfig = z
+  .object({
+    enabled: z.boolean().default(true),
+    consecutive_failures: z
+      .number()
+      .int()
+      .min(1)
+      .default(5)
+      .describe('Opens after this many failed attempts in a row (connect errors, timeouts, 5xx, 429, broken answers; not client 4xx).'),
+    error_rate: z
+      .number()
+      .gt(0)
+      .max(1)
+      .default(0.5)
+      .describe('Opens when this share of attempts in the last window_s failed (once min_requests were seen in it).'),
+    window_s: z.number().int().min(1).max(3600).default(30),
+    min_requests: z.number().int().min(1).default(20).describe('Attempts the window needs before error_rate applies.'),
+    cooldown_ms: z.number().int().min(1).default(5_000).describe('How long it stays open before a probe; doubled at each failed probe.'),
+    max_cooldown_ms: z
+      .number()
+      .int()
+      .min(1)
+      .default(60_000)
+      .describe('Longest cooldown, and the longest an upstream retry-after may take the backend out.'),
+    half_open_probes: z
+      .number()
+      .int()
+      .min(1)
+      .default(1)
+      .describe('Requests let through at once after the cooldown; one success closes it.'),
+  })
+  .strict();
+
 export const Backend = z
   .object({
     name: Name.describe('What clients send as `model` to reach this backend directly, and what policies refer to.'),
@@ -83,6 +116,9 @@ export const Backend = z
         'Ask this backend for token usage on streams (stream_options.include_usage) and strip that chunk when the client did not ask; false: usage is estimated.',
       ),
     headers: z.record(HeaderName, z.string()).default({}).describe('Static extra headers sent upstream (e.g. OpenRouter HTTP-Referer).'),
+    breaker: BreakerConfig.default(BreakerConfig.parse({})).describe(
+      'Circuit breaker: takes this backend out of routing after repeated failures, probes it again after a cooldown.',
+    ),
   })
   .strict();
 
@@ -202,6 +238,16 @@ export const Policy = z
     shadow: Name.optional().describe(
       "Another policy whose decision is computed and recorded beside this one's for every request, never acted on.",
     ),
+    on_overload: z
+      .enum(['queue', 'next_best', 'reject'])
+      .default('queue')
+      .describe(
+        'A chosen backend that is saturated (its max_connections pool is full, or it answered 429): queue and wait (default), next_best: its next-best candidate answers, reject: 503 overloaded.',
+      ),
+    on_budget_exceeded: z
+      .enum(['reject', 'downgrade'])
+      .default('reject')
+      .describe("A client key over its USD budget: 429 (reject), or served by this policy's cheapest candidate (downgrade)."),
   })
   .strict();
 
@@ -237,8 +283,40 @@ export const Server = z
       .describe('Client request headers forwarded upstream in addition to accept, user-agent and openai-beta.'),
     retry_base_ms: z.number().int().min(0).default(100),
     retry_max_ms: z.number().int().min(0).default(2_000),
+    request_deadline_ms: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe(
+        'Longest a request may spend on upstream attempts, retries, backoff and fallbacks before its first byte: 504 upstream_timeout beyond it. Unset: only the per-backend timeouts bound it.',
+      ),
+    retry_budget: z
+      .object({
+        ratio: z.number().min(0).max(10).default(0.2).describe('Retries (attempts after the first of a request) allowed per request.'),
+        min_per_s: z.number().min(0).default(5).describe('Retries per second allowed whatever the traffic.'),
+      })
+      .strict()
+      .default({ ratio: 0.2, min_per_s: 5 })
+      .describe('Caps retries and fallbacks per process, so an outage does not multiply the load on upstreams.'),
     access_log: z.boolean().default(true).describe('One log line per request.'),
     watch: z.boolean().default(true).describe('Reload when the config file changes.'),
+    drain_timeout_ms: z
+      .number()
+      .int()
+      .min(0)
+      .default(25_000)
+      .describe(
+        'On SIGTERM/SIGINT, how long (from the signal) in-flight requests and open streams may run on; then each open stream gets one `shutting_down` SSE error event and ends, a request not yet answered gets a 503. Keep it ~5 s under the kill grace (compose stop_grace_period, Kubernetes terminationGracePeriodSeconds).',
+      ),
+    drain_delay_ms: z
+      .number()
+      .int()
+      .min(0)
+      .default(0)
+      .describe(
+        'On SIGTERM/SIGINT, how long to keep accepting and serving new requests while /readyz already answers 503, so load balancers see readiness drop before the listener closes (a few seconds behind one). Part of drain_timeout_ms.',
+      ),
   })
   .strict();
 
@@ -308,6 +386,67 @@ export const TelemetryConfig = z
   .strict()
   .describe('Bound at start: a reload that changes it says it waits for a restart.');
 
+const Sha256Hex = z.string().regex(/^[0-9a-fA-F]{64}$/, 'a SHA-256 digest: 64 hex digits, e.g. from `printf %s "$KEY" | sha256sum`');
+
+export const ClientKey = z
+  .object({
+    id: Name.describe('Names the key in records, logs and metrics (never the secret).'),
+    secret_sha256: Sha256Hex.optional().describe('SHA-256 of the secret, hex: the secret itself is never in the file.'),
+    secret_env: EnvName.optional().describe('Env var holding the secret (read at load and at each reload).'),
+    secret: z
+      .undefined({ error: 'a plaintext secret never goes in YAML: give secret_sha256 (printf %s "$KEY" | sha256sum) or secret_env' })
+      .optional(),
+    policies: z.array(z.string()).default(['*']).describe("Policies this key may use as `model`; '*' = all (the default)."),
+    backends: z
+      .array(z.string())
+      .default([])
+      .describe("Backends this key may name directly as `model` (skipping routing); '*' = all. Default: none."),
+    limits: z
+      .object({
+        requests_per_minute: z.number().int().positive().optional(),
+        tokens_per_minute: z.number().int().positive().optional().describe('Prompt + completion tokens, charged when the answer is known.'),
+      })
+      .strict()
+      .default({}),
+    budget: z
+      .object({
+        usd_per_day: z.number().positive().optional().describe('UTC day.'),
+        usd_per_month: z.number().positive().optional().describe('UTC calendar month.'),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict()
+  .refine((k) => (k.secret_sha256 === undefined) !== (k.secret_env === undefined), {
+    message: 'give exactly one of secret_sha256 and secret_env',
+    path: ['secret_sha256'],
+  });
+
+export const LimitsConfig = z
+  .object({
+    redis_url: z
+      .string()
+      .optional()
+      .describe("Redis for the limit counters; default: telemetry's (telemetry.redis / REDIS_URL), else none (per process)."),
+    key_prefix: z.string().min(1).optional().describe("Prefix of the limit keys; default: telemetry's key_prefix."),
+    on_redis_error: z
+      .enum(['fail_open', 'fail_closed'])
+      .default('fail_open')
+      .describe(
+        'Redis unreachable or slow: fail_open counts limits per process meanwhile; fail_closed answers 503 to keyed requests with limits.',
+      ),
+    redis_timeout_ms: z
+      .number()
+      .int()
+      .positive()
+      .default(250)
+      .describe('How long a limit check may wait on Redis before that counts as an error (then Redis is skipped for 1 s).'),
+  })
+  .strict()
+  .describe(
+    'Where client-key limits and budgets are counted: in Redis (shared by every replica) when telemetry uses Redis, else per process. Bound at start.',
+  );
+
 export const ConfigSchema = z
   .object({
     version: z.literal(1).default(1),
@@ -315,11 +454,16 @@ export const ConfigSchema = z
     backends: z.array(Backend).min(1, 'declare at least one backend'),
     policies: z.array(Policy).default([]),
     telemetry: TelemetryConfig.default(TelemetryConfig.parse({})),
+    keys: z.array(ClientKey).default([]).describe('Client keys (Authorization: Bearer <secret>). None: the API is open, for local use.'),
+    limits: LimitsConfig.default(LimitsConfig.parse({})),
   })
   .strict();
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type BackendConfig = z.infer<typeof Backend>;
+export type BreakerConfig = z.infer<typeof BreakerConfig>;
 export type PolicyConfig = z.infer<typeof Policy>;
 export type TelemetryConfig = z.infer<typeof TelemetryConfig>;
 export type RedisTelemetryOptions = z.infer<typeof RedisTelemetryOptions>;
+export type ClientKeyConfig = z.infer<typeof ClientKey>;
+export type LimitsConfig = z.infer<typeof LimitsConfig>;

@@ -98,6 +98,15 @@ export class Exchange {
       };
       return this.sendJson(failure.status, JSON.stringify(body), headers);
     }
+    if (failure?.kind === 'corrupt') {
+      this.markFault();
+      if (reply.kind === 'json') return this.sendJson(200, corrupted(reply.body, failure.how));
+      const events = reply.events.slice();
+      const at = Math.min(failure.afterChunks, events.length - 1);
+      const data = (events[at] as string).slice('data: '.length, -2);
+      events[at] = `data: ${corrupted(data, failure.how)}\n\n`;
+      return this.stream(events, { ...f, failure: null });
+    }
     if (reply.kind === 'json') {
       // A plain answer has no chunks: "stall after N chunks" holds it, "cut after N" drops it after headers.
       if (failure !== null) {
@@ -148,4 +157,9 @@ export class Exchange {
     // turn of the event loop is enough before dropping the connection.
     setImmediate(() => this.destroy());
   }
+}
+
+/** A JSON text made invalid: cut in half (a truncated answer) or replaced by what a broken proxy might send. */
+function corrupted(json: string, how: 'truncated' | 'garbage'): string {
+  return how === 'truncated' ? json.slice(0, Math.max(1, Math.floor(json.length / 2))) : '<html><body>502 Bad Gateway</body></html>';
 }

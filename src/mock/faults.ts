@@ -19,6 +19,10 @@ export const FaultSpec = z
     stall_after_chunks: count.optional(),
     cut_after_chunks: count.optional(),
     destroy: z.boolean().optional(),
+    // A broken 200: plain, the body is cut in half (truncated) or not JSON at all (garbage); streamed, the
+    // event after `corrupt_after_chunks` good ones (default 0) has such data, and the rest follow as usual.
+    corrupt: z.enum(['truncated', 'garbage']).optional(),
+    corrupt_after_chunks: count.optional(),
     only_models: z.array(z.string()).optional(),
     only_paths: z.array(z.string()).optional(),
   })
@@ -42,7 +46,8 @@ export type Failure =
   | { kind: 'status'; status: number; retryAfterS: number | null }
   | { kind: 'stall' }
   | { kind: 'stall_after'; chunks: number }
-  | { kind: 'cut_after'; chunks: number };
+  | { kind: 'cut_after'; chunks: number }
+  | { kind: 'corrupt'; how: 'truncated' | 'garbage'; afterChunks: number };
 
 export interface ResolvedFault {
   latencyMs: number;
@@ -113,12 +118,13 @@ function failureOf(spec: FaultSpec): Failure | null {
   if (spec.stall === true) return { kind: 'stall' };
   if (spec.stall_after_chunks !== undefined) return { kind: 'stall_after', chunks: spec.stall_after_chunks };
   if (spec.cut_after_chunks !== undefined) return { kind: 'cut_after', chunks: spec.cut_after_chunks };
+  if (spec.corrupt !== undefined) return { kind: 'corrupt', how: spec.corrupt, afterChunks: spec.corrupt_after_chunks ?? 0 };
   return null;
 }
 
 /**
  * Merge a spec with the process defaults. `only_models`/`only_paths` gate the whole spec; `fail_times`
- * gates only the failure (destroy, status, stall, stall/cut after chunks), never the delays.
+ * gates only the failure (destroy, status, stall, stall/cut after chunks, corrupt), never the delays.
  */
 export function resolveFault(
   spec: FaultSpec | null,

@@ -2,6 +2,8 @@
 // score every candidate, decide. resolve.ts calls routeRequest() for the pipeline and for /v1/route,
 // which explains the very same Decision (as a dry run that leaves sticky and steering state alone).
 import type { CompiledBackend } from '../upstream/backend.js';
+import type { SkipWhy } from '../upstream/breaker.js';
+import { whyUnavailable, type Skipped } from '../upstream/health.js';
 import type { CompiledPolicy } from './compile.js';
 import { extractPromptText } from './prompt-text.js';
 import { E } from '../errors.js';
@@ -32,8 +34,9 @@ export interface RouteInput {
 const NO_TIMINGS = { extract: 0, embed: 0, guard: 0, score: 0, decide: 0 };
 
 /** A decision that scores nothing: the policy's first candidate, then its fallbacks (embeddings). */
-export function fixedDecision(policy: CompiledPolicy): Decision {
-  const first = policy.candidateNames[0] as string;
+export function fixedDecision(policy: CompiledPolicy, unavailable?: (backend: string) => SkipWhy | null): Decision {
+  // The first candidate that can take the request (resolve.ts lists the ones left out).
+  const first = (unavailable && policy.candidateNames.find((n) => unavailable(n) === null)) || (policy.candidateNames[0] as string);
   return {
     policy: policy.name,
     chosen: first,
@@ -49,10 +52,29 @@ export function fixedDecision(policy: CompiledPolicy): Decision {
   };
 }
 
+/**
+ * Why a candidate cannot take a request now, or undefined when every candidate can (the usual case: one
+ * field read per candidate, nothing allocated).
+ */
+export function unavailableOf(
+  policy: CompiledPolicy,
+  backends: ReadonlyMap<string, CompiledBackend>,
+): ((backend: string) => SkipWhy | null) | undefined {
+  const overload = policy.config.on_overload === 'next_best';
+  const t = performance.now();
+  for (const name of policy.candidateNames) {
+    if (whyUnavailable(backends.get(name) as CompiledBackend, overload, t) !== null) {
+      return (n) => whyUnavailable(backends.get(n) as CompiledBackend, overload, t);
+    }
+  }
+  return undefined;
+}
+
 export async function routeRequest(input: RouteInput): Promise<Decision> {
   const { policy } = input;
   const cfg = policy.config;
   const now = input.now ?? Date.now();
+  const unavailable = unavailableOf(policy, input.backends);
   const base = {
     policy: policy.name,
     guard: null,
@@ -66,11 +88,17 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
   const sticky = cfg.sticky.enabled ? input.state.stickyFor(cfg) : null;
   const header = input.headers[cfg.sticky.header];
   const conv = sticky ? conversationKey(cfg.sticky, input.body, typeof header === 'string' ? header : undefined) : null;
+  /** A conversation's backend that cannot take this turn: routed afresh, but the conversation stays on it. */
+  let stickySkip: Skipped | null = null;
   if (sticky && conv?.followUp) {
     const held = sticky.get(conv.key, now);
     if (held !== undefined && policy.candidateNames.includes(held)) {
-      if (!input.dryRun) sticky.set(conv.key, held, now + cfg.sticky.ttl_s * 1000);
-      return { ...base, chosen: held, order: orderFrom(held, policy), reason: 'sticky', candidates: [], timingsMs: NO_TIMINGS };
+      const why = unavailable?.(held) ?? null;
+      if (why === null) {
+        if (!input.dryRun) sticky.set(conv.key, held, now + cfg.sticky.ttl_s * 1000);
+        return { ...base, chosen: held, order: orderFrom(held, policy), reason: 'sticky', candidates: [], timingsMs: NO_TIMINGS };
+      }
+      stickySkip = { backend: held, why };
     }
   }
 
@@ -144,15 +172,25 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
   const t4 = performance.now();
   const steer = input.state.steerFor(cfg);
   const steered = steer?.lambda();
-  const d = decide({ policy, backends: input.backends, scores, promptChars: text.length, lambda: steered, qualityBias: input.qualityBias });
+  const d = decide({
+    policy,
+    backends: input.backends,
+    scores,
+    promptChars: text.length,
+    lambda: steered,
+    qualityBias: input.qualityBias,
+    unavailable,
+  });
   const t5 = performance.now();
   if (!input.dryRun) {
     // A request that sets its own bias says nothing about the policy's steady state.
     if (steer && input.qualityBias === undefined) {
       steer.observe(d.chosen, d.candidates.find((c) => c.backend === d.chosen)?.expectedCostUsd ?? 0, now);
     }
-    if (sticky && conv) sticky.set(conv.key, d.chosen, now + cfg.sticky.ttl_s * 1000);
+    if (sticky && conv && stickySkip === null) sticky.set(conv.key, d.chosen, now + cfg.sticky.ttl_s * 1000);
   }
+  let skipped = d.skipped;
+  if (stickySkip !== null && !skipped?.some((s) => s.backend === stickySkip.backend)) skipped = [stickySkip, ...(skipped ?? [])];
   return {
     ...base,
     guard,
@@ -164,5 +202,6 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
     candidates: d.candidates,
     lambda: cfg.objective.kind === 'utility' ? effectiveLambda({ policy, lambda: steered, qualityBias: input.qualityBias }) : null,
     timingsMs: { extract: t1 - t0, embed: t2 - t1, guard: t3 - t2, score: t4 - t3, decide: t5 - t4 },
+    ...(skipped !== undefined && skipped.length > 0 ? { skipped } : {}),
   };
 }

@@ -1,5 +1,7 @@
 // decide(): pure — no I/O, no clock — so the objective is easy to table-test.
 import type { CompiledBackend } from '../upstream/backend.js';
+import type { SkipWhy } from '../upstream/breaker.js';
+import type { Skipped } from '../upstream/health.js';
 import type { CompiledPolicy } from './compile.js';
 import type { CandidateScore, GuardResult } from './types.js';
 
@@ -26,6 +28,11 @@ export interface Decision {
   /** The guard verdict and scores came from the policy's per-text cache (no embed, guard or score ran). */
   scoreCacheHit: boolean;
   timingsMs: { extract: number; embed: number; guard: number; score: number; decide: number };
+  /**
+   * Backends left out because they could not take the request (circuit breaker open, waiting out an
+   * upstream retry-after, or saturated with on_overload: next_best); absent when none was.
+   */
+  skipped?: readonly Skipped[];
 }
 
 export interface DecideInput {
@@ -40,6 +47,8 @@ export interface DecideInput {
    * (1 - b) / b, so 0.5 keeps it, 1 ignores cost, 0 takes the cheapest. Threshold: b is the quality bar.
    */
   qualityBias?: number;
+  /** Why a candidate cannot take the request now (null: it can); the best one that can is chosen. */
+  unavailable?: (backend: string) => SkipWhy | null;
 }
 
 /** Rough token estimate: ~4 characters per token for English text (good enough to rank costs). */
@@ -79,7 +88,7 @@ export function orderFrom(chosen: string, policy: CompiledPolicy): string[] {
   return order;
 }
 
-export function decide(input: DecideInput): Pick<Decision, 'chosen' | 'order' | 'candidates'> {
+export function decide(input: DecideInput): Pick<Decision, 'chosen' | 'order' | 'candidates' | 'skipped'> {
   const { policy, backends, scores } = input;
   const promptTokens = estimateTokens(input.promptChars);
   const outTokens = policy.config.expected_output_tokens;
@@ -101,6 +110,19 @@ export function decide(input: DecideInput): Pick<Decision, 'chosen' | 'order' | 
     // Stable: ties keep the policy's candidate order.
     ranked = [...candidates].sort((a, b) => b.utility - a.utility);
   }
-  const chosen = (ranked[0] as ScoredCandidate).backend;
-  return { chosen, order: orderFrom(chosen, policy), candidates };
+  let chosen = (ranked[0] as ScoredCandidate).backend;
+  const unavailable = input.unavailable;
+  if (unavailable === undefined) return { chosen, order: orderFrom(chosen, policy), candidates };
+  // The best candidate that can take the request; the ones ranked above it are said to be skipped.
+  const skipped: Skipped[] = [];
+  for (const c of ranked) {
+    const why = unavailable(c.backend);
+    if (why === null) {
+      chosen = c.backend;
+      break;
+    }
+    skipped.push({ backend: c.backend, why });
+  }
+  // None can: the best one stays chosen, and resolve.ts decides (queue on a full pool, or a fast 503).
+  return { chosen, order: orderFrom(chosen, policy), candidates, skipped };
 }

@@ -1,11 +1,13 @@
 // Which backends a request goes to, in order: the one place that turns a request's `model` into a
 // routing decision. The forwarding pipeline and POST /v1/route (a dry run) both call resolveRoute().
 import type { IncomingHttpHeaders } from 'node:http';
-import { E } from '../errors.js';
+import { E, type SignalmanError } from '../errors.js';
 import type { CompiledBackend } from '../upstream/backend.js';
+import { CLOSED } from '../upstream/breaker.js';
+import { whyUnavailable, type Skipped } from '../upstream/health.js';
 import type { Endpoint } from '../upstream/forward.js';
 import type { CompiledPolicy } from './compile.js';
-import { fixedDecision, routeRequest } from './engine.js';
+import { fixedDecision, routeRequest, unavailableOf } from './engine.js';
 import type { Decision } from './policy.js';
 import type { RoutingState } from './state.js';
 
@@ -48,6 +50,8 @@ export function resolveRoute(input: ResolveInput): Resolution | Promise<Resoluti
   const backend = table.backends.get(model);
   if (backend !== undefined) {
     if (input.dryRun) throw E.modelNotFound(`'${model}' is a backend, not a policy: requests to it are not routed`, 'model');
+    // Named directly, so no fallback: an open breaker answers at once instead of calling it.
+    if (backend.breaker.state !== CLOSED && backend.breaker.unavailable(performance.now()) !== null) throw circuitOpen([backend]);
     return { order: [backend], decision: null };
   }
   const policy = table.policies.get(model);
@@ -55,7 +59,7 @@ export function resolveRoute(input: ResolveInput): Resolution | Promise<Resoluti
     throw E.modelNotFound(`model '${model}' is neither a backend nor a policy of this gateway; see GET /v1/models`, 'model');
   }
   // Embeddings are not routed by content: the policy's first candidate, then its fallbacks.
-  if (input.endpoint === 'embeddings') return withOrder(table, fixedDecision(policy));
+  if (input.endpoint === 'embeddings') return withOrder(table, fixedDecision(policy, unavailableOf(policy, table.backends)));
   return routeRequest({
     policy,
     backends: table.backends,
@@ -89,10 +93,42 @@ export function shadowDecision(input: Omit<ResolveInput, 'dryRun' | 'onEmbedding
   });
 }
 
-const withOrder = (table: RoutingTable, decision: Decision): Resolution => ({
-  order: decision.order.map((n) => table.backends.get(n) as CompiledBackend),
-  decision,
-});
+/**
+ * The decision's order as backends, leaving out those that cannot take the request now (breaker open,
+ * waiting out a retry-after, a full pool under on_overload: next_best) and saying so in `skipped`. When
+ * none is left: a full pool still queues; an open breaker everywhere is a fast 503.
+ */
+function withOrder(table: RoutingTable, decision: Decision): Resolution {
+  const order: CompiledBackend[] = [];
+  const overload = (table.policies.get(decision.policy) as CompiledPolicy).config.on_overload === 'next_best';
+  const now = performance.now();
+  let skipped: Skipped[] | null = null;
+  for (const name of decision.order) {
+    const b = table.backends.get(name) as CompiledBackend;
+    const why = whyUnavailable(b, overload, now);
+    if (why === null) order.push(b);
+    else (skipped ??= [...(decision.skipped ?? [])]).push({ backend: name, why });
+  }
+  if (skipped === null) return { order, decision };
+  const listed = new Set<string>();
+  skipped = skipped.filter((s) => !listed.has(s.backend) && listed.add(s.backend));
+  if (order.length === 0) {
+    const full = skipped.filter((s) => s.why === 'overloaded').map((s) => table.backends.get(s.backend) as CompiledBackend);
+    if (full.length === 0) throw circuitOpen(skipped.map((s) => table.backends.get(s.backend) as CompiledBackend));
+    order.push(...full); // every one is busy: wait in the queues, as on_overload: queue would
+  }
+  return { order, decision: { ...decision, skipped } };
+}
+
+/** A fast 503: every backend the request could go to is out (open breaker or retry-after); retry-after says when one is back. */
+export function circuitOpen(out: readonly CompiledBackend[]): SignalmanError {
+  const now = performance.now();
+  const wait = Math.min(...out.map((b) => b.breaker.retryAfterS(now)));
+  const names = out.map((b) => `'${b.name}'`).join(', ');
+  return E.upstreamCircuitOpen(
+    `backend ${names} ${out.length === 1 ? 'is' : 'are'} unavailable after repeated failures or an upstream retry-after (circuit breaker open); retry in ${wait} s`,
+  ).withHeaders({ 'retry-after': String(wait) });
+}
 
 /** The request's bias toward quality in [0, 1]: 1 = best predicted quality at any cost, 0 = cheapest. */
 function qualityBias(headers: IncomingHttpHeaders): number | undefined {

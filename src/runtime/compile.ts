@@ -3,23 +3,35 @@
 // owns what outlives one config (shared pools and embedders).
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Pool } from 'undici';
+import { KeyTable } from '../auth/keys.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import type { CachedEmbedder } from '../embedders/cache.js';
 import { ConfigError, ConfigErrors } from '../errors.js';
 import { compilePolicy, type CompiledPolicy } from '../routers/compile.js';
 import { compileBackend, type CompiledBackend } from '../upstream/backend.js';
+import { Breaker, RetryBudget } from '../upstream/breaker.js';
 import { createPoolRegistry, newPool, poolKey } from '../upstream/pools.js';
 import { SharedResources } from '../util/shared-resources.js';
 
-/** Keep-alive pools and loaded embedders, shared by key across successive runtimes. */
+/**
+ * Keep-alive pools and loaded embedders, shared by key across successive runtimes; circuit breakers (by
+ * backend name) and the retry budget, whose state must survive a reload too.
+ */
 export interface SharedPools {
   pools: SharedResources<Pool>;
   embedders: SharedResources<CachedEmbedder>;
+  breakers: SharedResources<Breaker>;
+  retryBudget: RetryBudget;
 }
 
 export function createSharedPools(): SharedPools {
-  return { pools: createPoolRegistry(), embedders: new SharedResources<CachedEmbedder>((e) => e.close()) };
+  return {
+    pools: createPoolRegistry(),
+    embedders: new SharedResources<CachedEmbedder>((e) => e.close()),
+    breakers: new SharedResources<Breaker>(async () => undefined),
+    retryBudget: new RetryBudget({ ratio: 0.2, min_per_s: 5 }, performance.now()),
+  };
 }
 
 export interface Runtime {
@@ -33,6 +45,10 @@ export interface Runtime {
   readonly modelsJson: string;
   /** Header names forwarded from the client, lower-case. */
   readonly forwardHeaders: readonly string[];
+  /** The process's retry budget (server.retry_budget), shared by every runtime. */
+  readonly retryBudget: RetryBudget;
+  /** Client keys; `open` when none are configured. */
+  readonly keys: KeyTable;
   /** Releases the shared pools and embedders this runtime holds. */
   dispose(): Promise<void>;
 }
@@ -60,10 +76,19 @@ export async function compileRuntime(loaded: LoadedConfig, shared: SharedPools, 
     for (const b of config.backends) {
       const key = poolKey(b);
       const pool = await hold(shared.pools, key, () => newPool(b));
-      backends.set(b.name, compileBackend(b, pool));
+      const breaker = await hold(shared.breakers, b.name, () => new Breaker(b.name, b.breaker));
+      backends.set(b.name, compileBackend(b, pool, breaker));
     }
 
     const problems: ConfigError[] = [];
+    let keys = new KeyTable([]);
+    try {
+      keys = new KeyTable(config.keys);
+    } catch (err) {
+      const i = config.keys.findIndex((k) => (err as Error).message.startsWith(`key '${k.id}'`));
+      const where = loaded.locate(['keys', Math.max(0, i), 'secret_env']);
+      problems.push(new ConfigError(file, where.line, where.column, (err as Error).message));
+    }
     const policies = new Map<string, CompiledPolicy>();
     for (const [i, p] of config.policies.entries()) {
       try {
@@ -77,6 +102,10 @@ export async function compileRuntime(loaded: LoadedConfig, shared: SharedPools, 
       }
     }
     if (problems.length > 0) throw new ConfigErrors(problems);
+
+    // Settings of process-wide state apply once this config is known to be good.
+    for (const b of backends.values()) b.breaker.configure(b.config.breaker);
+    shared.retryBudget.configure(config.server.retry_budget);
 
     const created = Math.floor(Date.now() / 1000);
     const modelsJson = JSON.stringify({
@@ -102,6 +131,8 @@ export async function compileRuntime(loaded: LoadedConfig, shared: SharedPools, 
       policies,
       modelsJson,
       forwardHeaders: [...new Set([...BASE_FORWARD_HEADERS, ...config.server.forward_headers])],
+      keys,
+      retryBudget: shared.retryBudget,
       dispose,
     };
   } catch (err) {

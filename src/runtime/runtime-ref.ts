@@ -1,6 +1,7 @@
 // The one mutable thing in the config path: which Runtime new requests get. A request pins the
 // runtime it started with; a reload swaps the reference and the old runtime is disposed when its last
 // pinned request ends. A bad edit never replaces a good runtime.
+import { redactSecrets, secretValues } from '../config/redact.js';
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
@@ -137,7 +138,9 @@ export class RuntimeRef {
       this.log.info({ trigger, generation, file: this.file }, 'config loaded');
       for (const w of warnings) this.log.warn({ trigger, generation, file: this.file }, w);
     } catch (err) {
-      const errors = err instanceof ConfigErrors ? err.problems.map((p) => p.message) : [(err as Error).message];
+      // A config error can quote the file: secrets pasted in the wrong place are masked before anyone sees it.
+      const raw = err instanceof ConfigErrors ? err.problems.map((p) => p.message) : [(err as Error).message];
+      const errors = redactSecrets(raw, secretValues(this.current?.config));
       status = { ok: false, at: new Date().toISOString(), trigger, generation: this.generation, errors, warnings: [] };
       this.reloadCount.error++;
       this.log.error(

@@ -11,6 +11,10 @@ import { registerConsole } from './console.js';
 import { explainRoute } from './explain.js';
 import { feedbackHandler, type FeedbackLearner } from './feedback.js';
 import { createFrontDoor, type ApiHandler } from './front-door.js';
+import { permit } from '../auth/keys.js';
+import type { Limiter } from '../limits/limiter.js';
+import type { Runtime } from '../runtime/compile.js';
+import { Lifecycle } from './lifecycle.js';
 import { forwardHandler, type EmbeddingKeeper } from './pipeline.js';
 import { recordRefused } from './record-builder.js';
 import { refuse } from './request-checks.js';
@@ -25,6 +29,10 @@ export interface AppOptions {
   /** Answers `GET /metrics` only with this bearer token (telemetry.metrics.bearer_token_env), when set. */
   metricsToken?: string;
   bodyLimit?: number;
+  /** Readiness, refusals and open requests during a shutdown (listen.ts drains with it); a fresh one by default. */
+  lifecycle?: Lifecycle;
+  /** Client-key limits and budgets; null or absent: keys are checked but nothing is counted. */
+  limiter?: Limiter | null;
 }
 
 const FORWARDING: Readonly<Record<string, Endpoint>> = {
@@ -42,11 +50,18 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // Read per request, so a reload that changes them applies at once.
   const bodyLimit = () => opts.bodyLimit ?? ref.current?.config.server.body_limit_bytes ?? 4 * 1024 * 1024;
   const maxJsonDepth = () => ref.current?.config.server.max_json_depth ?? 128;
-  let draining = false;
+  const lifecycle = opts.lifecycle ?? new Lifecycle();
   const { telemetry } = opts;
   // A bug never shows its text to a client (respond.ts internalError); its stack goes to the log, by request id.
   const onBug = (err: unknown, reqId: string) => logger.error({ err, reqId }, 'internal error (a bug: please report it)');
-  const deps = { stages: telemetry.stages, routing: ref.routing, learning: opts.learning, onBug };
+  const deps = {
+    stages: telemetry.stages,
+    routing: ref.routing,
+    learning: opts.learning,
+    onBug,
+    open: lifecycle,
+    limiter: opts.limiter ?? null,
+  };
   // The API's POST routes: answered by the front door before Fastify sees them (front-door.ts).
   const routes: Record<string, ApiHandler> = {
     '/v1/route': explainRoute(ref.routing),
@@ -61,7 +76,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     serverFactory: (fastifyHandler) => {
       const server = createServer(
-        createFrontDoor({ ref, routes, nextId, bodyLimit, maxJsonDepth, isDraining: () => draining, onRefused, onBug }, fastifyHandler),
+        createFrontDoor(
+          { ref, routes, nextId, bodyLimit, maxJsonDepth, isDraining: () => lifecycle.refusing, onRefused, onBug },
+          fastifyHandler,
+        ),
       );
       server.keepAliveTimeout = 72_000; // Fastify's default, longer than common client pools' idle timeouts
       return server;
@@ -79,12 +97,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // The API speaks JSON only: anything else is a clear 415 rather than a confusing schema error.
   app.removeContentTypeParser('text/plain');
   app.addHook('preClose', function startDraining(done) {
-    draining = true;
+    lifecycle.draining = true;
+    lifecycle.refusing = true;
     done();
   });
   app.addHook('onRequest', function requestIdHeader(req, reply, done) {
     reply.header('x-signalman-request-id', req.id);
-    if (draining) {
+    if (lifecycle.refusing) {
       // A keep-alive client sent a new request while we drain: tell it to go elsewhere, and close.
       void reply.code(503).header('connection', 'close').send(refuse.draining().toJSON());
       return;
@@ -110,13 +129,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.get('/v1/models', async function listModels(req, reply) {
     const rt = ref.current;
     if (!rt) throw refuse.notReady();
-    return reply.type('application/json').send(rt.modelsJson);
+    if (rt.keys.open) return reply.type('application/json').send(rt.modelsJson);
+    return { object: 'list', data: visibleModels(rt, req) };
   });
   app.get<{ Params: { id: string } }>('/v1/models/*', async function getModel(req) {
     const rt = ref.current;
     if (!rt) throw refuse.notReady();
     const id = (req.params as Record<string, string>)['*'] ?? '';
-    const found = (JSON.parse(rt.modelsJson) as { data: Array<{ id: string }> }).data.find((m) => m.id === id);
+    const found = visibleModels(rt, req).find((m) => m.id === id);
     if (!found) throw E.modelNotFound(`model '${id}' is neither a backend nor a policy of this gateway`, 'model');
     return found;
   });
@@ -140,10 +160,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       generation: rt?.generation ?? 0,
       loaded_at: rt?.loadedAt.toISOString() ?? null,
       backends: rt ? [...rt.backends.keys()] : [],
+      breakers: rt ? breakerStates(rt) : {},
       policies: rt ? [...rt.policies.keys()] : [],
       last_reload: ref.lastReload,
       reloads: ref.reloadCount,
     };
+    // Shutting down: load balancers stop sending here, while in-flight requests and streams finish.
+    if (lifecycle.draining) return reply.code(503).send({ ...detail, ready: false, draining: true });
     return reply.code(rt ? 200 : 503).send(detail);
   });
 
@@ -165,6 +188,15 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     }
     if (!bearerMatches(req, key)) throw E.unauthorized('admin endpoints need `Authorization: Bearer <admin key>`');
   }
+}
+
+/** The models a request may see: all on an open gateway; with keys, the ones its key may use (401 without one). */
+function visibleModels(rt: Runtime, req: FastifyRequest): Array<{ id: string; owned_by: string }> {
+  const all = (JSON.parse(rt.modelsJson) as { data: Array<{ id: string; owned_by: string }> }).data;
+  if (rt.keys.open) return all;
+  const key = rt.keys.authenticate(req.headers.authorization);
+  if (key instanceof SignalmanError) throw key;
+  return all.filter((m) => permit(key, m.id, m.owned_by === 'signalman-policy') === null);
 }
 
 /** `Authorization: Bearer <want>`, compared in constant time. */
@@ -196,4 +228,12 @@ function fromFastifyError(err: FastifyError | SignalmanError): SignalmanError {
     return new SignalmanError(err.code ?? 'invalid_request', err.statusCode, 'invalid_request_error', err.message);
   }
   return toSignalmanError(err);
+}
+
+/** Circuit breaker state per backend (closed, half_open, open), for GET /readyz. */
+function breakerStates(rt: NonNullable<RuntimeRef['current']>): Record<string, string> {
+  const now = performance.now();
+  const out: Record<string, string> = {};
+  for (const [name, b] of rt.backends) out[name] = b.breaker.stateAt(now);
+  return out;
 }

@@ -3,7 +3,8 @@
 // CPU per request, the same through a Fastify route ~165 µs. For a gateway whose selling point is its
 // overhead, that difference is the budget. Everything else (models, health, admin, 404s) stays on Fastify.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import type { SignalmanError } from '../errors.js';
+import type { ClientKey } from '../auth/keys.js';
+import { SignalmanError } from '../errors.js';
 import type { Runtime } from '../runtime/compile.js';
 import type { RuntimeRef } from '../runtime/runtime-ref.js';
 import { isJson, parseJson, readBody, refuse } from './request-checks.js';
@@ -17,6 +18,8 @@ export interface ApiRequest {
   res: ServerResponse;
   /** performance.now() when the request arrived. */
   startedAt: number;
+  /** The client key that authenticated it; null while the config has no `keys:` (open API). */
+  key: ClientKey | null;
 }
 
 /** Answers every outcome itself (errors included); a rejection is a bug, still answered as a 500. */
@@ -75,7 +78,16 @@ export function createFrontDoor(o: FrontDoorOptions, next: (req: IncomingMessage
       if (parsed.error !== null) return refused(o, path, res, id, startedAt, parsed.error);
       const pinned = o.ref.pin();
       if (!pinned) return refused(o, path, res, id, startedAt, refuse.notReady());
-      handler({ id, headers: req.headers, body: parsed.body, res, startedAt }, pinned.runtime).then(pinned.release, (err: unknown) => {
+      let key: ClientKey | null = null;
+      if (!pinned.runtime.keys.open) {
+        const found = pinned.runtime.keys.authenticate(req.headers.authorization);
+        if (found instanceof SignalmanError) {
+          pinned.release();
+          return refused(o, path, res, id, startedAt, found);
+        }
+        key = found;
+      }
+      handler({ id, headers: req.headers, body: parsed.body, res, startedAt, key }, pinned.runtime).then(pinned.release, (err: unknown) => {
         pinned.release();
         o.onBug(err, id);
         sendEarlyError(res, id, startedAt, internalError());

@@ -21,6 +21,7 @@ const DEFAULT_PROMPT_CHARS = 2_000;
 /** Shared initial arrays: a record's lists are replaced, never appended to, so every record can start with these. */
 const NO_CANDIDATES: RequestRecord['candidates'] = [];
 const NO_ATTEMPTS: RequestRecord['attempts'] = [];
+const NO_SKIPPED: RequestRecord['skipped'] = [];
 
 export function newRecord(id: string, endpoint: Endpoint, startedAt: number, generation: number): RequestRecord {
   return {
@@ -38,6 +39,7 @@ export function newRecord(id: string, endpoint: Endpoint, startedAt: number, gen
     candidates: NO_CANDIDATES,
     guard: null,
     attempts: NO_ATTEMPTS,
+    skipped: NO_SKIPPED,
     prompt_tokens: null,
     completion_tokens: null,
     tokens_estimated: false,
@@ -83,6 +85,9 @@ export function outcomeOf(rec: RequestRecord, error: SignalmanError | null, abor
     return rec.attempts.length > 0 && rec.attempts[0]!.backend !== rec.backend ? 'fallback_ok' : 'ok';
   }
   if (error.code === 'upstream_timeout') return 'timeout';
+  if (error.code === 'upstream_bad_response') return 'upstream_bad_response';
+  if (error.code === 'invalid_api_key' || error.code === 'model_not_allowed') return 'unauthorized';
+  if (error.code === 'rate_limited' || error.code === 'budget_exceeded') return 'rate_limited';
   if (error.code.startsWith('upstream_') || error.code === 'rate_limit_exceeded') return 'upstream_error';
   if (error.code === 'internal_error' || error.status >= 500) return error.status === 503 ? 'rejected' : 'internal_error';
   return REJECTED.has(error.code) ? 'rejected' : 'invalid_request';

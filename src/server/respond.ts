@@ -3,6 +3,7 @@
 import type { ServerResponse } from 'node:http';
 import { E, SignalmanError } from '../errors.js';
 import { ForwardError, type StreamOutcome } from '../upstream/forward.js';
+import { firstInvalidEvent } from '../upstream/sse-check.js';
 import { SseFramer } from './sse.js';
 
 /** The Server-Timing value of every response: gateway overhead, routing, upstream (0 where there was none). */
@@ -30,7 +31,7 @@ export function sendJson(res: ServerResponse, id: string, status: number, value:
 export function sendError(res: ServerResponse, id: string, e: SignalmanError, timing: string, extra: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return;
   const body = JSON.stringify(e.toJSON());
-  res.writeHead(e.status, { ...baseHeaders(id, timing, Buffer.byteLength(body)), ...extra });
+  res.writeHead(e.status, { ...baseHeaders(id, timing, Buffer.byteLength(body)), ...e.headers, ...extra });
   res.end(body);
 }
 
@@ -81,16 +82,41 @@ export async function pipeStream(
   const framer = new SseFramer();
   const { stream } = s;
   const resume = () => stream.resume();
+  // An event whose data is not JSON ends the stream: the events before it go out, it and the rest never do.
+  let broken: SignalmanError | null = null;
+  let stop: ((err: Error) => void) | null = null;
+  let checked = true; // forward() already checked the first chunk's whole events
   const send = (chunk: Buffer): boolean => {
-    const framed = framer.push(chunk);
+    if (broken !== null) return false;
+    let framed = framer.push(chunk);
+    if (framed.length > 0 && !checked) {
+      const bad = firstInvalidEvent(framed);
+      if (bad !== -1) {
+        broken = E.upstreamBadResponse(`backend '${s.backend.name}' streamed an event whose data is not valid JSON; the stream ends here`);
+        framed = framed.subarray(0, bad);
+      }
+    }
+    checked = false;
     const out = framed.length === 0 ? framed : inspect(framed);
-    if (out.length === 0 || res.destroyed || res.write(out)) return true;
+    const flowing = out.length === 0 || res.destroyed || res.write(out);
+    if (broken !== null) {
+      stream.cancel(broken);
+      stop?.(broken);
+      return false;
+    }
+    if (flowing) return true;
     res.once('drain', resume);
     return false;
   };
   try {
     send(stream.first);
-    await new Promise<void>((resolve, reject) => stream.pipe({ data: send, end: resolve, error: reject }));
+    if (broken === null) {
+      await new Promise<void>((resolve, reject) => {
+        stop = reject;
+        stream.pipe({ data: send, end: resolve, error: reject });
+      });
+    }
+    if (broken !== null) throw broken;
     const rest = framer.rest();
     if (rest !== null && rest.length > 0 && rest.toString().trim() !== '') {
       throw Object.assign(new Error('stream ended inside an event'), { code: 'UND_ERR_SOCKET' });
@@ -100,12 +126,15 @@ export async function pipeStream(
   } catch (err) {
     res.removeListener('drain', resume);
     if (res.destroyed) return { aborted: true, error: null };
+    // A SignalmanError is the gateway's own reason to stop (the shutdown deadline): the client reads it as is.
     const e =
-      (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT'
-        ? E.upstreamTimeout(
-            `backend '${s.backend.name}' went silent mid-stream for longer than stream_idle_timeout_ms (${s.backend.config.stream_idle_timeout_ms} ms)`,
-          )
-        : E.upstreamStreamFailed(`backend '${s.backend.name}' stream failed after it started: ${(err as Error).message}`);
+      err instanceof SignalmanError
+        ? err
+        : (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT'
+          ? E.upstreamTimeout(
+              `backend '${s.backend.name}' went silent mid-stream for longer than stream_idle_timeout_ms (${s.backend.config.stream_idle_timeout_ms} ms)`,
+            )
+          : E.upstreamStreamFailed(`backend '${s.backend.name}' stream failed after it started: ${(err as Error).message}`);
     endStreamWithError(res, e);
     return { aborted: false, error: e };
   }

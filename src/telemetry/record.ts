@@ -14,6 +14,9 @@ import { z } from 'zod';
  * - invalid_request: the request itself was wrong (bad JSON, schema, unknown model, too large), or the
  *   upstream said so (a 4xx other than 429, passed through as it came)
  * - internal_error: a bug of ours (answered as a 500 saying only "internal error")
+ * - unauthorized: no valid client key (401), or a key that may not use that model (403)
+ * - rate_limited: a client key over its requests / tokens per minute or its USD budget (429)
+ * - upstream_bad_response: the last backend answered 2xx with a broken body or streamed event (not valid JSON)
  */
 export const OUTCOMES = [
   'ok',
@@ -24,6 +27,9 @@ export const OUTCOMES = [
   'rejected',
   'invalid_request',
   'internal_error',
+  'unauthorized',
+  'rate_limited',
+  'upstream_bad_response',
 ] as const;
 export const Outcome = z.enum(OUTCOMES);
 export type Outcome = z.infer<typeof Outcome>;
@@ -79,6 +85,8 @@ export const RequestRecord = z.object({
   candidates: z.array(RecordCandidate),
   guard: z.object({ score: z.number(), threshold: z.number(), in_domain: z.boolean() }).nullable(),
   attempts: z.array(RecordAttempt),
+  /** Backends left out of the order, and why: breaker_open, retry_after (upstream asked to wait), overloaded. */
+  skipped: z.array(z.object({ backend: z.string(), why: z.string() })).default([]),
   prompt_tokens: z.number().int().nullable(),
   completion_tokens: z.number().int().nullable(),
   /** The token counts were estimated from characters: the upstream reported no usage. */

@@ -7,8 +7,7 @@ export function backoffMs(
   rand: () => number = Math.random,
 ): number | null {
   if (retryAfter !== undefined) {
-    const seconds = Number(retryAfter);
-    const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(retryAfter) - Date.now();
+    const ms = retryAfterMs(retryAfter);
     if (Number.isFinite(ms)) {
       // A server asking for longer than we would ever wait: move on to the next backend instead.
       if (ms > maxMs) return null;
@@ -32,3 +31,9 @@ export const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
     }, ms);
     signal.addEventListener('abort', onAbort, { once: true });
   });
+
+/** A retry-after value (seconds, or an HTTP date) in ms from now; NaN when it is neither. */
+export function retryAfterMs(retryAfter: string): number {
+  const seconds = Number(retryAfter);
+  return Number.isFinite(seconds) ? seconds * 1000 : Date.parse(retryAfter) - Date.now();
+}

@@ -1,7 +1,7 @@
 // One table from what undici (or the upstream) can throw at us to what the client sees.
 import { E, SignalmanError } from '../errors.js';
 
-export type FailureKind = 'connect' | 'timeout' | 'status' | 'aborted' | 'protocol';
+export type FailureKind = 'connect' | 'timeout' | 'status' | 'aborted' | 'protocol' | 'bad_response';
 
 export interface UpstreamFailure {
   kind: FailureKind;
@@ -83,4 +83,14 @@ export function classifyStatus(status: number, name: string): UpstreamFailure | 
     return { kind: 'status', retryable: true, fallback: true, error };
   }
   return null;
+}
+
+/** A 2xx answer that is broken (a body or a streamed event that is not valid JSON): retried, then the next fallback. */
+export function badAnswer(name: string, what: string): UpstreamFailure {
+  return {
+    kind: 'bad_response',
+    retryable: true,
+    fallback: true,
+    error: E.upstreamBadResponse(`backend '${name}' answered ${what}; nothing of it was passed on`),
+  };
 }

@@ -1,15 +1,23 @@
-// Calls backends in order: retries with jittered backoff on 429/5xx/connect errors, then the next
-// fallback — all strictly before the first byte reaches the client. After that, a retry would splice two
-// different completions into one stream, so the caller owns failures from then on.
+// Calls backends in order: retries with jittered backoff on 429/5xx/connect errors and broken answers,
+// then the next fallback — all strictly before the first byte reaches the client. After that, a retry
+// would splice two different completions into one stream, so the caller owns failures from then on.
+//
+// Around each attempt: the backend's circuit breaker (skip it while open, probe it when half-open, tell it
+// how the attempt went), an upstream retry-after (opens the breaker for that long), the request's overall
+// deadline, the process's retry budget (attempts after a request's first), and on_overload.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { CompiledBackend } from './backend.js';
-import type { SignalmanError } from '../errors.js';
+import { E, type SignalmanError } from '../errors.js';
 import type { Stages } from '../telemetry/stages.js';
-import { backoffMs, sleep } from './backoff.js';
+import { backoffMs, retryAfterMs, sleep } from './backoff.js';
+import { CLOSED, DENY, PROBE, type RetryBudget } from './breaker.js';
 import { requestBuffered, type BufferedResponse } from './buffered.js';
 import type { Cancellation } from './cancel.js';
+import type { Skipped } from './health.js';
+import { saturated } from './pools.js';
+import { completeEventsEnd, firstInvalidEvent, isJsonBody } from './sse-check.js';
 import { requestStream, type UpstreamStream } from './streaming.js';
-import { classifyStatus, classifyThrown, type UpstreamFailure } from './errors.js';
+import { badAnswer, classifyStatus, classifyThrown, type UpstreamFailure } from './errors.js';
 
 export type Endpoint = 'chat' | 'completions' | 'embeddings';
 
@@ -34,6 +42,12 @@ export interface ForwardRequest {
    * whose `stream_usage` is on (the pipeline strips that chunk again), and the client's own otherwise.
    */
   usageOptions: { on: unknown; off: unknown } | null;
+  /** performance.now() ms after which no new attempt starts (server.request_deadline_ms); Infinity: none. */
+  deadline?: number;
+  /** The process's retry budget; null: unbounded. */
+  budget?: RetryBudget | null;
+  /** The policy's on_overload (a backend named directly: queue). */
+  onOverload?: 'queue' | 'next_best' | 'reject';
 }
 
 export interface Attempt {
@@ -51,6 +65,8 @@ interface Common {
   attempts: Attempt[];
   /** Time from the first call until the answer (headers + first chunk for streams) was ready. */
   upstreamMs: number;
+  /** Backends of the order left out (breaker open, retry-after, overloaded); null when none was. */
+  skipped: Skipped[] | null;
 }
 /** A complete body: a 2xx answer, or a client error from upstream passed through as it is. */
 export interface BufferedOutcome extends Common {
@@ -70,6 +86,7 @@ export class ForwardError extends Error {
     readonly error: SignalmanError,
     readonly attempts: Attempt[],
     readonly aborted: boolean,
+    readonly skipped: Skipped[] | null = null,
   ) {
     super(error.message);
   }
@@ -93,25 +110,66 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
   const started = performance.now();
   let last: UpstreamFailure | null = null;
   let lastRateLimit: BufferedOutcome | null = null;
+  let skipped: Skipped[] | null = null;
+  const deadline = req.deadline ?? Infinity;
+  const budget = req.budget ?? null;
+  const onOverload = req.onOverload ?? 'queue';
+  budget?.deposit();
 
   const stages = req.stages;
-  for (const backend of req.order) {
+  const order = req.order;
+  let spent = false; // the retry budget or the deadline said stop
+  for (let b = 0; b < order.length && !spent; b++) {
+    const backend = order[b] as CompiledBackend;
     const cfg = backend.config;
+    const breaker = backend.breaker;
+    const hasNext = b < order.length - 1;
+    if (onOverload !== 'queue' && saturated(backend.pool)) {
+      if (onOverload === 'reject') {
+        const e = E.overloaded(
+          `backend '${backend.name}' is at max_connections (${cfg.max_connections}) and the policy says on_overload: reject`,
+        );
+        throw new ForwardError(e.withHeaders({ 'retry-after': '1' }), attempts, false, skipped);
+      }
+      if (hasNext) {
+        (skipped ??= []).push({ backend: backend.name, why: 'overloaded' });
+        continue;
+      }
+    }
     req.body.model = cfg.model;
     if (req.usageOptions !== null) req.body.stream_options = cfg.stream_usage ? req.usageOptions.on : req.usageOptions.off;
     const payload = JSON.stringify(req.body);
     const headers = { ...backend.headers, ...req.headers };
     for (let attempt = 0; attempt <= cfg.max_retries; attempt++) {
-      if (req.cancel.aborted) throw new ForwardError(classifyThrown(req.cancel.reason, backend.name, 'headers').error, attempts, true);
+      if (req.cancel.aborted)
+        throw new ForwardError(classifyThrown(req.cancel.reason, backend.name, 'headers').error, attempts, true, skipped);
       const t0 = performance.now();
+      if (t0 >= deadline) throw new ForwardError(deadlinePassed(req, attempts), attempts, false, skipped);
+      // The breaker: one field read while closed. Open: skip this backend; half-open: this attempt may be a probe.
+      let probe = false;
+      if (breaker.state !== CLOSED) {
+        const r = breaker.tryAcquire(t0);
+        if (r === DENY) {
+          if (attempt === 0) (skipped ??= []).push({ backend: backend.name, why: breaker.openWhy });
+          break;
+        }
+        probe = r === PROBE;
+      }
+      if (attempts.length > 0 && budget !== null && !budget.tryRetry(t0)) {
+        breaker.release(probe);
+        spent = true;
+        break;
+      }
       if (stages?.attemptStart.hasSubscribers) stages.attemptStart.publish({ id: req.id, backend: backend.name });
       let retryAfter: string | undefined;
-      /** A complete answer: returned as the outcome, or (429 / 5xx) recorded for a retry, giving null. */
+      /** A complete answer: returned as the outcome, or (429 / 5xx / broken) recorded for a retry, giving null. */
       const settle = (res: BufferedResponse, failure: UpstreamFailure | null): BufferedOutcome | null => {
         const contentType = header(res.headers, 'content-type') ?? 'application/json';
+        const now = performance.now();
         if (failure === null) {
           // A success, or the client's own mistake as the upstream sees it (400, 401, 404, 422…): pass it on.
-          endAttempt(req, attempts, { backend: backend.name, status: res.status, error: null, ms: performance.now() - t0 });
+          breaker.success(now, probe);
+          endAttempt(req, attempts, { backend: backend.name, status: res.status, error: null, ms: now - t0 });
           const passRetryAfter = res.status >= 400 ? header(res.headers, 'retry-after') : undefined;
           return {
             kind: 'buffered',
@@ -120,31 +178,57 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
             contentType,
             body: res.body,
             attempts,
-            upstreamMs: performance.now() - started,
+            upstreamMs: now - started,
             retryAfter: passRetryAfter,
+            skipped,
           };
         }
         retryAfter = header(res.headers, 'retry-after');
-        endAttempt(req, attempts, { backend: backend.name, status: res.status, error: failure.kind, ms: performance.now() - t0 });
+        breaker.failure(now, probe);
+        // The upstream says when to come back: out of routing until then, so the next requests go elsewhere.
+        if (retryAfter !== undefined && (res.status === 429 || res.status === 503)) breaker.block(now, retryAfterMs(retryAfter));
+        endAttempt(req, attempts, { backend: backend.name, status: res.status, error: failure.kind, ms: now - t0 });
         if (res.status === 429)
-          lastRateLimit = { kind: 'buffered', backend, status: 429, contentType, body: res.body, attempts, upstreamMs: 0, retryAfter };
+          lastRateLimit = {
+            kind: 'buffered',
+            backend,
+            status: 429,
+            contentType,
+            body: res.body,
+            attempts,
+            upstreamMs: 0,
+            retryAfter,
+            skipped,
+          };
         last = failure;
         return null;
       };
+      // The deadline bounds each attempt's wait; a timeout it cut short says nothing about the backend.
+      const left = deadline - t0;
+      const cut = left < cfg.timeout_ms;
+      const timeout = cut ? Math.max(1, Math.ceil(left)) : cfg.timeout_ms;
       try {
         const dispatchOpts = {
           path: backend.paths[req.endpoint],
           method: 'POST' as const,
           headers,
           body: payload,
-          headersTimeout: cfg.timeout_ms,
-          bodyTimeout: req.stream ? cfg.stream_idle_timeout_ms : cfg.timeout_ms,
+          headersTimeout: timeout,
+          bodyTimeout: req.stream ? cfg.stream_idle_timeout_ms : timeout,
         };
         if (req.stream) {
           const start = await requestStream(backend.pool, dispatchOpts, req.cancel);
           if (start.kind === 'stream') {
             const { stream } = start;
-            endAttempt(req, attempts, { backend: backend.name, status: stream.status, error: null, ms: performance.now() - t0 });
+            // Broken events in the first chunk: nothing reached the client yet, so this is a failure to retry.
+            const whole = completeEventsEnd(stream.first);
+            if (whole > 0 && firstInvalidEvent(whole === stream.first.length ? stream.first : stream.first.subarray(0, whole)) !== -1) {
+              stream.cancel();
+              throw badAnswer(backend.name, 'a streamed event whose data is not valid JSON');
+            }
+            const now = performance.now();
+            breaker.success(now, probe);
+            endAttempt(req, attempts, { backend: backend.name, status: stream.status, error: null, ms: now - t0 });
             return {
               kind: 'stream',
               backend,
@@ -152,7 +236,8 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
               contentType: header(stream.headers, 'content-type') ?? 'text/event-stream',
               stream,
               attempts,
-              upstreamMs: performance.now() - started,
+              upstreamMs: now - started,
+              skipped,
             };
           }
           // An error answer to a stream request is a small JSON body: handled like a buffered one.
@@ -160,33 +245,80 @@ export async function forward(req: ForwardRequest): Promise<ForwardOutcome> {
           if (outcome !== null) return outcome;
         } else {
           const res = await requestBuffered(backend.pool, dispatchOpts, req.cancel);
-          const failure = classifyStatus(res.status, backend.name);
+          let failure = classifyStatus(res.status, backend.name);
+          // A 2xx whose body is not JSON (truncated, garbage) is the upstream's failure, never the client's answer.
+          if (failure === null && res.status < 300 && !isJsonBody(res.body)) {
+            failure = badAnswer(backend.name, `a ${res.status} whose body is not valid JSON (${res.body.length} bytes)`);
+          }
           const outcome = settle(res, failure);
           if (outcome !== null) return outcome;
         }
       } catch (err) {
+        const now = performance.now();
         if (req.cancel.aborted) {
-          endAttempt(req, attempts, { backend: backend.name, status: null, error: 'aborted', ms: performance.now() - t0 });
-          throw new ForwardError(classifyThrown(req.cancel.reason, backend.name, 'headers').error, attempts, true);
+          breaker.release(probe);
+          endAttempt(req, attempts, { backend: backend.name, status: null, error: 'aborted', ms: now - t0 });
+          throw new ForwardError(classifyThrown(req.cancel.reason, backend.name, 'headers').error, attempts, true, skipped);
         }
-        const failure = classifyThrown(err, backend.name, 'headers');
-        endAttempt(req, attempts, { backend: backend.name, status: null, error: failure.kind, ms: performance.now() - t0 });
+        const failure = isFailure(err) ? err : classifyThrown(err, backend.name, 'headers');
+        if (cut && failure.kind === 'timeout') breaker.release(probe);
+        else breaker.failure(now, probe);
+        endAttempt(req, attempts, { backend: backend.name, status: null, error: failure.kind, ms: now - t0 });
         last = failure;
         if (!failure.retryable) break;
       }
       if (attempt === cfg.max_retries) break;
+      const lastStatus = attempts[attempts.length - 1]?.status;
+      // A saturated backend (429) under on_overload: next_best: straight to the next one, no retry here.
+      if (lastStatus === 429 && onOverload === 'next_best' && hasNext) {
+        (skipped ??= []).push({ backend: backend.name, why: 'overloaded' });
+        break;
+      }
       const wait = backoffMs(attempt, req.retryBaseMs, req.retryMaxMs, retryAfter);
       if (wait === null) break; // the server asks for a longer wait than we allow: try the next backend
+      // Opened (by this failure or another request's): the next backend, if there is one, rather than wait here.
+      if (breaker.state !== CLOSED && hasNext) break;
+      if (performance.now() + wait >= deadline) break;
       await sleep(wait, req.cancel.signal).catch(() => undefined);
     }
-    if (last !== null && !last.fallback) break;
+    if (last !== null && !(last as UpstreamFailure).fallback) break;
+  }
+  if (attempts.length === 0 && skipped !== null && !req.cancel.aborted) {
+    // Every backend was out before a call was made (their breakers opened since routing): a fast 503.
+    throw new ForwardError(allOut(order, skipped), attempts, false, skipped);
   }
   // Assigned inside settle(): TypeScript's flow analysis does not follow closures, so restate the types.
   const rateLimited = lastRateLimit as BufferedOutcome | null;
   const lastFailure = last as UpstreamFailure | null;
   if (rateLimited !== null && lastFailure?.error.status === 429) {
     // Every backend rate-limited us: the client should back off, so pass the 429 on as it came.
-    return { ...rateLimited, attempts, upstreamMs: performance.now() - started };
+    return { ...rateLimited, attempts, upstreamMs: performance.now() - started, skipped };
   }
-  throw new ForwardError(lastFailure?.error ?? classifyThrown(new Error('no backend to call'), '?', 'headers').error, attempts, false);
+  if (lastFailure === null && performance.now() >= deadline)
+    throw new ForwardError(deadlinePassed(req, attempts), attempts, false, skipped);
+  throw new ForwardError(
+    lastFailure?.error ?? classifyThrown(new Error('no backend to call'), '?', 'headers').error,
+    attempts,
+    false,
+    skipped,
+  );
+}
+
+const isFailure = (err: unknown): err is UpstreamFailure =>
+  typeof err === 'object' && err !== null && 'kind' in err && 'retryable' in err && 'error' in err;
+
+function deadlinePassed(req: ForwardRequest, attempts: Attempt[]): SignalmanError {
+  return E.upstreamTimeout(
+    `no answer within server.request_deadline_ms (${attempts.length} upstream attempt${attempts.length === 1 ? '' : 's'} made, retries and fallbacks included)`,
+  );
+}
+
+function allOut(order: readonly CompiledBackend[], skipped: Skipped[]): SignalmanError {
+  const now = performance.now();
+  let wait = Infinity;
+  for (const b of order) if (b.breaker.state !== CLOSED) wait = Math.min(wait, b.breaker.retryAfterS(now));
+  const s = Number.isFinite(wait) ? wait : 1;
+  return E.upstreamCircuitOpen(
+    `every backend this request could go to is unavailable (${skipped.map((k) => `${k.backend}: ${k.why}`).join(', ')}); retry in ${s} s`,
+  ).withHeaders({ 'retry-after': String(s) });
 }

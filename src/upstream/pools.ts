@@ -22,3 +22,17 @@ export function newPool(b: BackendConfig): Pool {
     pipelining: 1,
   });
 }
+
+/** undici's own "the next dispatch would queue" flag on a Pool (its `kNeedDrain` field), found once by name. */
+let needDrain: symbol | null | undefined;
+
+/**
+ * Whether `pool` is saturated: every connection busy and max_connections reached, so a new request would
+ * wait in its queue. One field read; undici keeps the flag for its own backpressure. If a future undici
+ * renames it, this answers false (never saturated) rather than failing: on_overload then queues.
+ */
+export function saturated(pool: Pool): boolean {
+  if (needDrain === undefined)
+    needDrain = Object.getOwnPropertySymbols(pool).find((s) => s.description === 'needDrain' || s.description === 'need drain') ?? null;
+  return needDrain !== null && (pool as unknown as Record<symbol, unknown>)[needDrain] === true;
+}

@@ -126,7 +126,7 @@ describe('a bug in a handler', () => {
       },
     });
     const logger = pino({ level: 'error' }, sink);
-    const runtime = {} as Runtime;
+    const runtime = { keys: { open: true } } as unknown as Runtime; // no client keys: the API is open
     const ref = { pin: () => ({ runtime, release: () => undefined }) } as unknown as RuntimeRef;
     const door = createFrontDoor(
       {

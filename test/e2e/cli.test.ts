@@ -26,7 +26,53 @@ function run(args: string[]): Promise<{ code: number | null; out: string; err: s
   });
 }
 
+/** Resolves with the first capture of `re` in the process's stdout. */
+function waitLine(p: ReturnType<typeof cli>, re: RegExp, what: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let buf = '';
+    const t = setTimeout(() => reject(new Error(`no ${what} line; got: ${buf}`)), 20_000);
+    p.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const m = re.exec(buf);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1] as string);
+      }
+    });
+  });
+}
+
 describe('signalman CLI', () => {
+  it("configs/examples/secure.yaml in the README's two commands: one key, 30 requests a minute", async () => {
+    const mock = cli(['mock-upstream', '--port', '0']);
+    let gw: ReturnType<typeof cli> | null = null;
+    try {
+      const mockUrl = await waitLine(mock, /mock-upstream listening on (http:\/\/[\d.:]+)/, 'mock listening');
+      gw = cli(['serve', '--config', 'configs/examples/secure.yaml', '--port', '0'], {
+        SIGNALMAN_MOCK_URL: mockUrl,
+        SIGNALMAN_CLIENT_KEY: 'sk-my-team-key',
+        REDIS_URL: '',
+      });
+      const url = await waitLine(gw, /signalman listening on (http:\/\/[\d.:]+)/, 'listening');
+      const client = (apiKey: string) => new OpenAI({ baseURL: `${url}/v1`, apiKey, maxRetries: 0 });
+      const ask = (apiKey: string) =>
+        client(apiKey)
+          .chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'What is a tort?' }] })
+          .then(
+            () => 200,
+            (e: { status: number }) => e.status,
+          );
+      expect(await ask('sk-not-mine')).toBe(401);
+      const statuses = [];
+      for (let i = 0; i < 31; i++) statuses.push(await ask('sk-my-team-key'));
+      expect(statuses.slice(0, 30).every((s) => s === 200)).toBe(true);
+      expect(statuses[30]).toBe(429);
+    } finally {
+      gw?.kill('SIGKILL');
+      mock.kill('SIGKILL');
+    }
+  }, 60_000);
+
   it('serve with no config runs the demo: virtual model auto over the embedded mock upstream', async () => {
     const p = cli(['serve', '--port', '0'], { SIGNALMAN_ADMIN_KEY: '', OPENAI_API_KEY: '' });
     try {

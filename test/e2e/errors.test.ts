@@ -179,6 +179,11 @@ describe('upstream errors', () => {
     expect(text.length).toBeGreaterThan(0);
     expect(err).toBeInstanceOf(OpenAI.APIError);
     expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('upstream_stream_failed');
+    // The usage chunk never came: what was streamed is still billed, from its events, and marked estimated.
+    const cut = stack.sink.records.findLast((r) => r.error === 'upstream_stream_failed');
+    expect(cut).toMatchObject({ tokens_estimated: true, backend: 'weak' });
+    expect(cut?.completion_tokens).toBeGreaterThan(0);
+    expect(cut?.cost_usd).toBeGreaterThan(0);
 
     const raw = await post(
       '/v1/chat/completions',

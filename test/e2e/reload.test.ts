@@ -24,15 +24,43 @@ describe('hot reload', () => {
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
   });
 
-  it('swaps configs under load with zero failed requests; in-flight requests finish on their config', async () => {
+  it('swaps configs under load, plain and streamed, with zero failed requests; in-flight requests and open streams finish on their config', async () => {
     const client = stack.client();
     // A slow request started on the old config (prefers weak) must still be answered by weak.
     const slow = client.chat.completions
       // @ts-expect-error: fault injection
       .create({ model: 'auto', messages: msg, mock: { latency_ms: 400 } })
       .withResponse();
+    const generation = () => stack.gw.ref.current?.generation ?? 0;
+    /** One stream, read to its end: every token the upstream's usage counts arrived, and it finished. */
+    const streamed = async (interTokenMs: number) => {
+      const { data, response } = await client.chat.completions
+        // @ts-expect-error: fault injection — a paced stream that stays open across reloads
+        .create({
+          model: 'auto',
+          messages: msg,
+          stream: true,
+          stream_options: { include_usage: true },
+          mock: { inter_token_ms: interTokenMs },
+        })
+        .withResponse();
+      const openedAt = generation();
+      let tokens = 0;
+      let finish: string | null = null;
+      let usage: number | null = null;
+      for await (const chunk of data) {
+        if (chunk.choices[0]?.delta.content) tokens++;
+        finish = chunk.choices[0]?.finish_reason ?? finish;
+        if (chunk.usage) usage = chunk.usage.completion_tokens;
+      }
+      if (finish === null || usage === null || tokens !== usage)
+        throw new Error(`incomplete stream: ${tokens} tokens of ${usage}, finish ${finish}`);
+      return { model: response.headers.get('x-signalman-model'), reloadsSpanned: generation() - openedAt };
+    };
+    // A stream opened on the old config stays open through every reload below, and ends on weak.
+    const longStream = streamed(100);
     let stop = false;
-    const results = { ok: 0, failed: 0, byBackend: new Map<string, number>() };
+    const results = { ok: 0, failed: 0, streams: 0, byBackend: new Map<string, number>(), errors: [] as string[] };
     const worker = async () => {
       while (!stop) {
         try {
@@ -40,12 +68,24 @@ describe('hot reload', () => {
           const b = response.headers.get('x-signalman-model') ?? '?';
           results.byBackend.set(b, (results.byBackend.get(b) ?? 0) + 1);
           results.ok++;
-        } catch {
+        } catch (e) {
           results.failed++;
+          results.errors.push(String(e));
         }
       }
     };
-    const workers = Array.from({ length: 8 }, worker);
+    const streamWorker = async () => {
+      while (!stop) {
+        try {
+          await streamed(10);
+          results.streams++;
+        } catch (e) {
+          results.failed++;
+          results.errors.push(String(e));
+        }
+      }
+    };
+    const workers = [...Array.from({ length: 6 }, worker), ...Array.from({ length: 3 }, streamWorker)];
     // Alternate the preferred backend through both reload paths: file watch and the admin endpoint.
     for (let i = 0; i < 6; i++) {
       await new Promise((r) => setTimeout(r, 60));
@@ -65,8 +105,13 @@ describe('hot reload', () => {
     await Promise.all(workers);
     const { response } = await slow;
     expect(response.headers.get('x-signalman-model')).toBe('weak');
+    const long = await longStream;
+    expect(long.model).toBe('weak');
+    expect(long.reloadsSpanned).toBeGreaterThanOrEqual(4);
+    expect(results.errors).toEqual([]);
     expect(results.failed).toBe(0);
     expect(results.ok).toBeGreaterThan(50);
+    expect(results.streams).toBeGreaterThan(3);
     expect(results.byBackend.get('strong')).toBeGreaterThan(0);
     expect(results.byBackend.get('weak')).toBeGreaterThan(0);
     expect((await ready()).generation).toBeGreaterThanOrEqual(5);

@@ -171,3 +171,33 @@ describe('bad fault specs', () => {
     expect(((await r3.json()) as { error: { param: string } }).error.param).toBe('x-mock-fault');
   });
 });
+
+describe('broken answers (corrupt)', () => {
+  it('answers 200 with a truncated or garbage body', async () => {
+    const truncated = await post('/v1/chat/completions', base, { 'x-mock-fault': JSON.stringify({ corrupt: 'truncated' }) });
+    expect(truncated.status).toBe(200);
+    const text = await truncated.text();
+    expect(text.startsWith('{"id":"chatcmpl-')).toBe(true);
+    expect(() => JSON.parse(text)).toThrow();
+    const garbage = await post('/v1/chat/completions', base, { 'x-mock-fault': JSON.stringify({ corrupt: 'garbage' }) });
+    expect(garbage.status).toBe(200);
+    expect(await garbage.text()).toContain('<html>');
+    expect(mock.requests().map((r) => r.outcome)).toEqual(['fault', 'fault']);
+  });
+
+  it('streams one event with broken data after corrupt_after_chunks good ones, then the rest', async () => {
+    const res = await post('/v1/chat/completions', { ...base, stream: true, mock: { corrupt: 'garbage', corrupt_after_chunks: 2 } });
+    const events = (await res.text()).split('\n\n').filter((e) => e.startsWith('data: '));
+    expect(JSON.parse(events[0]!.slice(6)).object).toBe('chat.completion.chunk');
+    expect(JSON.parse(events[1]!.slice(6)).object).toBe('chat.completion.chunk');
+    expect(events[2]).toBe('data: <html><body>502 Bad Gateway</body></html>');
+    expect(JSON.parse(events[3]!.slice(6)).object).toBe('chat.completion.chunk');
+    expect(events.at(-1)).toBe('data: [DONE]');
+    // fail_times gates it like any failure
+    const spec = { corrupt: 'truncated', fail_times: 1, key: 'c1' };
+    const first = await post('/v1/chat/completions', base, { 'x-mock-fault': JSON.stringify(spec) });
+    await expect(first.text().then((t) => JSON.parse(t))).rejects.toThrow();
+    const second = await post('/v1/chat/completions', base, { 'x-mock-fault': JSON.stringify(spec) });
+    expect((await second.json()).object).toBe('chat.completion');
+  });
+});

@@ -143,6 +143,65 @@ describe('RedisSink writes', () => {
     expect(Number(t['all|*|counterfactual_cost_usd'])).toBe(0.5);
   });
 
+  it('sums a batch that meets records already written from the new records alone (the retry path)', async () => {
+    // Two minutes, routed and unrouted, ok and failed, null tokens: every kind of totals field.
+    const recs = [
+      makeRecord({ ts: TS, policy: 'auto', backend: 'weak', prompt_tokens: 100, completion_tokens: 20, cost_usd: 0.1 }),
+      makeRecord({ ts: TS + 1, policy: 'auto', backend: 'strong', outcome: 'fallback_ok', cost_usd: 0.2, counterfactual_cost_usd: 0.3 }),
+      makeRecord({
+        ts: TS + 2,
+        policy: null,
+        backend: null,
+        outcome: 'rejected',
+        status: 403,
+        prompt_tokens: null,
+        completion_tokens: null,
+      }),
+      makeRecord({ ts: TS + 60_000, policy: 'auto', backend: 'weak', outcome: 'timeout', status: 504, cost_usd: 0.05 }),
+      makeRecord({ ts: TS + 60_001, policy: 'other', backend: 'weak', prompt_tokens: 7, completion_tokens: 3, cost_usd: 0.0000258 }),
+    ];
+    const once = newSink();
+    recs.forEach((r) => once.sink.push(r));
+    await once.sink.flush(5_000);
+    const twice = newSink();
+    twice.sink.push(recs[0]!);
+    twice.sink.push(recs[3]!);
+    await twice.sink.flush(5_000);
+    recs.forEach((r) => twice.sink.push(r)); // one batch: two records already there, three new
+    await twice.sink.flush(5_000);
+    expect(twice.sink.written).toBe(5);
+    expect(twice.sink.duplicates).toBe(2);
+
+    const a = redisKeys(once.prefix);
+    const b = redisKeys(twice.prefix);
+    expect((await admin.xrange(b.records, '-', '+')).map(([, f]) => f[1])).toEqual([
+      recs[0]!.id,
+      recs[3]!.id,
+      recs[1]!.id,
+      recs[2]!.id,
+      recs[4]!.id,
+    ]);
+    expect(await admin.get(b.req(recs[2]!.id))).toBe(JSON.stringify(recs[2]));
+    for (const [ka, kb] of [
+      [a.totalsDay(TS), b.totalsDay(TS)],
+      [a.totalsMinute(TS), b.totalsMinute(TS)],
+      [a.totalsMinute(TS + 60_000), b.totalsMinute(TS + 60_000)],
+    ] as const) {
+      const ta = await admin.hgetall(ka);
+      const tb = await admin.hgetall(kb);
+      expect(Object.keys(tb).sort()).toEqual(Object.keys(ta).sort());
+      for (const f of Object.keys(ta)) expect(Number(tb[f])).toBeCloseTo(Number(ta[f]), 12);
+      expect(await admin.ttl(kb)).toBeGreaterThan(0);
+    }
+    const day = await admin.hgetall(a.totalsDay(TS));
+    expect(day['all|*|requests']).toBe('5');
+    expect(day['all|*|errors']).toBe('2');
+    expect(day['route|->-|outcome:rejected']).toBe('1');
+    expect(Number(day['policy|auto|cost_usd'])).toBeCloseTo(0.35, 12);
+    expect(day['backend|weak|prompt_tokens']).toBe('207');
+    expect((await admin.hgetall(a.totalsMinute(TS + 60_000)))['all|*|requests']).toBe('2');
+  });
+
   it('caps the stream near stream_max_len', async () => {
     const { sink, prefix } = newSink({ stream_max_len: 10 });
     for (let i = 0; i < 500; i++) sink.push(makeRecord({ ts: TS }));
