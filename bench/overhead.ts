@@ -4,6 +4,7 @@
 // Targets, all in front of one mock upstream (separate processes): direct (the mock itself), signalman
 // (pass-through: `model` names a backend; telemetry on: access log, metrics, memory records and a Redis
 // sink writing to the bench's own redis-server), signalman-off (the same with all telemetry off),
+// signalman-keys (off, plus one client key whose requests-per-minute limit is counted in that Redis),
 // bare-proxy (the floor), portkey (`x-portkey-custom-host`). For each round, for each
 // mode and concurrency, every target runs back to back in an order that rotates, so machine noise hits
 // all alike; the report takes the median over rounds, and "added" is target minus direct in the same round.
@@ -25,7 +26,14 @@ import {
 } from './lib/servers.js';
 import { aggregate, printOverhead, verdicts, type CellResult, type MedianRow, type Mode, type TargetName } from './lib/overhead-summary.js';
 
-const ALL_TARGETS = ['direct', 'signalman', 'signalman-off', 'bare-proxy', 'portkey'] as const satisfies readonly TargetName[];
+const ALL_TARGETS = [
+  'direct',
+  'signalman',
+  'signalman-off',
+  'signalman-keys',
+  'bare-proxy',
+  'portkey',
+] as const satisfies readonly TargetName[];
 
 export interface OverheadKnobs {
   rounds: number;
@@ -93,6 +101,11 @@ async function startTargets(k: OverheadKnobs, mock: ServerProc, redis: BenchRedi
       } else if (name === 'signalman-off') {
         const proc = await startSignalman(mock.origin, { name, telemetry: { on: false } });
         out.push({ name, proc, headers: base, model: SIGNALMAN_BACKEND });
+      } else if (name === 'signalman-keys') {
+        if (redis === null) continue;
+        const key = { secret: 'sk-bench-key', redisUrl: redis.proc.url, keyPrefix: `${redis.keyPrefix}keys:` };
+        const proc = await startSignalman(mock.origin, { name, telemetry: { on: false }, key });
+        out.push({ name, proc, headers: { ...base, authorization: `Bearer ${key.secret}` }, model: SIGNALMAN_BACKEND });
       } else if (name === 'bare-proxy') {
         const proc = await startBareProxy(mock.origin);
         out.push({ name, proc, headers: base, model: 'gpt-4o-mini' });
@@ -358,11 +371,11 @@ export async function runOverheadBench(): Promise<{ file: string; failed: number
   let redis: BenchRedis | null = null;
   let telemetry: TelemetryCheck;
   try {
-    if (k.targets.includes('signalman')) {
+    if (k.targets.includes('signalman') || k.targets.includes('signalman-keys')) {
       try {
         redis = { proc: await startRedis(), keyPrefix: `bench:${stamp(started)}:` };
       } catch (err) {
-        notes.push(`!!! signalman (telemetry on) skipped: its Redis could not start: ${(err as Error).message.split('\n')[0]}`);
+        notes.push(`!!! signalman and signalman-keys skipped: their Redis could not start: ${(err as Error).message.split('\n')[0]}`);
       }
     }
     targets = await startTargets(k, mock, redis, notes);

@@ -66,7 +66,6 @@ export const E = {
   upstreamUnavailable: def('upstream_unavailable', 502, 'api_error'),
   upstreamBadResponse: def('upstream_bad_response', 502, 'api_error'),
   upstreamStreamFailed: def('upstream_stream_failed', 502, 'api_error'),
-  upstreamCircuitOpen: def('upstream_circuit_open', 503, 'server_error'),
   notReady: def('not_ready', 503, 'server_error'),
   shuttingDown: def('shutting_down', 503, 'server_error'),
   overloaded: def('overloaded', 503, 'server_error'),

@@ -4,8 +4,11 @@ import type { LatencySummary } from './loadgen.js';
 import { fmt, median, printTable, type Cell } from './report.js';
 
 export type Mode = 'plain' | 'stream';
-/** `signalman` runs with telemetry on (access log, metrics, memory records, Redis), `signalman-off` with it all off. */
-export type TargetName = 'direct' | 'signalman' | 'signalman-off' | 'portkey' | 'bare-proxy';
+/**
+ * `signalman` runs with telemetry on (access log, metrics, memory records, Redis), `signalman-off` with it all off,
+ * `signalman-keys` like off plus one client key whose requests-per-minute limit is counted in Redis.
+ */
+export type TargetName = 'direct' | 'signalman' | 'signalman-off' | 'signalman-keys' | 'portkey' | 'bare-proxy';
 
 /** One target measured once: one mode, one concurrency, one round. */
 export interface CellResult {
@@ -55,6 +58,8 @@ export interface MedianRow {
   xDirect: number;
   /** req/s / bare-proxy's req/s in the same round, then the median. */
   xBare: number;
+  /** req/s / signalman-off's (the pass-through) in the same round, then the median. */
+  xOff: number;
   cpuUsPerReq: number;
   /** CPU us per request minus signalman-off's in the same round, then the median. */
   cpuMinusOffUs: number;
@@ -108,6 +113,7 @@ export function aggregate(cells: readonly CellResult[]): MedianRow[] {
       rps: median(g.map((c) => c.rps)),
       xDirect: median(pairs.map(({ c, d }) => (d ? c.rps / d.rps : Number.NaN))),
       xBare: vs(bare, (c, r) => c.rps / r.rps),
+      xOff: vs(off, (c, r) => c.rps / r.rps),
       cpuUsPerReq: median(g.map((c) => c.cpuUsPerReq)),
       cpuMinusOffUs: vs(off, (c, r) => c.cpuUsPerReq - r.cpuUsPerReq),
       upstreamCpuUsPerReq: median(g.map((c) => c.upstreamCpuUsPerReq)),
@@ -116,7 +122,14 @@ export function aggregate(cells: readonly CellResult[]): MedianRow[] {
       errors: g.reduce((s, c) => s + c.errors, 0),
     });
   }
-  const order: Record<TargetName, number> = { direct: 0, 'bare-proxy': 1, signalman: 2, 'signalman-off': 3, portkey: 4 };
+  const order: Record<TargetName, number> = {
+    direct: 0,
+    'bare-proxy': 1,
+    signalman: 2,
+    'signalman-off': 3,
+    'signalman-keys': 4,
+    portkey: 5,
+  };
   return rows.sort((a, b) => a.mode.localeCompare(b.mode) || a.concurrency - b.concurrency || order[a.target] - order[b.target]);
 }
 
@@ -134,6 +147,8 @@ export const STREAM_TOLERANCE_MS = 0.1;
 export const TELEMETRY_MIN_X_BARE = 0.9;
 /** ... and add at most this much gateway CPU per request over telemetry off (plain c=16, same round). */
 export const TELEMETRY_MAX_CPU_US = 15;
+/** One client key with a Redis-counted limit must keep plain c=16 throughput at this share of the pass-through's. */
+export const KEYS_MIN_X_OFF = 0.85;
 
 /**
  * The issue's targets for Signalman pass-through, judged for each Signalman variant that ran (telemetry on
@@ -143,6 +158,16 @@ export const TELEMETRY_MAX_CPU_US = 15;
 export function verdicts(rows: readonly MedianRow[]): Verdict[] {
   const find = (mode: Mode, c: number, t: TargetName) => rows.find((r) => r.mode === mode && r.concurrency === c && r.target === t);
   const out: Verdict[] = [];
+  const keys16 = find('plain', 16, 'signalman-keys');
+  if (keys16 !== undefined) {
+    const x = keys16.xOff;
+    out.push({
+      target: 'signalman-keys',
+      check: `plain c=16 req/s >= ${(KEYS_MIN_X_OFF * 100).toFixed(0)}% of signalman-off, the pass-through (same round)`,
+      value: Number.isNaN(x) ? 'not run' : `${(x * 100).toFixed(0)}% of signalman-off (CPU ${fmt.signedUs(keys16.cpuMinusOffUs)})`,
+      pass: Number.isNaN(x) ? null : x >= KEYS_MIN_X_OFF,
+    });
+  }
   for (const t of ['signalman', 'signalman-off', 'bare-proxy'] as const) {
     if (!rows.some((r) => r.target === t)) continue;
     const p1 = find('plain', 1, t);
@@ -252,7 +277,7 @@ export function printOverhead(rows: readonly MedianRow[], checks: readonly Verdi
       fmt.ratio(r.xDirect),
       r.target === 'bare-proxy' ? null : fmt.ratio(r.xBare),
       fmt.int(r.cpuUsPerReq),
-      r.target === 'signalman' ? fmt.signedUs(r.cpuMinusOffUs) : null,
+      r.target === 'signalman' || r.target === 'signalman-keys' ? fmt.signedUs(r.cpuMinusOffUs) : null,
       fmt.mib(r.rssBytes),
       r.errors,
     ]);

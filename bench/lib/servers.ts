@@ -149,8 +149,19 @@ export const SIGNALMAN_BACKEND = 'mock';
 /** What the Signalman under test records: everything on (with its own Redis) or everything off. */
 export type SignalmanTelemetry = { on: true; redisUrl: string; keyPrefix: string } | { on: false };
 
-export async function startSignalman(mockOrigin: string, opts: { name: string; telemetry: SignalmanTelemetry }): Promise<ServerProc> {
+/** One client key (secret from env) whose requests-per-minute limit is counted in a Redis of the bench's. */
+export interface BenchKey {
+  secret: string;
+  redisUrl: string;
+  keyPrefix: string;
+}
+
+export async function startSignalman(
+  mockOrigin: string,
+  opts: { name: string; telemetry: SignalmanTelemetry; key?: BenchKey },
+): Promise<ServerProc> {
   const t = opts.telemetry;
+  const k = opts.key;
   return startGateway({
     name: opts.name,
     config: (port) =>
@@ -167,11 +178,19 @@ export async function startSignalman(mockOrigin: string, opts: { name: string; t
         t.on
           ? `telemetry: { redis: { url: '${t.redisUrl}', key_prefix: '${t.keyPrefix}' } }`
           : 'telemetry: { metrics: { enabled: false }, memory_records: 0 }',
+        // A limit far above what the bench sends: every request is checked and counted in Redis, none refused.
+        ...(k === undefined
+          ? []
+          : [
+              'keys:',
+              '  - { id: bench, secret_env: BENCH_CLIENT_KEY, backends: ["*"], limits: { requests_per_minute: 100000000 } }',
+              `limits: { redis_url: '${k.redisUrl}', key_prefix: '${k.keyPrefix}' }`,
+            ]),
         '',
       ].join('\n'),
     // REDIS_URL in the bench's environment would turn the Redis sink on: "off" must not inherit it, and
     // "on" names its own Redis in the config (which wins over REDIS_URL).
-    env: { REDIS_URL: '' },
+    env: { REDIS_URL: '', ...(k === undefined ? {} : { BENCH_CLIENT_KEY: k.secret }) },
   });
 }
 

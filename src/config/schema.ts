@@ -48,6 +48,18 @@ export const Price = z
   })
   .strict();
 
+// Breaker defaults. Both triggers count requests (one verdict per request and backend, retries included;
+// upstream/breaker.ts), and are set so that random failures at a few % never open a breaker while an outage
+// still does within seconds:
+// - consecutive_failures 10: with independent failures at rate p, a run of N failed requests starts at a
+//   given request with probability p^N. At N = 5 (the old default, which also counted each retry) p = 5 %
+//   gives 3e-7, about once per 30 min at 2,000 req/s; at N = 10 it is 1e-13 (never), and even p = 20 % gives
+//   1e-7 (about once per 1.5 h at that rate). A dead backend still opens after 10 failed requests.
+// - error_rate 0.5 over window_s 30 once min_requests 50: a sick backend (half its requests failing) opens
+//   even when successes keep breaking the runs. 50 requests, not 20: in a window of 20 requests a backend
+//   failing 20 % / 30 % of them reaches 50 % by chance with probability 0.3 % / 5 % (binomial tail); in one
+//   of 50, 2e-6 / 0.2 %. Below 50 requests per 30 s (< 1.7 req/s) consecutive_failures alone applies.
+// And whatever opens, panic mode (routers/resolve.ts) keeps a request with every backend out answered.
 export const BreakerConfig = z
   .object({
     enabled: z.boolean().default(true),
@@ -55,16 +67,18 @@ export const BreakerConfig = z
       .number()
       .int()
       .min(1)
-      .default(5)
-      .describe('Opens after this many failed attempts in a row (connect errors, timeouts, 5xx, 429, broken answers; not client 4xx).'),
+      .default(10)
+      .describe(
+        'Opens after this many failed requests in a row (connect errors, timeouts, 5xx, 429, broken answers; not client 4xx). A request counts once however many of its retries failed; answered after a retry, it is a success.',
+      ),
     error_rate: z
       .number()
       .gt(0)
       .max(1)
       .default(0.5)
-      .describe('Opens when this share of attempts in the last window_s failed (once min_requests were seen in it).'),
+      .describe('Opens when this share of requests in the last window_s failed on this backend (once min_requests were seen in it).'),
     window_s: z.number().int().min(1).max(3600).default(30),
-    min_requests: z.number().int().min(1).default(20).describe('Attempts the window needs before error_rate applies.'),
+    min_requests: z.number().int().min(1).default(50).describe('Requests the window needs before error_rate applies.'),
     cooldown_ms: z.number().int().min(1).default(5_000).describe('How long it stays open before a probe; doubled at each failed probe.'),
     max_cooldown_ms: z
       .number()

@@ -8,6 +8,8 @@
 //
 // The key id is a hash tag, so in a Redis Cluster one script's keys share a slot (or the prefix's own tag,
 // when it has one, which Redis reads first: then every limit key lives on the prefix's slot).
+import { createHash } from 'node:crypto';
+import { Cluster } from 'ioredis';
 import type { RedisClient } from '../telemetry/redis-client.js';
 import { dayOf, minuteOf, monthOf, type AdmitInput, type ChargeInput, type LimitStore, type Usage, type Verdict } from './store.js';
 
@@ -42,32 +44,112 @@ if tonumber(ARGV[2]) ~= 0 then
 end
 return 1`;
 
-interface LimitCommands {
-  signalmanAdmit(...args: string[]): Promise<[Verdict, string, string, string, string]>;
-  signalmanCharge(...args: string[]): Promise<number>;
+// A lease: up to ARGV[3] requests of this minute at once, for a process to hand out by itself (limiter.ts).
+const LEASE = `
+local rpm, frac, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local used = tonumber(redis.call('GET', KEYS[2]) or '0') * (1 - frac) + tonumber(redis.call('GET', KEYS[1]) or '0')
+local granted = math.min(want, math.floor(rpm - used))
+if granted < 1 then return {0, tostring(used)} end
+redis.call('INCRBY', KEYS[1], granted); redis.call('EXPIRE', KEYS[1], 120)
+return {granted, tostring(used + granted)}`;
+
+const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
+const ADMIT_SHA = sha1(ADMIT);
+const CHARGE_SHA = sha1(CHARGE);
+const LEASE_SHA = sha1(LEASE);
+
+type AdmitReply = [Verdict, string, string, string, string];
+
+interface Queued {
+  sha: string;
+  lua: string;
+  keys: number;
+  args: string[];
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
 }
 
+/**
+ * Checks and charges are sent in batches: the ones made in one turn of the event loop go out as one
+ * pipeline (one socket write, one read), EVALSHA each. One write per check measured ~80 µs of gateway CPU in
+ * socket syscalls at c=16 on a 2-core VM; a batch shares it. A script Redis does not know (a restart without
+ * persistence) is sent once in full (EVAL). In a cluster, where one pipeline must stay on one slot, each goes alone.
+ */
 export class RedisLimitStore implements LimitStore {
-  private readonly redis: RedisClient & LimitCommands;
+  private queue: Queued[] = [];
+  private scheduled = false;
+  private readonly batching: boolean;
 
   /** `redis` is this store's own connection (fast-failing options: see limiter.ts); closed by close(). */
   constructor(
-    redis: RedisClient,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
+    /** A batch not answered within this is failed (a hung Redis must not hang requests). */
+    private readonly timeoutMs: number,
   ) {
-    redis.defineCommand('signalmanAdmit', { numberOfKeys: 6, lua: ADMIT });
-    redis.defineCommand('signalmanCharge', { numberOfKeys: 3, lua: CHARGE });
-    this.redis = redis as RedisClient & LimitCommands;
+    this.batching = !(redis instanceof Cluster);
   }
 
   private base(id: string): string {
     return `${this.prefix}rl:{${id}}:`;
   }
 
+  private call(sha: string, lua: string, keys: number, args: string[]): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ sha, lua, keys, args, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(this.flush);
+      }
+    });
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    if (!this.batching) {
+      for (const q of batch) this.one(q);
+      return;
+    }
+    const p = this.redis.pipeline();
+    for (const q of batch) p.evalsha(q.sha, q.keys, ...q.args);
+    let done = false;
+    const timer = setTimeout(() => {
+      done = true;
+      const err = new Error(`Redis did not answer within ${this.timeoutMs} ms`);
+      for (const q of batch) q.reject(err);
+    }, this.timeoutMs);
+    p.exec().then(
+      (results) => {
+        clearTimeout(timer);
+        if (done) return;
+        batch.forEach((q, i) => {
+          const [err, value] = results?.[i] ?? [new Error('no reply'), null];
+          if (err === null) q.resolve(value);
+          else if (/NOSCRIPT/.test(err.message)) this.one(q);
+          else q.reject(err);
+        });
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (!done) for (const q of batch) q.reject(err);
+      },
+    );
+  };
+
+  /** One command alone: EVALSHA, then EVAL when Redis does not have the script yet. */
+  private one(q: Queued): void {
+    this.redis.evalsha(q.sha, q.keys, ...q.args).then(q.resolve, (err: Error) => {
+      if (/NOSCRIPT/.test(err.message)) this.redis.eval(q.lua, q.keys, ...q.args).then(q.resolve, q.reject);
+      else q.reject(err);
+    });
+  }
+
   async admit(i: AdmitInput): Promise<Usage> {
     const b = this.base(i.keyId);
     const { index, frac } = minuteOf(i.nowMs);
-    const [verdict, req, tok, day, month] = await this.redis.signalmanAdmit(
+    const [verdict, req, tok, day, month] = (await this.call(ADMIT_SHA, ADMIT, 6, [
       `${b}r:${index}`,
       `${b}r:${index - 1}`,
       `${b}t:${index}`,
@@ -81,19 +163,33 @@ export class RedisLimitStore implements LimitStore {
       String(frac),
       String(i.tokens),
       String(i.reserveUsd),
-    );
+    ])) as AdmitReply;
     return { verdict, requests: Number(req), tokens: Number(tok), usdDay: Number(day), usdMonth: Number(month) };
   }
 
   async charge(c: ChargeInput): Promise<void> {
     const b = this.base(c.keyId);
-    await this.redis.signalmanCharge(
+    await this.call(CHARGE_SHA, CHARGE, 3, [
       `${b}t:${minuteOf(c.nowMs).index}`,
       `${b}usd:d:${dayOf(c.nowMs)}`,
       `${b}usd:m:${monthOf(c.nowMs)}`,
       String(c.tokens),
       String(c.usd),
-    );
+    ]);
+  }
+
+  /** Up to `want` requests of this minute for `keyId` under `rpm`: how many were granted, and the count after. */
+  async lease(keyId: string, rpm: number, want: number, nowMs: number): Promise<{ granted: number; requests: number }> {
+    const b = this.base(keyId);
+    const { index, frac } = minuteOf(nowMs);
+    const [granted, used] = (await this.call(LEASE_SHA, LEASE, 2, [
+      `${b}r:${index}`,
+      `${b}r:${index - 1}`,
+      String(rpm),
+      String(frac),
+      String(want),
+    ])) as [number, string];
+    return { granted: Number(granted), requests: Number(used) };
   }
 
   async close(): Promise<void> {

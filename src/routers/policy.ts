@@ -123,6 +123,6 @@ export function decide(input: DecideInput): Pick<Decision, 'chosen' | 'order' | 
     }
     skipped.push({ backend: c.backend, why });
   }
-  // None can: the best one stays chosen, and resolve.ts decides (queue on a full pool, or a fast 503).
+  // None can: the best one stays chosen, and resolve.ts decides (queue on a full pool, or panic mode).
   return { chosen, order: orderFrom(chosen, policy), candidates, skipped };
 }

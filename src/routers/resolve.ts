@@ -1,10 +1,10 @@
 // Which backends a request goes to, in order: the one place that turns a request's `model` into a
 // routing decision. The forwarding pipeline and POST /v1/route (a dry run) both call resolveRoute().
 import type { IncomingHttpHeaders } from 'node:http';
-import { E, type SignalmanError } from '../errors.js';
+import { E } from '../errors.js';
 import type { CompiledBackend } from '../upstream/backend.js';
 import { CLOSED } from '../upstream/breaker.js';
-import { whyUnavailable, type Skipped } from '../upstream/health.js';
+import { markPanic, whyUnavailable, type Out, type Skipped } from '../upstream/health.js';
 import type { Endpoint } from '../upstream/forward.js';
 import type { CompiledPolicy } from './compile.js';
 import { fixedDecision, routeRequest, unavailableOf } from './engine.js';
@@ -38,6 +38,11 @@ export interface Resolution {
   order: CompiledBackend[];
   /** null when the client named a backend directly (nothing was routed). */
   decision: Decision | null;
+  /**
+   * Panic mode: every backend of the order was out (breaker open or an upstream retry-after), so the
+   * request goes to them anyway, in the router's order; listed with why each was out. null: no panic.
+   */
+  panic: Out[] | null;
 }
 
 /**
@@ -50,9 +55,11 @@ export function resolveRoute(input: ResolveInput): Resolution | Promise<Resoluti
   const backend = table.backends.get(model);
   if (backend !== undefined) {
     if (input.dryRun) throw E.modelNotFound(`'${model}' is a backend, not a policy: requests to it are not routed`, 'model');
-    // Named directly, so no fallback: an open breaker answers at once instead of calling it.
-    if (backend.breaker.state !== CLOSED && backend.breaker.unavailable(performance.now()) !== null) throw circuitOpen([backend]);
-    return { order: [backend], decision: null };
+    // Named directly, so there is nowhere else to go: an open breaker changes nothing but the request's
+    // retries (panic mode, see withOrder). A fast 503 here would turn a backend failing 5 % of requests into
+    // one failing 100 % for the cooldown, for a deployment with a single backend most of all.
+    const why = backend.breaker.state === CLOSED ? null : backend.breaker.unavailable(performance.now());
+    return { order: [backend], decision: null, panic: why === null ? null : [{ backend: backend.name, why }] };
   }
   const policy = table.policies.get(model);
   if (!policy) {
@@ -96,38 +103,39 @@ export function shadowDecision(input: Omit<ResolveInput, 'dryRun' | 'onEmbedding
 /**
  * The decision's order as backends, leaving out those that cannot take the request now (breaker open,
  * waiting out a retry-after, a full pool under on_overload: next_best) and saying so in `skipped`. When
- * none is left: a full pool still queues; an open breaker everywhere is a fast 503.
+ * none is left: full pools still queue; otherwise panic mode, as Envoy's load balancer does below its
+ * panic threshold — the whole order is called anyway, in the router's order, and `skipped` says `panic`.
+ * Refusing instead would fail every request while the breakers are open: a few % of failures that opened
+ * them by chance, or a backend named directly, would become 100 %. In panic mode forward() calls an open
+ * backend once per request before moving on (its retries only on the last one), and an answer closes it.
  */
 function withOrder(table: RoutingTable, decision: Decision): Resolution {
   const order: CompiledBackend[] = [];
   const overload = (table.policies.get(decision.policy) as CompiledPolicy).config.on_overload === 'next_best';
   const now = performance.now();
-  let skipped: Skipped[] | null = null;
+  let out: Out[] | null = null;
   for (const name of decision.order) {
     const b = table.backends.get(name) as CompiledBackend;
     const why = whyUnavailable(b, overload, now);
     if (why === null) order.push(b);
-    else (skipped ??= [...(decision.skipped ?? [])]).push({ backend: name, why });
+    else (out ??= []).push({ backend: name, why });
   }
-  if (skipped === null) return { order, decision };
+  if (out === null && decision.skipped === undefined) return { order, decision, panic: null };
+  let panic: Out[] | null = null;
+  if (order.length === 0 && out !== null) {
+    const full = out.filter((s) => s.why === 'overloaded');
+    if (full.length > 0) {
+      order.push(...full.map((s) => table.backends.get(s.backend) as CompiledBackend)); // every one is busy or out: wait in the queues
+    } else {
+      panic = out;
+      for (const name of decision.order) order.push(table.backends.get(name) as CompiledBackend);
+    }
+  }
+  let skipped: Skipped[] = [...(decision.skipped ?? []), ...(out ?? [])];
   const listed = new Set<string>();
   skipped = skipped.filter((s) => !listed.has(s.backend) && listed.add(s.backend));
-  if (order.length === 0) {
-    const full = skipped.filter((s) => s.why === 'overloaded').map((s) => table.backends.get(s.backend) as CompiledBackend);
-    if (full.length === 0) throw circuitOpen(skipped.map((s) => table.backends.get(s.backend) as CompiledBackend));
-    order.push(...full); // every one is busy: wait in the queues, as on_overload: queue would
-  }
-  return { order, decision: { ...decision, skipped } };
-}
-
-/** A fast 503: every backend the request could go to is out (open breaker or retry-after); retry-after says when one is back. */
-export function circuitOpen(out: readonly CompiledBackend[]): SignalmanError {
-  const now = performance.now();
-  const wait = Math.min(...out.map((b) => b.breaker.retryAfterS(now)));
-  const names = out.map((b) => `'${b.name}'`).join(', ');
-  return E.upstreamCircuitOpen(
-    `backend ${names} ${out.length === 1 ? 'is' : 'are'} unavailable after repeated failures or an upstream retry-after (circuit breaker open); retry in ${wait} s`,
-  ).withHeaders({ 'retry-after': String(wait) });
+  if (panic !== null) skipped = markPanic(skipped, panic);
+  return { order, decision: { ...decision, skipped }, panic };
 }
 
 /** The request's bias toward quality in [0, 1]: 1 = best predicted quality at any cost, 0 = cheapest. */

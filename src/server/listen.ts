@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { OnlineLearning } from '../runtime/online-learning.js';
 import { RuntimeRef } from '../runtime/runtime-ref.js';
 import type { LineWriter } from '../telemetry/access-log.js';
+import { registerLimitMetrics } from '../telemetry/limit-metrics.js';
 import { registerResilienceMetrics } from '../telemetry/resilience-metrics.js';
 import type { TelemetrySink } from '../telemetry/sink.js';
 import { Telemetry } from '../telemetry/telemetry.js';
@@ -66,7 +67,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   });
   opts.logger.info(telemetry.describe());
   const metrics = telemetry.prometheus?.gateway;
-  const known = (rt: NonNullable<RuntimeRef['current']>) => ({ policies: [...rt.policies.keys()], backends: [...rt.backends.keys()] });
+  const known = (rt: NonNullable<RuntimeRef['current']>) => ({
+    policies: [...rt.policies.keys()],
+    backends: [...rt.backends.keys()],
+    keys: rt.config.keys.map((k) => k.id),
+  });
   if (metrics !== undefined) {
     metrics.setKnown(known(ref.current!));
     registerResilienceMetrics(metrics.registry, () => ref.current); // breakers, retry budget, pool queues
@@ -95,6 +100,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     redis: limitsUrl === undefined ? null : { url: limitsUrl, prefix: limitsPrefix },
     logger: opts.logger,
   });
+  if (metrics !== undefined) registerLimitMetrics(metrics.registry, limiter.stats);
   if (config.keys.length > 0) opts.logger.info(limiter.describe());
   else if (!isLoopback(opts.host ?? config.server.host)) {
     opts.logger.warn(

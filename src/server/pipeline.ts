@@ -19,7 +19,7 @@ import {
 } from '../telemetry/usage.js';
 import { Cancellation } from '../upstream/cancel.js';
 import { forward, ForwardError, type Endpoint, type StreamOutcome } from '../upstream/forward.js';
-import { skippedHeader, type Skipped } from '../upstream/health.js';
+import { markPanic, skippedHeader, type Out, type Skipped } from '../upstream/health.js';
 import type { ApiHandler, ApiRequest } from './front-door.js';
 import type { Lifecycle } from './lifecycle.js';
 import { permit } from '../auth/keys.js';
@@ -86,9 +86,13 @@ async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: ApiReque
   let usage: Usage | null = null;
   /** SSE events seen, for a token estimate when a stream reports no usage. */
   let events = 0;
+  /** Panic mode (every backend was out, called anyway): which ones and why, for `x-signalman-panic`. */
+  let panicked: readonly Out[] | null = null;
   try {
     body = validateBody(endpoint, ctx.body, runtime.config.server);
     rec.model = body.model as string;
+    // Known before routing: a request that routing or anything after it refuses is still counted under its policy.
+    if (runtime.policies.has(rec.model)) rec.policy = rec.model;
     if (key !== null) {
       const isPolicy = runtime.policies.has(rec.model);
       const denied = isPolicy || runtime.backends.has(rec.model) ? permit(key, rec.model, isPolicy) : null;
@@ -109,6 +113,7 @@ async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: ApiReque
     });
     const resolution = resolved instanceof Promise ? await resolved : resolved;
     const { decision } = resolution;
+    panicked = resolution.panic;
     let order = resolution.order;
     rec.route_ms = performance.now() - tRoute;
     if (decision !== null) {
@@ -153,8 +158,10 @@ async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: ApiReque
         runtime.config.server.request_deadline_ms === undefined ? Infinity : ctx.startedAt + runtime.config.server.request_deadline_ms,
       budget: runtime.retryBudget,
       onOverload: decision === null ? 'queue' : (runtime.policies.get(decision.policy)?.config.on_overload ?? 'queue'),
+      panic: panicked,
     });
     if (outcome.skipped !== null) rec.skipped = withSkipped(rec.skipped, outcome.skipped);
+    if (outcome.panic !== null) rec.skipped = markPanic(rec.skipped, outcome.panic);
     rec.attempts = outcome.attempts;
     rec.backend = outcome.backend.name;
     rec.status = outcome.status;
@@ -168,6 +175,7 @@ async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: ApiReque
     if (rec.policy !== null) headers['x-signalman-policy'] = rec.policy;
     if (limitHeaders !== null) Object.assign(headers, limitHeaders);
     if (rec.skipped.length > 0) headers['x-signalman-skipped'] = skippedHeader(rec.skipped);
+    if (outcome.panic !== null) headers['x-signalman-panic'] = skippedHeader(outcome.panic);
     rec.ttft_ms = performance.now() - ctx.startedAt;
     if (deps.stages.firstByte.hasSubscribers) deps.stages.firstByte.publish({ id: ctx.id, ms: rec.ttft_ms });
 
@@ -201,6 +209,8 @@ async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: ApiReque
       rec.attempts = err.attempts;
       rec.backend = err.attempts.at(-1)?.backend ?? null;
       if (err.skipped !== null) rec.skipped = withSkipped(rec.skipped, err.skipped);
+      panicked = err.panic;
+      if (panicked !== null) rec.skipped = markPanic(rec.skipped, panicked);
     }
     // Cancelled with an error of ours (the shutdown deadline): the client is told. Otherwise cancelled = the client left.
     const ours = cancel.reason instanceof SignalmanError ? cancel.reason : null;
@@ -220,6 +230,7 @@ async function handleForward(endpoint: Endpoint, runtime: Runtime, ctx: ApiReque
       const timing = serverTiming(performance.now() - ctx.startedAt, rec.route_ms, upstreamMs);
       const extra: Record<string, string> = rec.policy === null ? {} : { 'x-signalman-policy': rec.policy };
       if (rec.skipped.length > 0) extra['x-signalman-skipped'] = skippedHeader(rec.skipped);
+      if (panicked !== null) extra['x-signalman-panic'] = skippedHeader(panicked);
       sendError(raw, ctx.id, e, timing, extra);
     } else {
       endStreamWithError(raw, e);

@@ -19,7 +19,7 @@ import type { SinkStats, TelemetrySink } from './sink.js';
 export const SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
 /** The decision reasons a router reports; anything else is 'other' (null, not routed, is not counted). */
-export const REASONS = ['objective', 'guard_fallback', 'fixed', 'sticky', 'no_text'] as const;
+export const REASONS = ['objective', 'guard_fallback', 'fixed', 'sticky', 'no_text', 'budget_downgrade'] as const;
 
 export const OTHER = 'other';
 export const NONE = 'none';
@@ -189,6 +189,10 @@ export class GatewayMetrics {
   private readonly shadowDecisions: Children<Tally>;
   private readonly shadowCost: Children<Tally>;
   private readonly shadowCounterfactual: Children<Tally>;
+  private readonly keyRequests: Children<Tally>;
+  private readonly keyCost: Children<Tally>;
+  private readonly keyTokens: Children<Tally>;
+  private keys = new Set<string>();
   private readonly reloads: Counter<'result'>;
   private readonly generation: Gauge;
 
@@ -362,6 +366,15 @@ export class GatewayMetrics {
         for (const [b, n] of by) this.labels(b).set(n);
       },
     });
+    this.keyRequests = counterChildren(
+      counter('signalman_key_requests_total', 'Client requests by client key id (keys: in the config) and outcome.', ['key', 'outcome']),
+      2,
+    );
+    this.keyCost = counterChildren(counter('signalman_key_cost_usd_total', 'Cost in USD of the answers, by client key id.', ['key']), 1);
+    this.keyTokens = counterChildren(
+      counter('signalman_key_tokens_total', 'Tokens (prompt + completion) billed, by client key id.', ['key']),
+      1,
+    );
     this.reloads = counter('signalman_config_reloads_total', 'Config loads and reloads, by result (ok or error).', ['result']);
     this.generation = new Gauge({
       name: 'signalman_config_generation',
@@ -431,9 +444,10 @@ export class GatewayMetrics {
   }
 
   /** The policies and backends of the config in force: on every (re)load. Series already made stay. */
-  setKnown(known: { policies: readonly string[]; backends: readonly string[] }): void {
+  setKnown(known: { policies: readonly string[]; backends: readonly string[]; keys?: readonly string[] }): void {
     this.policies = new Set(known.policies);
     this.backends = new Set(known.backends);
+    this.keys = new Set(known.keys ?? []);
   }
 
   configReloaded(ok: boolean, generation: number): void {
@@ -514,6 +528,14 @@ export class GatewayMetrics {
       prev = a.backend;
     }
 
+    // Per client key (ids from the config: bounded), only once keys are configured.
+    if (rec.key_id !== null) {
+      const key = this.key(rec.key_id);
+      this.keyRequests.get(key, outcome).inc();
+      if (countable(rec.cost_usd)) this.keyCost.get(key).inc(rec.cost_usd);
+      if (estimated > 0) this.keyTokens.get(key).inc(estimated);
+    }
+
     const sh = rec.shadow;
     if (sh !== null) {
       const shadow = this.policy(sh.policy);
@@ -526,6 +548,10 @@ export class GatewayMetrics {
   /** The exposition text (Prometheus text format 0.0.4). */
   metrics(): Promise<string> {
     return this.registry.metrics();
+  }
+
+  private key(k: string): string {
+    return this.keys.has(k) ? k : OTHER;
   }
 
   private policy(p: string | null): string {

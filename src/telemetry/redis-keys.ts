@@ -2,7 +2,7 @@
 // Writers (redis-sink.ts) and readers (redis-store.ts, report, export-feedback) both go through here, so a key
 // name cannot drift between them.
 //
-//   {p}records              stream   capped log of every record: XADD {p}records MAXLEN ~ N * id <id> rec <json>
+//   {p}records              stream   capped log of every record: XADD {p}records * id <id> rec <json>, XTRIM MAXLEN ~ N per batch
 //   {p}req:<id>             hash     one record by id: rec=<json>, policy, backend, outcome, ts, cost_usd; TTL record_ttl_s
 //   {p}fb:<id>              hash     feedback on one request: field <source> = {"score","label","comment","ts"}; same TTL
 //   {p}fbset                zset     ids that got feedback, score = last feedback ms: export lists it without SCAN

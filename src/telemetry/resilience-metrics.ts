@@ -1,6 +1,6 @@
-// Prometheus collectors for upstream resilience: circuit breaker state and transitions, the retry budget,
-// and each backend's pool queue. All read at scrape time from the live runtime's backends (collect()), so
-// the request path pays nothing. Label values are backend names from the config (bounded).
+// Prometheus collectors for upstream resilience: circuit breaker state, transitions and panic mode, the
+// retry budget, and each backend's pool queue. All read at scrape time from the live runtime's backends
+// (collect()), so the request path pays nothing. Label values are backend names from the config (bounded).
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { CompiledBackend } from '../upstream/backend.js';
 import type { RetryBudget } from '../upstream/breaker.js';
@@ -43,6 +43,23 @@ export function registerResilienceMetrics(registry: Registry, source: Resilience
           seen.set(key, now);
           this.labels(name, to).inc(now >= was ? now - was : now);
         }
+      }
+    },
+  });
+  const panicSeen = new Map<string, number>();
+  new Counter({
+    name: 'signalman_breaker_panic_total',
+    help: 'Requests sent to a backend although its breaker was open (or it was waiting out a retry-after), because every backend they could go to was out (panic mode), per backend.',
+    labelNames: ['backend'],
+    registers: [registry],
+    collect() {
+      const rt = source();
+      if (rt === null) return;
+      for (const [name, b] of rt.backends) {
+        const now = b.breaker.panicked;
+        const was = panicSeen.get(name) ?? 0;
+        panicSeen.set(name, now);
+        this.labels(name).inc(now >= was ? now - was : now);
       }
     },
   });

@@ -2,7 +2,13 @@
 // in the shared resources, runtime/compile.ts). No timers: every transition happens on a call, from the
 // `now` (performance.now() ms) it is given, so a test drives it with a fake clock.
 //
-//   closed ──N consecutive failures, or error_rate over window_s (≥ min_requests)──▶ open
+// It counts requests, not attempts: forward() gives it one verdict per request and backend, once the
+// request is done with that backend (answered: a success, retries included; every attempt failed: one
+// failure). A failing request's retries would otherwise count up to 1 + max_retries times, and they come in
+// bunches (their backoff timers fire together), so a few % of failed requests opened it by chance. Half-open
+// probes are the exception: each probe attempt's verdict counts at once.
+//
+//   closed ──N consecutive failed requests, or error_rate over window_s (≥ min_requests)──▶ open
 //   open ──cooldown passed, on the next request──▶ half-open (up to half_open_probes attempts at once)
 //   half-open ──a probe succeeds──▶ closed (cooldown back to cooldown_ms)
 //   half-open ──a probe fails──▶ open, cooldown doubled up to max_cooldown_ms
@@ -37,6 +43,8 @@ export class Breaker {
   openWhy: SkipWhy = 'breaker_open';
   /** Transitions into each state since the process started (metrics). */
   readonly transitions = { closed: 0, half_open: 0, open: 0 };
+  /** Requests sent to it while it was out, because every backend they could go to was out (panic mode; metrics). */
+  panicked = 0;
 
   private cfg: BreakerConfig;
   private cooldown: number;
@@ -146,6 +154,13 @@ export class Breaker {
     if (this.consecutive >= cfg.consecutive_failures || (total >= cfg.min_requests && this.badSum >= cfg.error_rate * total)) {
       this.open(now, this.cooldown, 'breaker_open');
     }
+  }
+
+  /** A request sent to it in panic mode (while it was out) was answered: it is back, closed with its cooldown reset. */
+  panicSuccess(): void {
+    if (this.state === CLOSED) return;
+    this.cooldown = this.cfg.cooldown_ms;
+    this.close();
   }
 
   /** The upstream asked us to come back after `ms` (retry-after): out of routing until then. */

@@ -13,10 +13,27 @@ export function whyUnavailable(b: CompiledBackend, overloadAware: boolean, now: 
   return overloadAware && saturated(b.pool) ? 'overloaded' : null;
 }
 
-/** A backend left out of a request's order, and why (the Decision's, the record's and a header's `skipped`). */
+/**
+ * A backend left out of a request's order, and why (the Decision's, the record's and a header's `skipped`).
+ * `panic`: it was out (breaker open or retry-after) like every other backend of the order, so the request
+ * went to them anyway (panic mode, see routers/resolve.ts); `x-signalman-panic` says why each was out.
+ */
 export interface Skipped {
   backend: string;
+  why: SkipWhy | 'panic';
+}
+
+/** A backend that was out, and why: what panic mode ignored. */
+export interface Out {
+  backend: string;
   why: SkipWhy;
+}
+
+/** The skipped list with the backends panic mode tried anyway marked `panic` (each backend once). */
+export function markPanic<S extends { backend: string; why: string }>(skipped: readonly S[], panic: readonly Out[]): (S | Skipped)[] {
+  const out: (S | Skipped)[] = skipped.map((s) => (panic.some((p) => p.backend === s.backend) ? { backend: s.backend, why: 'panic' } : s));
+  for (const p of panic) if (!out.some((s) => s.backend === p.backend)) out.push({ backend: p.backend, why: 'panic' });
+  return out;
 }
 
 /** `x-signalman-skipped`: `name=why` pairs, comma-separated. */

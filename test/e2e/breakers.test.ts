@@ -1,4 +1,4 @@
-// Upstream resilience end to end: circuit breakers (failures, retry-after, probes), the overall deadline,
+// Upstream resilience end to end: circuit breakers (failures, retry-after, probes, panic mode), the overall deadline,
 // the retry budget, on_overload, and broken upstream answers — real sockets, the official client, the mock
 // upstream with injected faults, and what the mock saw.
 import { execFileSync } from 'node:child_process';
@@ -28,6 +28,8 @@ ${backend(url, 'dl', '\n    timeout_ms: 1000\n    max_retries: 3\n    breaker: {
 ${backend(url, 'one', '\n    max_connections: 1')}${backend(url, 'two')}
 ${backend(url, 'bad', '\n    max_retries: 1\n    breaker: { consecutive_failures: 50 }')}${backend(url, 'good')}
 ${backend(url, 'bads', '\n    breaker: { consecutive_failures: 50 }')}
+${backend(url, 'pa')}${backend(url, 'pb')}
+${backend(url, 'solo', '\n    max_retries: 2')}
 policies:
   - { name: p-ra, candidates: [ra, rb], router: { type: fixed, backend: ra }, fallbacks: [rb] }
   - { name: p-fa, candidates: [fa, fb], router: { type: fixed, backend: fa }, fallbacks: [fb] }
@@ -37,6 +39,7 @@ policies:
   - { name: p-ovq, candidates: [one, two], router: { type: fixed, backend: one } }
   - { name: p-bad, candidates: [bad, good], router: { type: fixed, backend: bad }, fallbacks: [good] }
   - { name: p-bads, candidates: [bads, good], router: { type: fixed, backend: bads }, fallbacks: [good] }
+  - { name: p-pa, candidates: [pa, pb], router: { type: fixed, backend: pa }, fallbacks: [pb] }
 `;
 
 let stack: Stack;
@@ -89,17 +92,22 @@ describe('circuit breaker', () => {
     ).json();
     expect(route).toMatchObject({ chosen: 'fb', skipped: [{ backend: 'fa', why: 'breaker_open' }] });
 
-    // Named directly: a fast 503 in OpenAI's shape with retry-after, and still no call.
-    const e = (await ask('fa').catch((err: unknown) => err)) as InstanceType<typeof OpenAI.APIError>;
+    // Named directly there is nowhere else to go: panic mode calls it anyway (once: no retries while open). It
+    // still fails here, which leaves the breaker as it was; the client gets the upstream's error, not a 503.
+    const e = (await ask('fa', { status: 500, only_paths: ['/fa/'] }).catch((err: unknown) => err)) as InstanceType<typeof OpenAI.APIError>;
     expect(e).toBeInstanceOf(OpenAI.APIError);
-    expect(e.status).toBe(503);
-    expect(e.code).toBe('upstream_circuit_open');
-    expect(Number(e.headers?.get('retry-after'))).toBeGreaterThanOrEqual(1);
-    expect(callsTo(stack.mock, '/fa/')).toHaveLength(3);
+    expect(e.status).toBe(502);
+    expect(e.code).toBe('upstream_unavailable');
+    expect(e.headers?.get('x-signalman-panic')).toBe('fa=breaker_open');
+    expect(e.headers?.get('x-signalman-skipped')).toBe('fa=panic');
+    expect(callsTo(stack.mock, '/fa/')).toHaveLength(4);
+    expect((await readyz()).breakers.fa).toBe('open');
 
     const text = await scrape();
     expect(metric(text, 'signalman_breaker_state{backend="fa"}')).toBe(2);
     expect(metric(text, 'signalman_breaker_transitions_total{backend="fa",to="open"}')).toBe(1);
+    expect(metric(text, 'signalman_breaker_panic_total{backend="fa"}')).toBe(1);
+    expect(metric(text, 'signalman_breaker_panic_total{backend="fb"}')).toBe(0);
     expect(metric(text, 'signalman_breaker_state{backend="fb"}')).toBe(0);
     expect(execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' }).trim()).toBe('');
 
@@ -294,5 +302,96 @@ backends:${backend(url, 'down', '\n    max_retries: 5\n    breaker: { enabled: f
     expect(calls).toBeLessThanOrEqual(n + 10 + 6 + 5);
     const text = await (await fetch(`${small.gw.url}/metrics`)).text();
     expect(metric(text, 'signalman_retry_budget_exhausted_total')).toBeGreaterThanOrEqual(n - 25); // once per request it stopped
+  });
+});
+
+describe('panic mode: never every backend out', () => {
+  it('a policy whose backends all opened: a failing request is recorded under its policy, clean requests are answered', async () => {
+    stack.mock.reset();
+    const burst = { status: 500, only_paths: ['/pa/', '/pb/'] };
+    // A burst of failed requests: each counts once on pa and once on pb; 10 in a row (the default) opens both.
+    for (let i = 0; i < 10; i++) {
+      const e = (await ask('p-pa', burst).catch((err: unknown) => err)) as InstanceType<typeof OpenAI.APIError>;
+      expect(e.status).toBe(502);
+      expect(e.headers?.get('x-signalman-panic')).toBeNull();
+    }
+    expect((await readyz()).breakers).toMatchObject({ pa: 'open', pb: 'open' });
+    const callsBefore = callsTo(stack.mock, '/p').length;
+    const series = 'signalman_requests_total{policy="p-pa",backend="pb",outcome="upstream_error",endpoint="chat"}';
+    const errorsBefore = metric(await scrape(), series) ?? 0;
+
+    // Both out and it fails again: the upstream's error (not a 503 circuit_open), recorded under its policy and choice.
+    const e = (await ask('p-pa', burst).catch((err: unknown) => err)) as InstanceType<typeof OpenAI.APIError>;
+    expect(e.status).toBe(502);
+    expect(e.code).toBe('upstream_unavailable');
+    expect(e.headers?.get('x-signalman-policy')).toBe('p-pa');
+    expect(e.headers?.get('x-signalman-panic')).toBe('pa=breaker_open, pb=breaker_open');
+    expect(callsTo(stack.mock, '/p').length - callsBefore).toBe(2); // one attempt on each
+    const failedId = e.headers?.get('x-signalman-request-id');
+    await waitFor(() => lastRecord().id === failedId);
+    expect(lastRecord()).toMatchObject({
+      policy: 'p-pa',
+      chosen: 'pa',
+      backend: 'pb',
+      outcome: 'upstream_error',
+      skipped: [
+        { backend: 'pa', why: 'panic' },
+        { backend: 'pb', why: 'panic' },
+      ],
+    });
+    expect(metric(await scrape(), series)).toBe(errorsBefore + 1);
+    // Refused while routing (a bad x-signalman-quality-bias): still recorded and counted under its policy.
+    const bad = await fetch(`${stack.baseURL}/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-signalman-quality-bias': '7' },
+      body: JSON.stringify({ model: 'p-pa', messages: msg }),
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.headers.get('x-signalman-policy')).toBe('p-pa');
+    await waitFor(() => lastRecord().id === bad.headers.get('x-signalman-request-id'));
+    expect(lastRecord()).toMatchObject({ policy: 'p-pa', chosen: null, backend: null, outcome: 'invalid_request' });
+    expect((await readyz()).breakers).toMatchObject({ pa: 'open', pb: 'open' }); // failures in panic mode change nothing
+
+    // A clean request: answered by the router's choice, and it says so.
+    const { data, response } = await ask('p-pa');
+    expect(data.choices[0]?.message.content).toBeTruthy();
+    expect(response.headers.get('x-signalman-model')).toBe('pa');
+    expect(response.headers.get('x-signalman-panic')).toBe('pa=breaker_open, pb=breaker_open');
+    expect(response.headers.get('x-signalman-skipped')).toBe('pa=panic, pb=panic');
+    await waitFor(() => lastRecord().id === response.headers.get('x-signalman-request-id'));
+    expect(lastRecord()).toMatchObject({ policy: 'p-pa', chosen: 'pa', backend: 'pa', outcome: 'ok', reason: 'fixed' });
+    // Its answer closed pa: the next request is routed as usual.
+    expect((await readyz()).breakers).toMatchObject({ pa: 'closed', pb: 'open' });
+    const next = await ask('p-pa');
+    expect(next.response.headers.get('x-signalman-model')).toBe('pa');
+    expect(next.response.headers.get('x-signalman-panic')).toBeNull();
+    const text = await scrape();
+    expect(metric(text, 'signalman_breaker_panic_total{backend="pa"}')).toBe(2);
+    expect(metric(text, 'signalman_breaker_panic_total{backend="pb"}')).toBe(1);
+  });
+
+  it('a single backend with 5 % of requests failing in a burst never refuses a clean request', async () => {
+    stack.mock.reset();
+    const n = 200;
+    // Requests 100-109 fail on every attempt (the 5 %, together, as failures come in production); the rest are clean.
+    const faulty = (i: number) => i >= 100 && i < 110;
+    const results: { i: number; status: number; panic: string | null }[] = [];
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < n; i = next++) {
+        const res = await fetch(`${stack.baseURL}/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'solo', messages: msg, ...(faulty(i) ? { mock: { status: 500 } } : {}) }),
+        });
+        await res.arrayBuffer();
+        results.push({ i, status: res.status, panic: res.headers.get('x-signalman-panic') });
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+    expect(results).toHaveLength(n);
+    const clean = results.filter((r) => !faulty(r.i));
+    expect(clean.filter((r) => r.status !== 200)).toEqual([]);
+    expect(results.filter((r) => faulty(r.i)).every((r) => r.status === 502)).toBe(true);
   });
 });

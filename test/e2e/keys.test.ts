@@ -175,6 +175,11 @@ describe('limits and budgets in Redis', () => {
     expect(Number(e.headers?.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(e.headers?.get('x-ratelimit-remaining-requests')).toBe('0');
     expect(stack.sink.records.at(-1)).toMatchObject({ outcome: 'rate_limited', key_id: 'rl', status: 429 });
+    // In /metrics by key id and limit (ids from the config: bounded).
+    const metrics = await (await fetch(`${stack.gw.url}/metrics`)).text();
+    expect(metrics).toContain('signalman_limit_refusals_total{key="rl",limit="requests"} 1');
+    expect(metrics).toContain('signalman_key_requests_total{key="rl",outcome="rate_limited"} 1');
+    expect(metrics).toContain('signalman_key_requests_total{key="rl",outcome="ok"} 5');
     // Counted in Redis, under the telemetry prefix.
     const keys = await redis.keys(`${prefix}rl:{rl}:r:*`);
     expect(keys.length).toBe(1);

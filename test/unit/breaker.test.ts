@@ -1,7 +1,15 @@
-// The circuit breaker's state machine and the retry budget, on a fake clock (ms numbers passed in).
-import { describe, expect, it } from 'vitest';
-import { BreakerConfig } from '../../src/config/schema.js';
+// The circuit breaker's state machine and the retry budget, on a fake clock (ms numbers passed in); and
+// how forward() tells a breaker about a request (once, retries included) and its panic mode, against a
+// local HTTP server.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Pool } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Backend, BreakerConfig } from '../../src/config/schema.js';
+import { compileBackend, type CompiledBackend } from '../../src/upstream/backend.js';
 import { Breaker, DENY, PASS, PROBE, RetryBudget } from '../../src/upstream/breaker.js';
+import { Cancellation } from '../../src/upstream/cancel.js';
+import { forward, ForwardError, type ForwardRequest } from '../../src/upstream/forward.js';
 import { completeEventsEnd, firstInvalidEvent, isJson, isJsonBody } from '../../src/upstream/sse-check.js';
 
 const cfg = (o: Partial<BreakerConfig> = {}) => BreakerConfig.parse(o);
@@ -79,6 +87,141 @@ describe('circuit breaker', () => {
     for (let i = 0; i < 10; i++) b.failure(i, false);
     b.block(10, 1000);
     expect(b.tryAcquire(11)).toBe(PASS);
+  });
+});
+
+describe('forward() and the breaker', () => {
+  /** Statuses the server answers, in order; 200 once they run out. */
+  let script: number[] = [];
+  let calls = 0;
+  let server: Server;
+  let origin = '';
+  const pools: Pool[] = [];
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        calls++;
+        const status = script.shift() ?? 200;
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(status === 200 ? '{"id":"x","object":"chat.completion","choices":[]}' : '{"error":{"message":"boom"}}');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    for (const p of pools) await p.close();
+    await new Promise((r) => server.close(r));
+  });
+
+  const backend = (name: string, breaker: Partial<BreakerConfig>, maxRetries = 4): CompiledBackend => {
+    const cfg = Backend.parse({ name, base_url: `${origin}/${name}/v1`, model: `m-${name}`, max_retries: maxRetries, breaker });
+    const pool = new Pool(origin);
+    pools.push(pool);
+    return compileBackend(cfg, pool, new Breaker(name, cfg.breaker));
+  };
+  const send = (order: CompiledBackend[], extra: Partial<ForwardRequest> = {}) =>
+    forward({
+      order,
+      endpoint: 'chat',
+      body: { model: 'x', messages: [] },
+      stream: false,
+      headers: {},
+      cancel: new Cancellation(),
+      retryBaseMs: 1,
+      retryMaxMs: 2,
+      id: 'r',
+      stages: null,
+      usageOptions: null,
+      ...extra,
+    });
+  const failing = (p: Promise<unknown>) =>
+    p.then(
+      () => null,
+      (e: unknown) => e as ForwardError,
+    );
+
+  it("counts a request's failed retries on a backend as one failure, and an answer after a retry as a success", async () => {
+    const b = backend('once', { consecutive_failures: 2 });
+    script = [500, 500, 500, 500, 500];
+    calls = 0;
+    const e = await failing(send([b]));
+    expect(e).toBeInstanceOf(ForwardError);
+    expect(calls).toBe(5); // 1 + max_retries, all failed...
+    expect(b.breaker.stateAt(performance.now())).toBe('closed'); // ...counted once: 1 of 2
+    // Failed, then answered by a retry: a success, which ends the run of failures.
+    script = [500, 500];
+    expect((await send([b])).status).toBe(200);
+    script = [500, 500, 500, 500, 500];
+    await failing(send([b]));
+    expect(b.breaker.stateAt(performance.now())).toBe('closed');
+    script = [500, 500, 500, 500, 500];
+    await failing(send([b]));
+    expect(b.breaker.stateAt(performance.now())).toBe('open'); // the second failed request in a row
+    expect(b.breaker.transitions.open).toBe(1);
+  });
+
+  it('counts requests in the error-rate window, not attempts', async () => {
+    const b = backend('rate', { consecutive_failures: 1000, error_rate: 0.5, min_requests: 4 });
+    // 2 answered, 2 failed with 5 attempts each: 2 of 4 requests (50 %) opens it; by attempts it was 10 of 12 long before.
+    script = [];
+    await send([b]);
+    await send([b]);
+    script = [500, 500, 500, 500, 500];
+    await failing(send([b]));
+    expect(b.breaker.stateAt(performance.now())).toBe('closed');
+    script = [500, 500, 500, 500, 500];
+    await failing(send([b]));
+    expect(b.breaker.stateAt(performance.now())).toBe('open');
+  });
+
+  it('panic mode: calls backends whose breakers are open when every one is, and an answer closes the breaker', async () => {
+    const a = backend('pa', { consecutive_failures: 1, cooldown_ms: 60_000 }, 0);
+    const c = backend('pc', { consecutive_failures: 1, cooldown_ms: 60_000 }, 0);
+    script = [500, 500];
+    await failing(send([a, c]));
+    expect([a.breaker.stateAt(performance.now()), c.breaker.stateAt(performance.now())]).toEqual(['open', 'open']);
+    // Routed while they were closed (no panic from the router): forward() finds both open and panics itself.
+    script = [500, 500];
+    calls = 0;
+    const e = await failing(send([a, c]));
+    expect(calls).toBe(2); // one attempt on each, no retry on an open backend with a next one
+    expect(e?.panic).toEqual([
+      { backend: 'pa', why: 'breaker_open' },
+      { backend: 'pc', why: 'breaker_open' },
+    ]);
+    expect(e?.error.code).toBe('upstream_unavailable');
+    expect([a.breaker.stateAt(performance.now()), c.breaker.stateAt(performance.now())]).toEqual(['open', 'open']); // a failure changes nothing
+    expect(a.breaker.transitions.open).toBe(1);
+    // Told by the router (resolve.ts) that every backend is out: straight to panic mode.
+    script = [];
+    const ok = await send([a, c], {
+      panic: [
+        { backend: 'pa', why: 'breaker_open' },
+        { backend: 'pc', why: 'breaker_open' },
+      ],
+    });
+    expect(ok.status).toBe(200);
+    expect(ok.backend.name).toBe('pa');
+    expect(ok.skipped).toBeNull();
+    expect(ok.panic).toHaveLength(2);
+    expect(a.breaker.stateAt(performance.now())).toBe('closed'); // it answered: back in routing
+    expect(c.breaker.stateAt(performance.now())).toBe('open');
+    expect([a.breaker.panicked, c.breaker.panicked]).toEqual([2, 1]);
+  });
+
+  it('panic mode retries the last backend of the order (a single backend is never refused)', async () => {
+    const only = backend('only', { consecutive_failures: 1, cooldown_ms: 60_000 }, 2);
+    script = [500, 500, 500];
+    await failing(send([only]));
+    expect(only.breaker.stateAt(performance.now())).toBe('open');
+    script = [500];
+    calls = 0;
+    const ok = await send([only], { panic: [{ backend: 'only', why: 'breaker_open' }] });
+    expect(ok.status).toBe(200);
+    expect(calls).toBe(2);
+    expect(only.breaker.panicked).toBe(1); // counted once per request
   });
 });
 
