@@ -2,7 +2,7 @@
 // import-x/no-cycle, and the folder boundaries of src/ as per-folder no-restricted-imports rules.
 //
 // Dependency direction (runtime values):
-//   cli → server → runtime → plugins (routers, embedders, upstream, telemetry) → config → util, errors
+//   cli → server → runtime → plugins (routers, embedders, upstream, telemetry, auth, limits) → config → util, errors
 //   training → runtime and below; mock → util, errors only.
 // config may import the plugin registries (routers/registry, embedders/registry, prompt-text) for
 // the plugins' option schemas; the plugins may import config's TYPES only.
@@ -12,7 +12,8 @@ import { importX } from 'eslint-plugin-import-x';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
-const DIRECTION = 'dependencies point cli → server → runtime → plugins (routers, embedders, upstream, telemetry) → config → util/errors';
+const DIRECTION =
+  'dependencies point cli → server → runtime → plugins (routers, embedders, upstream, telemetry, auth, limits) → config → util/errors';
 
 /**
  * One `group` pattern per forbidden folder. Patterns are gitignore-style and matched against the
@@ -37,7 +38,7 @@ function boundary(files, patterns) {
   };
 }
 
-const PLUGINS = ['routers', 'embedders', 'upstream', 'telemetry'];
+const PLUGINS = ['routers', 'embedders', 'upstream', 'telemetry', 'auth', 'limits'];
 const ALL = ['cli', 'server', 'runtime', ...PLUGINS, 'config', 'training', 'mock', 'util'];
 const CONFIG_MAY_IMPORT = ['**/routers/registry.js', '**/embedders/registry.js', '**/routers/prompt-text.js'];
 
