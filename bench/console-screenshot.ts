@@ -11,18 +11,9 @@ import { chromium } from 'playwright-core';
 import { packageRoot } from '../src/cli/paths.js';
 import { startMockUpstream } from '../src/mock/server.js';
 import { startGateway } from '../src/server/listen.js';
+import { CHROMIUM_ARGS } from './lib/chromium.js';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-/** No network on CI machines: these keep Chromium from trying to reach Google's services. */
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 const TRAFFIC: Array<{ model: string; prompt: string; stream?: boolean }> = [
   { model: 'auto', prompt: 'What is the capital of Peru?' },

@@ -5,6 +5,7 @@
 // end with `data: [DONE]` and carry no error event); every request is kept as one Sample.
 import { Pool } from 'undici';
 import { RELOAD_KEYWORD, SOAK_POLICY, STRONG_KEYWORD, WEAK_MODEL } from './soak-config.js';
+import { seededRandom } from '../../src/util/random.js';
 
 export type Mode = 'plain' | 'stream';
 
@@ -64,18 +65,6 @@ export interface SoakLoad {
   done: Promise<void>;
 }
 
-/** mulberry32: a small seeded PRNG, so every run sends the same mix. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const WORDS = ['latency', 'budget', 'router', 'summary', 'pipeline', 'cache', 'window', 'token', 'river', 'garden', 'engine', 'ledger'];
 
 function topicOf(p: number): Topic {
@@ -97,7 +86,7 @@ function promptText(p: number): string {
 
 /** Picks the next request of the mix: its mode, fault, prompt and body. */
 export function makeMix(spec: Pick<SoakLoadSpec, 'streamShare' | 'faultShare' | 'prompts' | 'seed'>) {
-  const next = rng(spec.seed);
+  const next = seededRandom(spec.seed);
   let n = 0;
   return (): { mode: Mode; fault: FaultKind; topic: Topic; body: string } => {
     const i = n++;

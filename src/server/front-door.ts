@@ -74,10 +74,9 @@ export function createFrontDoor(o: FrontDoorOptions, next: (req: IncomingMessage
         if (!drained) res.once('finish', () => req.destroy());
         return;
       }
-      const parsed = parseJson(raw as Buffer, o.maxJsonDepth());
-      if (parsed.error !== null) return refused(o, path, res, id, startedAt, parsed.error);
       const pinned = o.ref.pin();
       if (!pinned) return refused(o, path, res, id, startedAt, refuse.notReady());
+      // Who is asking comes first (as with OpenAI): a caller without a valid key learns nothing about its body.
       let key: ClientKey | null = null;
       if (!pinned.runtime.keys.open) {
         const found = pinned.runtime.keys.authenticate(req.headers.authorization);
@@ -86,6 +85,11 @@ export function createFrontDoor(o: FrontDoorOptions, next: (req: IncomingMessage
           return refused(o, path, res, id, startedAt, found);
         }
         key = found;
+      }
+      const parsed = parseJson(raw as Buffer, o.maxJsonDepth());
+      if (parsed.error !== null) {
+        pinned.release();
+        return refused(o, path, res, id, startedAt, parsed.error);
       }
       handler({ id, headers: req.headers, body: parsed.body, res, startedAt, key }, pinned.runtime).then(pinned.release, (err: unknown) => {
         pinned.release();

@@ -118,6 +118,29 @@ describe('client keys', () => {
   });
 });
 
+describe('an open gateway', () => {
+  it('warns loudly at start when it listens with no keys on a non-loopback address, and not on 127.0.0.1', async () => {
+    const mock = await startMockUpstream({ port: 0 });
+    const dir = await mkdtemp(join(tmpdir(), 'signalman-open-'));
+    const file = join(dir, 'c.yaml');
+    await writeFile(file, twoBackends(mock.url));
+    const warnings = async (host: string) => {
+      const lines: string[] = [];
+      const logger = pino({ level: 'warn' }, { write: (l: string) => lines.push(l) });
+      const gw = await startGateway({ configFile: file, logger, host, port: 0, sinks: [] });
+      await gw.close(500);
+      return lines.join('');
+    };
+    try {
+      expect(await warnings('0.0.0.0')).toContain('NO CLIENT KEYS: anyone who reaches 0.0.0.0 can spend through this gateway');
+      expect(await warnings('127.0.0.1')).not.toContain('NO CLIENT KEYS');
+    } finally {
+      await mock.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('key config errors', () => {
   const check = async (yaml: string) => {
     const dir = await mkdtemp(join(tmpdir(), 'signalman-keys-'));

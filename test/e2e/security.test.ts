@@ -111,6 +111,12 @@ describe('keys', () => {
       expect(await code(r)).toEqual([401, 'invalid_api_key']);
     }
   });
+  it('without a valid key, a broken or hostile body is still only a 401: the caller learns nothing about it', async () => {
+    for (const body of ['{not json', `{"x":${'['.repeat(5000)}`, JSON.stringify({ model: 'nope' })]) {
+      expect(await code(await chat(body, { authorization: 'Bearer sk-wrong' }))).toEqual([401, 'invalid_api_key']);
+    }
+  });
+
   it('a key on a policy or backend it may not use: 403, and nothing reaches upstream', async () => {
     const before = mock.requests().length;
     expect(await code(await chat({ model: 'premium', messages: hello }))).toEqual([403, 'model_not_allowed']);

@@ -13,21 +13,12 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor as waitUntil } from '../helpers/redis.js';
 import { startStack, waitFor, type Stack } from '../helpers/stack.js';
+import { CHROMIUM_ARGS } from '../../bench/lib/chromium.js';
 
 const ARTIFACT = resolve(import.meta.dirname, '../../routers/p1-lexical-lr');
 const KEY_ENV = 'CONSOLE_BROWSER_ADMIN_KEY';
 const OPEN_ENV = 'CONSOLE_BROWSER_UNSET_KEY';
 const ADMIN = 'browser-admin-key-7c21';
-/** No network here: these keep Chromium from calling Google's services (refused connections, noise). */
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const XSS = '<img src=x onerror="window.__xss=1"> & <b>bold</b>';
 
 function findChromium(): string {
