@@ -12,7 +12,7 @@ import { request } from 'undici';
 import { intEnv, intListEnv, listEnv, optionalIntEnv } from './lib/knobs.js';
 import { runLoad, summarize } from './lib/loadgen.js';
 import { describeMachine, machine, stamp } from './lib/machine.js';
-import { cpuSeconds, rssBytes } from './lib/proc.js';
+import { cpuSeconds, machineBusySeconds, rssBytes } from './lib/proc.js';
 import { writeResults } from './lib/report.js';
 import {
   redisCommand,
@@ -150,6 +150,12 @@ async function startTargets(k: OverheadKnobs, mock: ServerProc, redis: BenchRedi
   return ok;
 }
 
+/** This process's (the load generator's) CPU time in seconds. */
+function cpuUsageSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
 async function measure(
   t: Target,
   mock: ServerProc,
@@ -168,6 +174,10 @@ async function measure(
   const redisPid = t.name === 'signalman' && redis !== null ? redis.proc.pid : null;
   let redisCpu0 = Number.NaN;
   let redisCpu1 = Number.NaN;
+  let loadgen0 = 0;
+  let loadgen1 = 0;
+  let machine0 = Number.NaN;
+  let machine1 = Number.NaN;
   const r = await runLoad({
     origin: t.proc.origin,
     path: PATH,
@@ -183,10 +193,14 @@ async function measure(
         cpu0 = cpuSeconds(t.proc.pid) ?? Number.NaN;
         mockCpu0 = cpuSeconds(mock.pid) ?? Number.NaN;
         if (redisPid !== null) redisCpu0 = cpuSeconds(redisPid) ?? Number.NaN;
+        loadgen0 = cpuUsageSeconds();
+        machine0 = machineBusySeconds() ?? Number.NaN;
       } else {
         cpu1 = cpuSeconds(t.proc.pid) ?? Number.NaN;
         mockCpu1 = cpuSeconds(mock.pid) ?? Number.NaN;
         if (redisPid !== null) redisCpu1 = cpuSeconds(redisPid) ?? Number.NaN;
+        loadgen1 = cpuUsageSeconds();
+        machine1 = machineBusySeconds() ?? Number.NaN;
       }
     },
   });
@@ -207,6 +221,8 @@ async function measure(
     cpuUsPerReq: n > 0 ? ((cpu1 - cpu0) * 1e6) / n : Number.NaN,
     upstreamCpuUsPerReq: n > 0 ? ((mockCpu1 - mockCpu0) * 1e6) / n : Number.NaN,
     redisCpuUsPerReq: n > 0 ? ((redisCpu1 - redisCpu0) * 1e6) / n : Number.NaN,
+    loadgenCpuUsPerReq: n > 0 ? ((loadgen1 - loadgen0) * 1e6) / n : Number.NaN,
+    machineCpuUsPerReq: n > 0 ? ((machine1 - machine0) * 1e6) / n : Number.NaN,
     rssBytes: rssBytes(t.proc.pid) ?? Number.NaN,
   };
 }

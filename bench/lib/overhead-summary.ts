@@ -32,6 +32,10 @@ export interface CellResult {
   upstreamCpuUsPerReq: number;
   /** The bench Redis's CPU per request in the same window (telemetry on only; NaN otherwise). */
   redisCpuUsPerReq: number;
+  /** The load generator's (this process's) CPU per request in the same window. */
+  loadgenCpuUsPerReq: number;
+  /** Every busy core of the machine per request in the same window: what the req/s ratios follow on a saturated box. */
+  machineCpuUsPerReq: number;
   rssBytes: number;
 }
 
@@ -65,6 +69,8 @@ export interface MedianRow {
   cpuMinusOffUs: number;
   upstreamCpuUsPerReq: number;
   redisCpuUsPerReq: number;
+  loadgenCpuUsPerReq: number;
+  machineCpuUsPerReq: number;
   rssBytes: number;
   errors: number;
 }
@@ -118,6 +124,8 @@ export function aggregate(cells: readonly CellResult[]): MedianRow[] {
       cpuMinusOffUs: vs(off, (c, r) => c.cpuUsPerReq - r.cpuUsPerReq),
       upstreamCpuUsPerReq: median(g.map((c) => c.upstreamCpuUsPerReq)),
       redisCpuUsPerReq: median(g.map((c) => c.redisCpuUsPerReq)),
+      loadgenCpuUsPerReq: median(g.map((c) => c.loadgenCpuUsPerReq)),
+      machineCpuUsPerReq: median(g.map((c) => c.machineCpuUsPerReq)),
       rssBytes: Math.max(...g.map((c) => c.rssBytes)),
       errors: g.reduce((s, c) => s + c.errors, 0),
     });
@@ -260,6 +268,8 @@ export function printOverhead(rows: readonly MedianRow[], checks: readonly Verdi
       'x bare',
       'CPU us/req',
       'CPU vs off',
+      'loadgen us',
+      'machine us',
       'RSS MiB',
       'errors',
     ];
@@ -278,11 +288,13 @@ export function printOverhead(rows: readonly MedianRow[], checks: readonly Verdi
       r.target === 'bare-proxy' ? null : fmt.ratio(r.xBare),
       fmt.int(r.cpuUsPerReq),
       r.target === 'signalman' || r.target === 'signalman-keys' ? fmt.signedUs(r.cpuMinusOffUs) : null,
+      fmt.int(r.loadgenCpuUsPerReq),
+      fmt.int(r.machineCpuUsPerReq),
       fmt.mib(r.rssBytes),
       r.errors,
     ]);
     printTable(
-      `${mode === 'plain' ? 'Plain' : 'Streamed'} chat completions (median over ${rs[0]?.rounds ?? 0} rounds; added = target - direct, x = req/s ratio, CPU vs off = signalman CPU/req - signalman-off's; all per round, then the median)`,
+      `${mode === 'plain' ? 'Plain' : 'Streamed'} chat completions (median over ${rs[0]?.rounds ?? 0} rounds; added = target - direct, x = req/s ratio, CPU vs off = signalman CPU/req - signalman-off's; loadgen = this process's CPU/req, machine = all busy cores' CPU/req; all per round, then the median)`,
       cols,
       body,
     );

@@ -45,3 +45,18 @@ export function rssBytes(pid: number): number | null {
   const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(text);
   return m ? Number(m[1]) * 1024 : null;
 }
+
+/** Busy CPU seconds of the whole machine (all cores: /proc/stat minus idle and iowait), or null off Linux. */
+export function machineBusySeconds(): number | null {
+  let text: string;
+  try {
+    text = readFileSync('/proc/stat', 'utf8');
+  } catch {
+    return null;
+  }
+  // "cpu  user nice system idle iowait irq softirq steal ..." in clock ticks; guest time is inside user.
+  const f = text.slice(0, text.indexOf('\n')).trim().split(/\s+/).slice(1, 9).map(Number);
+  if (f.length < 8 || f.some((x) => !Number.isFinite(x))) return null;
+  const busy = f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!;
+  return busy / clockTicks();
+}
