@@ -29,6 +29,7 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist/src ./dist/src
 COPY configs ./configs
 COPY routers ./routers
+COPY embedders ./embedders
 COPY ui ./ui
 USER node
 EXPOSE 8080

@@ -15,14 +15,24 @@ import { buildArtifacts, type ArtifactKnobs } from './lib/routing-artifacts.js';
 import { routingConfigYaml, routingPolicies } from './lib/routing-config.js';
 import { preflight, runInterference, runThroughput, type GatewayKnobs, type GwCell, type InterferenceCell } from './lib/routing-gateway.js';
 import { compileBenchRuntime, runInproc, type InprocKnobs, type InprocResults } from './lib/routing-inproc.js';
-import { aggregateGateway, aggregateInproc, aggregateInterference, printRouting, routingVerdicts } from './lib/routing-summary.js';
+import {
+  aggregateGateway,
+  aggregateInproc,
+  aggregateInterference,
+  printRouting,
+  routingVerdicts,
+  shippedVerdicts,
+} from './lib/routing-summary.js';
+import { runShipped, SHIPPED_PASSTHROUGH, type DecisionTiming } from './lib/routing-shipped.js';
 import { startGateway, startMock, type ServerProc } from './lib/servers.js';
 
-const PARTS = ['inproc', 'gateway', 'interference'] as const;
+const PARTS = ['inproc', 'gateway', 'interference', 'shipped'] as const;
 type Part = (typeof PARTS)[number];
 
 export interface RoutingKnobs {
   parts: Part[];
+  /** /v1/route calls per shipped policy for its decision time. */
+  shippedDecisions: number;
   artifacts: ArtifactKnobs;
   inproc: InprocKnobs;
   gateway: GatewayKnobs;
@@ -31,6 +41,7 @@ export interface RoutingKnobs {
 export function routingKnobs(): RoutingKnobs {
   return {
     parts: listEnv('ROUTING_PARTS', PARTS, PARTS),
+    shippedDecisions: intEnv('ROUTING_SHIPPED_DECISIONS', 500, 10),
     artifacts: {
       rows: intEnv('ROUTING_ROWS', 10_000, 1),
       useLiteRows: intEnv('ROUTING_USE_LITE_ROWS', 1000, 0),
@@ -122,11 +133,29 @@ export async function runRoutingBench(): Promise<{ file: string; failed: number 
     }
   }
 
+  let shipped: { cells: GwCell[]; timings: DecisionTiming[] } = { cells: [], timings: [] };
+  if (k.parts.includes('shipped')) {
+    // The other parts' numbers are still worth writing when the demo config cannot be served.
+    try {
+      shipped = await runShipped(k.gateway, k.shippedDecisions, log);
+    } catch (err) {
+      notes.push(`shipped part failed: ${(err as Error).message.split('\n').slice(0, 3).join(' ')}`);
+    }
+  }
+  const shippedRows = aggregateGateway(shipped.cells, new Map([['passthrough', `pass-through (backend ${SHIPPED_PASSTHROUGH} named)`]]));
+
   const inprocRows = aggregateInproc(inproc.passes, policies);
   const gwRows = aggregateGateway(gwCells, labels);
   const intRows = aggregateInterference(intCells, labels);
-  const verdicts = routingVerdicts(inprocRows, inproc.concurrent, intRows);
-  printRouting({ inproc: inprocRows, conc: inproc.concurrent, gateway: gwRows, interference: intRows, verdicts });
+  const verdicts = [...routingVerdicts(inprocRows, inproc.concurrent, intRows), ...shippedVerdicts(shippedRows, shipped.timings)];
+  printRouting({
+    inproc: inprocRows,
+    conc: inproc.concurrent,
+    gateway: gwRows,
+    interference: intRows,
+    verdicts,
+    shipped: { rows: shippedRows, timings: shipped.timings },
+  });
   const end = machine();
   console.log(`\nload average ${m.loadAvg1} at the start, ${end.loadAvg1} at the end (${m.cores} cores)`);
   for (const n of notes) console.log(`note: ${n}`);
@@ -145,14 +174,16 @@ export async function runRoutingBench(): Promise<{ file: string; failed: number 
       mlp: artifacts.mlp,
       knnLarge: artifacts.knnLarge,
       useLiteKnn: artifacts.useLiteKnn,
+      staticKnn: artifacts.staticKnn,
     },
     policies: policies.map(({ name, label, embedder, router, rows, yaml }) => ({ name, label, embedder, router, rows, yaml })),
     inproc: inprocRows,
     useLiteConcurrent: inproc.concurrent,
     gateway: gwRows,
     interference: intRows,
+    shipped: { gateway: shippedRows, decisions: shipped.timings },
     verdicts,
-    raw: { passes: inproc.passes, gateway: gwCells, interference: intCells },
+    raw: { passes: inproc.passes, gateway: gwCells, interference: intCells, shipped: shipped.cells },
   });
   console.log(`\nwrote ${file} (and bench/results/latest-routing.json)`);
   return { file, failed: verdicts.filter((v) => v.pass === false).length };

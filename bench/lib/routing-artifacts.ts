@@ -5,9 +5,10 @@
 // the slow part (use-lite embeds ~20-50 ms a prompt here); REBUILD=1 throws the cache away.
 import { existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createLexicalEmbedder, LexicalOptions } from '../../src/embedders/lexical.js';
 import { createUseLiteEmbedder, UseLiteOptions } from '../../src/embedders/use-lite.js';
+import { createStaticEmbedder, StaticOptions } from '../../src/embedders/static.js';
 import type { Embedder } from '../../src/embedders/types.js';
 import { MANIFEST_FILE, HNSW_FILE, type ManifestInput } from '../../src/routers/artifacts.js';
 import { writeHnswIndex, writeKnnArtifact } from '../../src/training/knn-build.js';
@@ -23,6 +24,8 @@ export const LEXICAL_DIM = 512;
 /** The embedder settings every policy of the bench uses; artifacts are bound to their ids. */
 export const LEXICAL_OPTS = { type: 'lexical', dim: LEXICAL_DIM } as const;
 export const USE_LITE_OPTS = { type: 'use-lite', workers: 1 } as const;
+/** The shipped distilled table (absolute: the bench's YAML lives in a temp folder). */
+export const STATIC_OPTS = { type: 'static', artifact: resolve('embedders/static-use-lite') } as const;
 
 export interface ArtifactKnobs {
   rows: number;
@@ -46,6 +49,7 @@ export interface BenchArtifacts {
   mlp: BuiltArtifact;
   knnLarge: BuiltArtifact | null;
   useLiteKnn: BuiltArtifact | null;
+  staticKnn: BuiltArtifact | null;
   notes: string[];
 }
 
@@ -116,6 +120,16 @@ async function useLiteKnn(root: string, rows: number, rebuild: boolean): Promise
   });
 }
 
+async function staticKnn(root: string, rows: number, rebuild: boolean): Promise<BuiltArtifact> {
+  const e = await createStaticEmbedder(StaticOptions.parse(STATIC_OPTS), STATIC_OPTS.artifact);
+  // The id carries the table's hash, so a rebuilt table gets a fresh artifact.
+  const dir = join(root, `knn-${safe(e.id)}-r${rows}-g${GENERATION}`);
+  return cached(dir, 'vectors.f32', rows, rebuild, async () => {
+    const vectors = Array.from({ length: rows }, (_, i) => e.embedSync(syntheticPrompt(STREAM.train, i)));
+    await writeKnnArtifact(dir, vectors, scoreRows(rows), manifest(e, rows));
+  });
+}
+
 export async function buildArtifacts(k: ArtifactKnobs, log: (line: string) => void): Promise<BenchArtifacts> {
   const cacheDir = join(tmpdir(), 'signalman-bench-routing');
   const notes: string[] = [];
@@ -139,5 +153,11 @@ export async function buildArtifacts(k: ArtifactKnobs, log: (line: string) => vo
       notes.push(`use-lite skipped: its model did not load (${(err as Error).message.split('\n')[0]})`);
     }
   }
-  return { cacheDir, knn, mlp, knnLarge, useLiteKnn: useLite, notes };
+  let staticArt: BuiltArtifact | null = null;
+  try {
+    staticArt = await step(`static kNN ${k.rows} rows`, () => staticKnn(cacheDir, k.rows, k.rebuild));
+  } catch (err) {
+    notes.push(`static skipped: its artifact did not load (${(err as Error).message.split('\n')[0]})`);
+  }
+  return { cacheDir, knn, mlp, knnLarge, useLiteKnn: useLite, staticKnn: staticArt, notes };
 }

@@ -1,14 +1,14 @@
 // The routing bench's policies, as one generated YAML config: the in-process runs compile it exactly
 // as the gateway does (parseConfigText + compileRuntime), and the gateway runs serve the same text.
 import type { BenchArtifacts } from './routing-artifacts.js';
-import { LEXICAL_OPTS, USE_LITE_OPTS } from './routing-artifacts.js';
+import { LEXICAL_OPTS, STATIC_OPTS, USE_LITE_OPTS } from './routing-artifacts.js';
 
 export interface PolicySpec {
   /** The policy name clients send as `model`. */
   name: string;
   /** embedder + router, as the tables show it. */
   label: string;
-  embedder: 'lexical' | 'use-lite' | null;
+  embedder: 'lexical' | 'use-lite' | 'static' | null;
   router: 'fixed' | 'rules' | 'knn' | 'mlp';
   /** Rows in the artifact, or null (no artifact). */
   rows: number | null;
@@ -26,6 +26,7 @@ const flow = (o: Record<string, string | number>) =>
     .join(', ')} }`;
 const LEXICAL = flow(LEXICAL_OPTS);
 const USE_LITE = flow(USE_LITE_OPTS);
+const STATIC = flow({ type: STATIC_OPTS.type, artifact: JSON.stringify(STATIC_OPTS.artifact) });
 
 // Keyword rules that mostly do not match the generated prompts, so a typical decision tries them all.
 const RULES = [
@@ -111,6 +112,18 @@ export function routingPolicies(a: BenchArtifacts): PolicySpec[] {
         yaml: [`embedder: ${LEXICAL}`, knn(l.dir, 'hnsw')],
       },
     );
+  }
+  if (a.staticKnn) {
+    const st = a.staticKnn;
+    out.push({
+      name: 'b-static-knn',
+      label: `static + knn exact ${st.rows}`,
+      embedder: 'static',
+      router: 'knn',
+      rows: st.rows,
+      slow: false,
+      yaml: [`embedder: ${STATIC}`, knn(st.dir, 'exact')],
+    });
   }
   if (a.useLiteKnn) {
     const u = a.useLiteKnn;

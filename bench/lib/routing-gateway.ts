@@ -64,7 +64,7 @@ export function freshBody(model: string, stream: number): () => string {
   };
 }
 
-const modelOf = (t: GwTarget) => (t === 'passthrough' ? PASSTHROUGH_MODEL : t);
+const modelOf = (t: GwTarget, passthrough = PASSTHROUGH_MODEL) => (t === 'passthrough' ? passthrough : t);
 
 /** One /v1/route per policy and three checked completions per target; throws naming the broken one. */
 export async function preflight(gw: ServerProc, policies: readonly PolicySpec[]): Promise<void> {
@@ -107,6 +107,7 @@ async function cell(
   stream: number,
   c: number,
   k: GatewayKnobs,
+  passthrough = PASSTHROUGH_MODEL,
 ): Promise<{ r: LoadResult; cpuUsPerReq: number; cores: number }> {
   let cpu0 = Number.NaN;
   let cpu1 = Number.NaN;
@@ -114,7 +115,7 @@ async function cell(
     origin: gw.origin,
     path: PATH,
     headers: HEADERS,
-    body: freshBody(modelOf(t), stream),
+    body: freshBody(modelOf(t, passthrough), stream),
     concurrency: c,
     warmupMs: k.warmupMs,
     durationMs: k.durationMs,
@@ -138,9 +139,11 @@ const SETTLE_MS = 1000;
  */
 export async function runThroughput(
   gw: ServerProc,
-  policies: readonly PolicySpec[],
+  policies: ReadonlyArray<Pick<PolicySpec, 'name' | 'slow'>>,
   k: GatewayKnobs,
   log: (line: string) => void,
+  /** The backend 'passthrough' requests name (the bench's own config: 'strong'). */
+  passthrough = PASSTHROUGH_MODEL,
 ): Promise<GwCell[]> {
   const fast: GwTarget[] = ['passthrough', ...policies.filter((p) => !p.slow).map((p) => p.name)];
   const slow: GwTarget[] = policies.filter((p) => p.slow).map((p) => p.name);
@@ -150,7 +153,7 @@ export async function runThroughput(
         origin: gw.origin,
         path: PATH,
         headers: HEADERS,
-        body: freshBody(modelOf(t), STREAM.gateway),
+        body: freshBody(modelOf(t, passthrough), STREAM.gateway),
         concurrency: k.concurrency,
         warmupMs: 0,
         durationMs: k.prewarmMs,
@@ -162,7 +165,7 @@ export async function runThroughput(
     const shift = round % fast.length;
     const line: string[] = [];
     for (const [position, t] of [...fast.slice(shift), ...fast.slice(0, shift), ...slow].entries()) {
-      const { r, cpuUsPerReq } = await cell(gw, t, STREAM.gateway, k.concurrency, k);
+      const { r, cpuUsPerReq } = await cell(gw, t, STREAM.gateway, k.concurrency, k, passthrough);
       const n = r.totalMs.length;
       cells.push({
         round,

@@ -2,6 +2,7 @@
 import { fmt, median, printTable, type Cell } from './report.js';
 import type { PolicySpec } from './routing-config.js';
 import type { GwCell, InterferenceCell } from './routing-gateway.js';
+import type { DecisionTiming } from './routing-shipped.js';
 import { STAGES, type ConcurrentResult, type PassResult, type Stage } from './routing-inproc.js';
 
 export interface InprocRow {
@@ -148,6 +149,28 @@ export interface RoutingVerdict {
 }
 
 export const TARGET_MS = { knnWhole: 1, mlpScore: 0.2, cachedWhole: 0.05 } as const;
+/** Issue #15: a shipped policy's whole decision, and its req/s as a share of pass-through at c=16. */
+export const SHIPPED_TARGETS = { decisionMs: 1, xPassthrough: 0.5 } as const;
+
+/** Each shipped demo policy: decision p50 < 1 ms, and at least half the pass-through rate. */
+export function shippedVerdicts(rows: readonly GwRow[], timings: readonly DecisionTiming[]): RoutingVerdict[] {
+  const out: RoutingVerdict[] = [];
+  for (const t of timings) {
+    out.push({
+      check: `shipped ${t.policy}: whole decision p50 (POST /v1/route) < ${SHIPPED_TARGETS.decisionMs} ms`,
+      value: `${t.decisionMs.p50.toFixed(4)} ms`,
+      pass: t.decisionMs.p50 < SHIPPED_TARGETS.decisionMs,
+    });
+    const r = rows.find((x) => x.target === t.policy);
+    if (r === undefined) continue;
+    out.push({
+      check: `shipped ${t.policy}: req/s at c=${r.concurrency} >= ${SHIPPED_TARGETS.xPassthrough * 100}% of pass-through (same gateway, same round)`,
+      value: `${Math.round(r.xPassthrough * 100)}%`,
+      pass: r.xPassthrough >= SHIPPED_TARGETS.xPassthrough,
+    });
+  }
+  return out;
+}
 
 export function routingVerdicts(
   inproc: readonly InprocRow[],
@@ -215,6 +238,7 @@ export function printRouting(o: {
   gateway: readonly GwRow[];
   interference: readonly InterferenceRow[];
   verdicts: readonly RoutingVerdict[];
+  shipped?: { rows: readonly GwRow[]; timings: readonly DecisionTiming[] };
 }): void {
   if (o.inproc.length > 0) {
     printTable(
@@ -296,6 +320,29 @@ export function printRouting(o: {
         fmt.mib(r.rssBytes),
         r.errors,
       ]),
+    );
+  }
+  const sh = o.shipped;
+  if (sh !== undefined && sh.rows.length > 0) {
+    const timing = new Map(sh.timings.map((t) => [t.policy, t]));
+    printTable(
+      `Shipped demo policies (configs/default.yaml) in their own gateway, distinct prompts, plain, c=${sh.rows[0]!.concurrency}; decision = POST /v1/route totalMs`,
+      ['target', 'decision p50 ms', 'decision p99 ms', 'guarded', 'p50 ms', 'p99 ms', 'req/s', 'x pass-through', 'CPU us/req', 'errors'],
+      sh.rows.map((r) => {
+        const t = timing.get(r.target);
+        return [
+          r.label,
+          t ? fmt.ms(t.decisionMs.p50, 3) : null,
+          t ? fmt.ms(t.decisionMs.p99, 3) : null,
+          t ? `${Math.round(t.guarded * 100)} %` : null,
+          fmt.ms(r.p50),
+          fmt.ms(r.p99),
+          fmt.int(r.rps),
+          fmt.ratio(r.xPassthrough),
+          fmt.int(r.cpuUsPerReq),
+          r.errors,
+        ];
+      }),
     );
   }
   if (o.interference.length > 0) {

@@ -11,11 +11,13 @@ import { runP3, type P3Run } from '../training/protocols/p3.js';
 import { type Protocol, type Recipe, findRecipe, recipesFor, shippedRecipe } from '../training/recipes.js';
 import { type Run, cvTable, p1Table, p2Table, p3Table, panels, summarize } from '../training/report.js';
 import { CV_PROTOCOLS, type CvProtocol, type CvRun, crossValidate, isCvProtocol } from '../training/cv.js';
+import { robustnessTable } from '../training/report-robustness.js';
+import type { RobustnessOptions } from '../training/robustness.js';
 
 const USAGE = `usage: signalman eval [--protocol p1|p2|p3] [--router NAME|all]... [--test FILE]...
                       [--data DIR] [--dump FILE | --dump-dir DIR] [--results FILE] [--plot FILE]
-                      [--cache-dir DIR | --no-cache] [--bootstrap N]
-       signalman eval --cv K [--protocol p1|p2] [--router NAME|all]... [--data DIR] [--results FILE]
+                      [--cache-dir DIR | --no-cache] [--bootstrap N] [--no-robustness | --robustness-sample N]
+       signalman eval --cv K [--protocol p1|p2] [--router NAME|all]... [--data DIR] [--results FILE] [--no-robustness]
 
 Runs the evaluation protocols of ../shared/datasets/PROTOCOLS.md (all three unless --protocol) and
 prints a table per router against the random, zero-router and oracle baselines. Each router is
@@ -28,6 +30,10 @@ trained by its protocol (deterministic: recipe + seed) before it is scored.
   --dump-dir DIR   writes DIR/p1.jsonl.gz, p2.jsonl.gz, p3.jsonl.gz (gzipped; a --dump FILE ending in .gz is too)
   --results FILE   all numbers as JSON       --plot FILE   quality/cost curves as PNG
   --bootstrap N    bootstrap resamples for P1 standard errors (default 200)
+  --no-robustness  skip robustness to prompt shape: each test row (P1 with --cv: each validation row)
+                   also scored as a chat request, behind a system prompt, after an unrelated exchange
+                   and without its options (src/training/shapes.ts); one more embedding per shape
+  --robustness-sample N   reshape only N test rows per test set (hash-ordered sample; slow embedders)
   --cv K           K-fold cross-validation inside the train rows instead (P1 and P2): compare or tune
                    recipes without ever scoring a test half or an out-of-domain set`;
 
@@ -45,6 +51,8 @@ export function parseEvalArgs(argv: string[]) {
       plot: { type: 'string' },
       bootstrap: { type: 'string', default: '200' },
       cv: { type: 'string' },
+      'no-robustness': { type: 'boolean', default: false },
+      'robustness-sample': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -64,6 +72,14 @@ export function parseEvalArgs(argv: string[]) {
     const clash = (['test', 'dump', 'dump-dir', 'plot'] as const).filter((k) => values[k] !== undefined);
     if (clash.length > 0) throw new Error(`--cv scores folds of the train rows only; it takes no ${clash.map((k) => `--${k}`).join(', ')}`);
   }
+  let sample: number | undefined;
+  if (values['robustness-sample'] !== undefined) {
+    sample = Number(values['robustness-sample']);
+    if (!Number.isInteger(sample) || sample < 1)
+      throw new Error(`--robustness-sample must be a whole number >= 1, got '${values['robustness-sample']}'`);
+    if (values['no-robustness']) throw new Error('--robustness-sample and --no-robustness exclude each other');
+  }
+  const robustness: RobustnessOptions | undefined = values['no-robustness'] ? undefined : sample === undefined ? {} : { sample };
   const bootstrap = Number(values.bootstrap);
   if (!Number.isInteger(bootstrap) || bootstrap < 0) throw new Error(`--bootstrap must be a whole number >= 0, got '${values.bootstrap}'`);
   const recipes = (proto: Protocol): Recipe[] => {
@@ -79,7 +95,7 @@ export function parseEvalArgs(argv: string[]) {
       );
     return picked;
   };
-  return { values, protocols, recipes, bootstrap, folds };
+  return { values, protocols, recipes, bootstrap, folds, robustness };
 }
 
 const jsonl = (rows: readonly object[]): string => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
@@ -106,7 +122,7 @@ async function closing(pool: EmbedderPool, work: () => Promise<void>): Promise<n
 async function crossValidateAll(
   protocols: readonly CvProtocol[],
   recipes: (p: Protocol) => Recipe[],
-  folds: number,
+  cv: { folds: number; robustness: boolean },
   results: string | undefined,
   pool: EmbedderPool,
   ctx: RunContext,
@@ -114,7 +130,7 @@ async function crossValidateAll(
   const runs: CvRun[] = [];
   for (const proto of protocols) {
     const done: CvRun[] = [];
-    for (const recipe of recipes(proto)) done.push(await crossValidate(proto, { recipe, pool, folds }, ctx));
+    for (const recipe of recipes(proto)) done.push(await crossValidate(proto, { recipe, pool, ...cv }, ctx));
     process.stdout.write(`\n${cvTable(done)}\n`);
     runs.push(...done);
   }
@@ -129,7 +145,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     process.stderr.write(`signalman eval: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
   }
-  const { values, protocols, recipes, bootstrap, folds } = args;
+  const { values, protocols, recipes, bootstrap, folds, robustness } = args;
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
@@ -137,18 +153,23 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const ctx: RunContext = { dataDir: values.data, cacheDir: values['no-cache'] ? null : values['cache-dir'] };
   const pool = new EmbedderPool();
   if (folds !== undefined)
-    return closing(pool, () => crossValidateAll(protocols.filter(isCvProtocol), recipes, folds, values.results, pool, ctx));
+    return closing(pool, () =>
+      crossValidateAll(protocols.filter(isCvProtocol), recipes, { folds, robustness: robustness !== undefined }, values.results, pool, ctx),
+    );
   return closing(pool, async () => {
     const runs: Run[] = [];
     for (const proto of protocols) {
       const done: Run[] = [];
       for (const recipe of recipes(proto)) {
-        if (proto === 'p1') done.push(await runP1({ recipe, pool, bootstrap, ...(values.test ? { testFiles: values.test } : {}) }, ctx));
-        else if (proto === 'p2') done.push(await runP2({ recipe, pool, ...(values.test ? { testFile: values.test[0]! } : {}) }, ctx));
-        else done.push(await runP3({ recipe, pool, ...(values.test ? { testFile: values.test[0]! } : {}) }, ctx));
+        const common = { recipe, pool, ...(robustness === undefined ? {} : { robustness }) };
+        if (proto === 'p1') done.push(await runP1({ ...common, bootstrap, ...(values.test ? { testFiles: values.test } : {}) }, ctx));
+        else if (proto === 'p2') done.push(await runP2({ ...common, ...(values.test ? { testFile: values.test[0]! } : {}) }, ctx));
+        else done.push(await runP3({ ...common, ...(values.test ? { testFile: values.test[0]! } : {}) }, ctx));
       }
       const text = proto === 'p1' ? p1Table(done as P1Run[]) : proto === 'p2' ? p2Table(done as P2Run[]) : p3Table(done as P3Run[]);
       process.stdout.write(`\n${text}\n`);
+      const robust = robustnessTable(done);
+      if (robust !== '') process.stdout.write(`\n${robust}\n`);
       const head = done[0]!;
       if (values.dump !== undefined) await writeOut(values.dump, jsonl(head.dump));
       if (values['dump-dir'] !== undefined) await writeOut(join(values['dump-dir'], `${proto}.jsonl.gz`), jsonl(head.dump));

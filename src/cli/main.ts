@@ -13,6 +13,10 @@ const COMMANDS: Record<string, { about: string; run: (argv: string[]) => Promise
     about: 'train a router (kNN index or MLP exported to ONNX) from routing-outcome JSONL',
     run: async (a) => (await import('./train.js')).trainCommand(a),
   },
+  distill: {
+    about: 'distil USE-lite into a static table over its own vocabulary (for the static embedder)',
+    run: async (a) => (await import('./distill.js')).distillCommand(a),
+  },
   'export-feedback': {
     about: 'write requests with feedback as routing-outcome JSONL (for train --input)',
     run: async (a) => (await import('./export-feedback.js')).exportFeedbackCommand(a),
@@ -28,6 +32,10 @@ const COMMANDS: Record<string, { about: string; run: (argv: string[]) => Promise
   'calibrate-policy': {
     about: "a gateway policy's lambda or min_quality for a target backend share or cost, found by running the policy",
     run: async (a) => (await import('./calibrate-policy.js')).calibratePolicyCommand(a),
+  },
+  route: {
+    about: 'where each policy of a config sends each prompt of a file, and why (a dry run: no upstream is called)',
+    run: async (a) => (await import('./route.js')).routeCommand(a),
   },
   report: {
     about: 'requests, spend, savings, errors and routing share per policy and backend for a time window (from Redis)',

@@ -8,7 +8,10 @@ import { runP1 } from '../training/protocols/p1.js';
 import { runP2 } from '../training/protocols/p2.js';
 import { runP3 } from '../training/protocols/p3.js';
 import { type Recipe, findRecipe, shippedRecipe } from '../training/recipes.js';
-import type { ManifestInput } from '../routers/artifacts.js';
+import { readManifest, writeManifest, type ManifestInput } from '../routers/artifacts.js';
+import { KnnIndex } from '../routers/knn-index.js';
+import type { Embedder } from '../embedders/types.js';
+import { hashText32 } from '../util/hash.js';
 import { OnnxMlp } from '../routers/mlp.js';
 import { seededRandom } from '../util/random.js';
 import type { TrainedMlp } from '../training/mlp-train.js';
@@ -38,13 +41,22 @@ export async function verifyOnnx(dir: string, model: TrainedMlp): Promise<number
 }
 
 const USAGE = `usage: signalman train --protocol p1|p2|p3 [--router RECIPE] [--data DIR] [--out DIR]
-       signalman train --input FILE --kind knn|mlp [--embedder lexical|use-lite] [--dim N]
+       signalman train --input FILE --kind knn|mlp [--embedder TYPE|JSON] [--dim N]
                        [--split train|all] [--hidden N,N] [--epochs N] [--seed N] --out DIR
+                       [--guard-pass RATE [--max-rows N] [--ood FILE]]   (knn only)
 
 With --protocol: trains a recipe on the protocol's train split (../shared/datasets/PROTOCOLS.md),
 scores its test sets, and writes the artifact with those metrics in its manifest.
 With --input: builds a kNN index or trains an MLP (exported to ONNX) on any routing-outcome JSONL;
---split train keeps rows with bucket(id) == 0 (default), --split all keeps every clean row.`;
+--split train keeps rows with bucket(id) == 0 (default), --split all keeps every clean row.
+--embedder takes a type (lexical, use-lite, static) or a policy's embedder block as JSON, e.g.
+'{"type":"static","artifact":"embedders/static-use-lite"}'.
+--guard-pass RATE (knn): also calibrate the index as an out-of-domain guard. A tenth of the kept rows
+(by a hash of their id) is held out of the index; the threshold is the top-1 cosine that RATE of them
+reach, written to the manifest (guard.kind knn_distance), so a policy's guard: { artifact } needs no
+threshold. --max-rows N keeps an N-row index (a hash-chosen sample: a guard needs coverage, not every
+row, and a smaller index is faster per request). --ood FILE prints the share of another file's prompts
+the guard would pass (information only; nothing is tuned on it).`;
 
 const cmdline = (argv: string[]): string => ['signalman train', ...argv].join(' ');
 
@@ -147,12 +159,21 @@ async function trainFile(
   // unscored model is NaN in scores.f32 and left out of that model's neighbour mean. An MLP refuses them.
   const ds = await readDataset(input, { partial: true });
   if (kind === 'mlp') requireCompleteRows(ds.rows, input);
-  const spec: Recipe['embedder'] = { type: String(values.embedder ?? 'lexical') };
+  const spec = embedderSpec(values.embedder);
   if (values.dim !== undefined) spec.dim = Number(values.dim);
   const embedder = await pool.get(spec);
   const X = await embedAll(embedder, ds, ctx);
-  const rows = range(ds.rows.length).filter((i) => split === 'all' || bucket(ds.rows[i]!.id) === 0);
-  if (rows.length === 0) throw new Error(`${input}: no rows left for --split ${split}`);
+  const kept = range(ds.rows.length).filter((i) => split === 'all' || bucket(ds.rows[i]!.id) === 0);
+  if (kept.length === 0) throw new Error(`${input}: no rows left for --split ${split}`);
+  const guard = guardOptions(values, kind);
+  const idOf = (i: number) => ds.rows[i]!.id;
+  const held = guard === null ? [] : kept.filter((i) => hashText32(`guard-holdout:${idOf(i)}`) % 10 === 0);
+  let rows = guard === null ? kept : kept.filter((i) => hashText32(`guard-holdout:${idOf(i)}`) % 10 !== 0);
+  if (guard?.maxRows !== undefined && rows.length > guard.maxRows) {
+    // A stable sample: the same ids whatever order the file lists them in.
+    rows = [...rows].sort((a, b) => hashText32(`guard-sample:${idOf(a)}`) - hashText32(`guard-sample:${idOf(b)}`)).slice(0, guard.maxRows);
+    rows.sort((a, b) => a - b);
+  }
   // The models the kept rows score (with partial rows, a model may only appear in the other split).
   const models = modelsOf(rows.map((i) => ds.rows[i]!));
   const Y = rows.map((i) =>
@@ -174,6 +195,13 @@ async function trainFile(
       Y,
       manifest,
     );
+    if (guard !== null)
+      await calibrateKnnGuard(
+        out,
+        guard,
+        held.map((i) => rowOf(X, i)),
+        { embedder, ctx },
+      );
     return;
   }
   const hidden = values.hidden === undefined || values.hidden === '' ? [] : String(values.hidden).split(',').map(Number);
@@ -197,6 +225,79 @@ async function trainFile(
   await verifyOnnx(out, mlp);
 }
 
+/** `--embedder lexical` or a whole embedder block as JSON (`{"type":"concat","members":[…]}`). */
+function embedderSpec(raw: string | boolean | undefined): Recipe['embedder'] {
+  const text = String(raw ?? 'lexical').trim();
+  if (!text.startsWith('{')) return { type: text };
+  let spec: unknown;
+  try {
+    spec = JSON.parse(text);
+  } catch {
+    throw new Error(`--embedder: not valid JSON: ${text}`);
+  }
+  if (typeof spec !== 'object' || spec === null || typeof (spec as { type?: unknown }).type !== 'string') {
+    throw new Error(`--embedder: a JSON embedder needs a "type", got ${text}`);
+  }
+  return spec as Recipe['embedder'];
+}
+
+interface GuardOptions {
+  passRate: number;
+  maxRows?: number;
+  ood?: string;
+}
+
+function guardOptions(values: Record<string, string | boolean | undefined>, kind: string): GuardOptions | null {
+  if (values['guard-pass'] === undefined) {
+    if (values['max-rows'] !== undefined || values.ood !== undefined) throw new Error('--max-rows and --ood go with --guard-pass');
+    return null;
+  }
+  if (kind !== 'knn') throw new Error('--guard-pass calibrates a kNN index as a guard: use it with --kind knn');
+  const passRate = Number(values['guard-pass']);
+  if (!(passRate > 0.5 && passRate < 1))
+    throw new Error(`--guard-pass is the share of in-domain prompts to let through, in (0.5, 1), got '${String(values['guard-pass'])}'`);
+  const maxRows = values['max-rows'] === undefined ? undefined : Number(values['max-rows']);
+  if (maxRows !== undefined && !(Number.isInteger(maxRows) && maxRows >= 10))
+    throw new Error(`--max-rows must be an integer >= 10, got '${String(values['max-rows'])}'`);
+  return { passRate, ...(maxRows === undefined ? {} : { maxRows }), ...(values.ood === undefined ? {} : { ood: String(values.ood) }) };
+}
+
+/**
+ * The threshold RATE of the held-out in-domain rows clear, scored by the index just written exactly as
+ * the gateway's guard scores a prompt (KnnIndex.topSimilarity), written into its manifest.
+ */
+async function calibrateKnnGuard(
+  dir: string,
+  g: GuardOptions,
+  held: Float32Array[],
+  deps: { embedder: Embedder; ctx: RunContext },
+): Promise<void> {
+  if (held.length < 20) throw new Error(`--guard-pass: only ${held.length} rows held out for calibration; the file needs more rows`);
+  const index = await KnnIndex.load(dir);
+  const sims = held.map((v) => index.topSimilarity(v, 1)).sort((a, b) => a - b);
+  // The largest t that at least RATE of the held-out rows reach (score >= t passes).
+  const threshold = sims[Math.floor((1 - g.passRate) * sims.length)]!;
+  const passed = sims.filter((x) => x >= threshold).length / sims.length;
+  const manifest = await readManifest(dir);
+  const calibration = `${(passed * 100).toFixed(1)}% of ${held.length} held-out rows of the same split (ids hashing to 0 mod 10, not in the index) have top-1 cosine >= t (asked: ${g.passRate})`;
+  const metrics: Record<string, number> = { guard_held_out_pass_rate: passed };
+  process.stdout.write(`guard threshold ${threshold.toFixed(4)}: ${calibration}\n`);
+  if (g.ood !== undefined) {
+    const other = await readDataset(g.ood, { partial: true });
+    const X = await embedAll(deps.embedder, other, deps.ctx);
+    const pass = range(other.rows.length).filter((i) => index.topSimilarity(rowOf(X, i), 1) >= threshold).length;
+    metrics.guard_ood_pass_rate = pass / other.rows.length;
+    process.stdout.write(
+      `--ood ${g.ood}: ${pass} of ${other.rows.length} prompts (${((100 * pass) / other.rows.length).toFixed(1)}%) would pass the guard\n`,
+    );
+  }
+  await writeManifest(dir, {
+    ...manifest,
+    guard: { kind: 'knn_distance', threshold, calibration },
+    metrics: { ...manifest.metrics, ...metrics },
+  });
+}
+
 export async function trainCommand(argv: string[]): Promise<number> {
   const values = parseCommand('train', USAGE, argv, {
     ...DATA_OPTIONS,
@@ -211,6 +312,9 @@ export async function trainCommand(argv: string[]): Promise<number> {
     epochs: { type: 'string' },
     seed: { type: 'string' },
     out: { type: 'string' },
+    'guard-pass': { type: 'string' },
+    'max-rows': { type: 'string' },
+    ood: { type: 'string' },
   });
   if (typeof values === 'number') return values;
   if ((values.protocol === undefined) === (values.input === undefined)) {

@@ -180,6 +180,9 @@ export const GuardConfig = z
       .optional()
       .describe("A guard artifact folder (knn index, or mlp classifier with labels); default: the router's own index."),
     threshold: z.number().optional().describe("Overrides the artifact's calibrated threshold."),
+    embedder: EmbedderConfig.optional().describe(
+      "The embedder the guard artifact was built with, when it is one member of the policy's concat embedder (e.g. a static-table kNN guard under lexical + static): the guard reads that member's part of the policy's vector, so nothing is embedded twice. Default: the policy's embedder.",
+    ),
     on_out_of_domain: z
       .enum(['fallback', 'reject'])
       .default('fallback')

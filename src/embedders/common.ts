@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { Embedder } from './types.js';
 
 // Options and helpers every embedder plugin shares. Option fields here do not change vectors,
 // except `max_chars`, which each plugin writes into its id.
@@ -51,3 +52,35 @@ export const maxQueueOption = z
   .max(100_000)
   .default(256)
   .describe('Most request texts waiting for the model; more are refused with 503 overloaded rather than queued.');
+
+/** An embedder that computes on the calling thread (lexical, static): `embed` is `embedSync` behind a promise. */
+export type SyncEmbedder = Embedder & { embedSync(text: string): Float32Array };
+
+/** Wraps a synchronous vectorizer as an Embedder; `progressEvery` paces embedMany's progress calls. */
+export function syncEmbedder(v: { id: string; dim: number; vectorize(text: string): Float32Array }, progressEvery: number): SyncEmbedder {
+  let closed = false;
+  const embedSync = (text: string): Float32Array => {
+    if (closed) throw new Error(`embedder ${v.id} is closed`);
+    return v.vectorize(text);
+  };
+  return {
+    id: v.id,
+    dim: v.dim,
+    embedSync,
+    embed: async (text, signal) => {
+      signal?.throwIfAborted();
+      return embedSync(text);
+    },
+    embedMany: async (texts, onProgress) => {
+      const out: Float32Array[] = [];
+      for (let i = 0; i < texts.length; i++) {
+        out.push(embedSync(texts[i]!));
+        if (onProgress && ((i + 1) % progressEvery === 0 || i + 1 === texts.length)) onProgress(i + 1);
+      }
+      return out;
+    },
+    close: async () => {
+      closed = true;
+    },
+  };
+}

@@ -5,12 +5,13 @@ import lexical, { LexicalOptions } from './lexical.js';
 import useLite, { UseLiteOptions } from './use-lite.js';
 import onnx, { OnnxOptions } from './onnx.js';
 import remote, { RemoteOptions } from './remote.js';
+import staticTable, { StaticOptions } from './static.js';
 
 // Several embedders side by side in one vector, so one artifact (which names one embedder) can read
 // several signals, e.g. hashed n-grams plus a sentence encoder. Members are built through their plugins
 // directly, not the registry: the registry lists this plugin, and importing it back would be a cycle.
 
-const MemberOptions = z.discriminatedUnion('type', [LexicalOptions, UseLiteOptions, OnnxOptions, RemoteOptions]);
+const MemberOptions = z.discriminatedUnion('type', [LexicalOptions, UseLiteOptions, OnnxOptions, RemoteOptions, StaticOptions]);
 type MemberOptions = z.infer<typeof MemberOptions>;
 
 export const ConcatOptions = z
@@ -20,7 +21,7 @@ export const ConcatOptions = z
       .array(MemberOptions)
       .min(2)
       .prefault([{ type: 'lexical', dim: 4096 }, { type: 'use-lite' }])
-      .describe('Embedders whose vectors are joined, in this order (lexical, use-lite, onnx, remote; not concat).'),
+      .describe('Embedders whose vectors are joined, in this order (lexical, use-lite, onnx, remote, static; not concat).'),
     weights: z
       .array(z.number().positive().finite())
       .optional()
@@ -55,6 +56,8 @@ function createMember(o: MemberOptions, ctx: EmbedderContext): Promise<Embedder>
       return onnx.create(o, ctx);
     case 'remote':
       return remote.create(o, ctx);
+    case 'static':
+      return staticTable.create(o, ctx);
   }
 }
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { defineEmbedder, type Embedder } from './types.js';
+import { defineEmbedder } from './types.js';
 import { FNV_OFFSET, FNV_PRIME, fmix32 } from '../util/hash.js';
-import { cacheSizeOption, maxCharsOption } from './common.js';
+import { cacheSizeOption, maxCharsOption, syncEmbedder, type SyncEmbedder } from './common.js';
 import { truncateMiddle } from '../util/text.js';
 
 // A model-free embedder: signed feature hashing of word n-grams and character n-grams (fastText-style,
@@ -248,33 +248,9 @@ export class LexicalVectorizer {
   }
 }
 
-export function createLexicalEmbedder(opts: LexicalOptions): Embedder & { embedSync(text: string): Float32Array } {
+export function createLexicalEmbedder(opts: LexicalOptions): SyncEmbedder {
   const v = new LexicalVectorizer(opts);
-  let closed = false;
-  const embedSync = (text: string): Float32Array => {
-    if (closed) throw new Error(`embedder ${v.id} is closed`);
-    return v.vectorize(text);
-  };
-  return {
-    id: v.id,
-    dim: v.dim,
-    embedSync,
-    embed: async (text, signal) => {
-      signal?.throwIfAborted();
-      return embedSync(text);
-    },
-    embedMany: async (texts, onProgress) => {
-      const out: Float32Array[] = [];
-      for (let i = 0; i < texts.length; i++) {
-        out.push(embedSync(texts[i]!));
-        if (onProgress && ((i + 1) % 256 === 0 || i + 1 === texts.length)) onProgress(i + 1);
-      }
-      return out;
-    },
-    close: async () => {
-      closed = true;
-    },
-  };
+  return syncEmbedder(v, 256);
 }
 
 export default defineEmbedder({

@@ -1,13 +1,15 @@
 // A policy as the routing engine uses it: its router, embedder (always behind the embedding cache),
 // guard and score cache, built from the policy's config. Errors carry the config stage they belong to,
 // so the caller can point at the right line of the YAML.
-import type { PolicyConfig } from '../config/schema.js';
+import type { EmbedderConfig, PolicyConfig } from '../config/schema.js';
 import { withEmbedCache, type CachedEmbedder } from '../embedders/cache.js';
+import { isConcatEmbedder } from '../embedders/concat.js';
 import { getEmbedderPlugin } from '../embedders/registry.js';
 import { loadGuard } from './guard.js';
 import { getRouterPlugin } from './registry.js';
 import { ScoreCache } from './score-cache.js';
 import type { Guard, Router } from './types.js';
+import type { z } from 'zod';
 
 export interface CompiledPolicy {
   readonly name: string;
@@ -63,10 +65,14 @@ export async function compilePolicy(
     const g = p.guard;
     try {
       if (embedder === null) throw new Error('a guard needs an embedder: add an `embedder:` section to the policy');
-      if (g.artifact !== undefined) {
-        guard = await loadGuard(resolvePath(g.artifact), embedder, g.threshold === undefined ? {} : { threshold: g.threshold });
+      const opts = g.threshold === undefined ? {} : { threshold: g.threshold };
+      if (g.artifact !== undefined && g.embedder !== undefined) {
+        guard = await memberGuard(resolvePath(g.artifact), g.embedder, embedder, resolvePath, opts);
+      } else if (g.artifact !== undefined) {
+        guard = await loadGuard(resolvePath(g.artifact), embedder, opts);
       } else {
-        guard = router.makeGuard?.(g.threshold === undefined ? {} : { threshold: g.threshold }) ?? null;
+        if (g.embedder !== undefined) throw new Error('guard.embedder goes with guard.artifact (a guard built with that embedder)');
+        guard = router.makeGuard?.(opts) ?? null;
         if (guard === null) throw new Error(`router '${p.router.type}' has no built-in guard: give guard.artifact`);
       }
     } catch (err) {
@@ -85,5 +91,52 @@ export async function compilePolicy(
     guard,
     scoreCache: router.textOnly === true && p.score_cache_size > 0 ? new ScoreCache(p.score_cache_size) : null,
     fallbacks: p.fallbacks,
+  };
+}
+
+/**
+ * A guard built with one member of the policy's concat embedder: it checks that member's part of the
+ * policy's vector, renormalised (the member was scaled as a whole, so this is exactly the member's own
+ * vector). The member's embedder is created once here, for its id only, and closed again.
+ */
+async function memberGuard(
+  dir: string,
+  spec: z.infer<typeof EmbedderConfig>,
+  policyEmbedder: CachedEmbedder,
+  resolvePath: (p: string) => string,
+  opts: { threshold?: number },
+): Promise<Guard> {
+  const plugin = getEmbedderPlugin(spec.type);
+  if (!plugin) throw new Error(`guard.embedder: unknown embedder type '${spec.type}'`);
+  const probe = await plugin.create(spec, { resolvePath });
+  const id = probe.id;
+  await probe.close();
+  const inner = policyEmbedder.inner;
+  if (id === inner.id) return loadGuard(dir, policyEmbedder, opts);
+  if (!isConcatEmbedder(inner)) {
+    throw new Error(`guard.embedder '${id}' is neither the policy's embedder ('${inner.id}') nor one of its concat members`);
+  }
+  const at = inner.members.findIndex((m) => m.id === id);
+  if (at < 0) {
+    throw new Error(
+      `guard.embedder '${id}' is not a member of the policy's concat embedder (members: ${inner.members.map((m) => m.id).join(', ')})`,
+    );
+  }
+  const member = inner.members[at]!;
+  const start = inner.members.slice(0, at).reduce((s, m) => s + m.dim, 0);
+  const end = start + member.dim;
+  const g = await loadGuard(dir, member, opts);
+  const part = new Float32Array(member.dim);
+  return {
+    kind: g.kind,
+    check(e: Float32Array) {
+      // Checks are synchronous for kNN guards and read the vector before they return; a classifier guard
+      // copies it into its input tensor first, so one scratch vector is safe either way.
+      let ss = 0;
+      for (let k = start; k < end; k++) ss += e[k]! * e[k]!;
+      const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+      for (let k = start; k < end; k++) part[k - start] = e[k]! * inv;
+      return g.check(part);
+    },
   };
 }

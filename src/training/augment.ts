@@ -8,6 +8,9 @@ import { type Dataset, sha256Hex } from './dataset.js';
 
 export const STEMS_VERSION = 'stems/v1';
 
+/** A recipe's training augmentation: 'stems' these copies; 'shapes' these plus the chat-shaped ones of shapes.ts. */
+export type Augment = 'stems' | 'shapes';
+
 /** From the first "\nA. " option line that a "\nB. " line follows, to the end. */
 const OPTIONS = /\n\s*A\.\s[\s\S]*?\n\s*B\.\s[\s\S]*$/;
 

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { dataPath, readDataset, readPrices } from './dataset.js';
-import { DEFAULT_KNOBS, mean, p1Evaluate } from './metrics.js';
+import { type Dataset, dataPath, readDataset, readPrices } from './dataset.js';
+import { DEFAULT_KNOBS, mean, p1Evaluate, quantiles } from './metrics.js';
+import { type ShapedTest, agreement, shapedTests } from './robustness.js';
 import { type EmbedderPool, type RunContext, embedAll, predictRows } from './fit.js';
 import { P1_STRONG, P1_WEAK, p1TrainRows, scoreOf, trainP1 } from './protocols/p1.js';
 import { costsFor, p2TrainRows, scoreP2, trainP2 } from './protocols/p2.js';
@@ -50,6 +51,8 @@ export interface CvOptions {
   recipe: Recipe;
   pool: EmbedderPool;
   folds: number;
+  /** P1: also score the validation rows' shaped copies (apgrShapes, agreeShapes); default true. */
+  robustness?: boolean;
 }
 
 function meanMetrics(perFold: readonly CvFold[]): Record<string, number | null> {
@@ -70,6 +73,37 @@ function partition(ids: readonly string[], rows: readonly number[], salt: string
 }
 
 const others = (parts: readonly number[][], f: number): number[] => parts.flatMap((p, k) => (k === f ? [] : p));
+
+/**
+ * Pooled over every shape: APGR of the validation rows' shaped copies, and the share of copies whose
+ * strong/weak decision matches their original's at the fold's median score (50% strong calls).
+ */
+function shapeMetrics(model: TrainedMlp, X: Matrix, test: readonly number[], shaped: readonly ShapedTest[], ds: Dataset) {
+  const plain = predictRows(model, X, test);
+  const plainOf = new Map(test.map((i, k) => [i, scoreOf(plain, k)]));
+  const threshold = quantiles(Array.from(plainOf.values()), [0.5])[0]!;
+  const source: number[] = [];
+  const scores: number[] = [];
+  for (const t of shaped) {
+    const keep = t.source.flatMap((i, k) => (plainOf.has(i) ? [k] : []));
+    const pred = predictRows(model, t.X, keep);
+    keep.forEach((k, r) => {
+      source.push(t.source[k]!);
+      scores.push(scoreOf(pred, r));
+    });
+  }
+  const r = p1Evaluate(
+    scores,
+    source.map((i) => ds.rows[i]!.scores[P1_STRONG]!),
+    source.map((i) => ds.rows[i]!.scores[P1_WEAK]!),
+    0,
+  );
+  const a = agreement(
+    source.map((i) => Number(plainOf.get(i)! >= threshold)),
+    scores.map((x) => Number(x >= threshold)),
+  );
+  return { apgrShapes: r.apgr, agreeShapes: a.rate };
+}
 
 async function cvP1(opts: CvOptions, ctx: RunContext): Promise<CvRun> {
   const mmlu = await readDataset(dataPath(ctx.dataDir, 'mmlu'));
@@ -97,11 +131,14 @@ async function cvP1(opts: CvOptions, ctx: RunContext): Promise<CvRun> {
       0,
     );
   };
+  // Shaped copies of the validation rows, from the 'eval' templates that training copies never use.
+  const shaped = opts.robustness === false ? [] : await shapedTests(embedder, mmlu, trainHalf, ctx);
   const perFold: CvFold[] = [];
   for (let f = 0; f < opts.folds; f++) {
     const train = others(parts, f);
     const test = parts[f]!;
     const { model } = await trainP1(mmlu, { recipe: opts.recipe, pool: opts.pool }, ctx, train);
+    const robust = shaped.length === 0 ? {} : shapeMetrics(model, X, test, shaped, mmlu);
     const r = evaluate(X, test, test, model);
     const withStem = test.filter((i) => stemOf.has(i));
     const s =
@@ -117,7 +154,7 @@ async function cvP1(opts: CvOptions, ctx: RunContext): Promise<CvRun> {
       fold: f,
       trainRows: train.length,
       testRows: test.length,
-      metrics: { apgr: r.apgr, cpt50: r.cpt50, cpt80: r.cpt80, apgrStems: s?.apgr ?? null, cpt50Stems: s?.cpt50 ?? null },
+      metrics: { apgr: r.apgr, cpt50: r.cpt50, cpt80: r.cpt80, apgrStems: s?.apgr ?? null, cpt50Stems: s?.cpt50 ?? null, ...robust },
     });
   }
   return {

@@ -77,25 +77,38 @@ export interface EmbedDatasetOptions {
 /** Vectors for every clean row of `ds`, in order, from the disk cache when it holds them. */
 export async function embedDataset(embedder: Embedder, ds: Dataset, opts: EmbedDatasetOptions = {}): Promise<Matrix> {
   if (isConcatEmbedder(embedder)) return embedConcat(embedder, ds, opts);
+  return embedTexts(
+    embedder,
+    ds.rows.map((r) => rowText(r)),
+    ds.sha256,
+    { ...opts, label: opts.label ?? `embed ${ds.file.split('/').pop() ?? ''}` },
+  );
+}
+
+/**
+ * Vectors for any list of texts, cached like a dataset's under `sourceSha256`, which must identify the
+ * texts (e.g. the hash of the file they come from); distill embeds a vocabulary this way.
+ */
+export async function embedTexts(
+  embedder: Embedder,
+  texts: readonly string[],
+  sourceSha256: string,
+  opts: EmbedDatasetOptions = {},
+): Promise<Matrix> {
   const dir = opts.cacheDir === undefined ? DEFAULT_CACHE_DIR : opts.cacheDir;
   const meta: CacheMeta = {
     embedder: embedder.id,
     dim: embedder.dim,
-    rows: ds.rows.length,
-    datasetSha256: ds.sha256,
+    rows: texts.length,
+    datasetSha256: sourceSha256,
     textVersion: TEXT_VERSION,
   };
-  const base = dir === null ? null : join(dir, cacheKey(embedder.id, ds.sha256));
+  const base = dir === null ? null : join(dir, cacheKey(embedder.id, sourceSha256));
   if (base !== null) {
     const hit = await load(base, meta);
     if (hit !== null) return hit;
   }
-  const texts = ds.rows.map((r) => rowText(r));
-  const bar = startProgress(
-    opts.label ?? `embed ${ds.file.split('/').pop() ?? ''}`,
-    texts.length,
-    opts.progress === undefined ? {} : { enabled: opts.progress },
-  );
+  const bar = startProgress(opts.label ?? 'embed', texts.length, opts.progress === undefined ? {} : { enabled: opts.progress });
   const data = new Float32Array(texts.length * embedder.dim);
   // Chunks keep memory flat and let the bar move with embedders that report no progress themselves.
   const CHUNK = 512;

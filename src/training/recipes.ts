@@ -2,6 +2,7 @@ import { getEmbedderPlugin } from '../embedders/registry.js';
 import type { Embedder } from '../embedders/types.js';
 import type { EnsembleMemberRecipe } from './ensemble.js';
 import type { TrainOptions } from './mlp-train.js';
+import type { Augment } from './augment.js';
 
 // A recipe is everything needed to rebuild a router bit for bit: which embedder (with its options),
 // the MLP's shape and training settings, and the seed. `train`, `eval` and the shipped artifacts in
@@ -18,8 +19,11 @@ export interface Recipe {
   mlp?: Omit<TrainOptions, 'output' | 'seed' | 'sampleWeights' | 'onEpoch'>;
   /** Several networks mixed into one graph (src/training/ensemble.ts); each member has its own seed. */
   ensemble?: EnsembleMemberRecipe[];
-  /** P1 only: also train on option-less copies of the train rows (src/training/augment.ts). */
-  augment?: 'stems';
+  /**
+   * Also train on copies of the train rows (same outcomes; src/training/augment-copies.ts): 'stems' the
+   * option-less copy, 'shapes' that plus chat, system-prompt and multi-turn copies (src/training/shapes.ts).
+   */
+  augment?: Augment;
   seed: number;
   /** Has a trained artifact in routers/<name>/. */
   shipped: boolean;
@@ -32,6 +36,9 @@ const LEX4096 = { type: 'lexical', dim: 4096 } as const;
 const USE = { type: 'use-lite', workers: 1, max_batch: 64 } as const;
 /** Both signals in one vector, equal shares; each member's vectors come from its own embedding cache. */
 const CONCAT = { type: 'concat', members: [LEX4096, USE], weights: [1, 1] };
+/** USE-lite distilled into a static table (signalman distill; embedders/static-use-lite): microseconds a prompt. */
+const STATIC = { type: 'static', artifact: 'embedders/static-use-lite' } as const;
+const CONCAT_STATIC = { type: 'concat', members: [LEX4096, STATIC], weights: [1, 1] };
 
 export const RECIPES: readonly Recipe[] = [
   {
@@ -44,6 +51,16 @@ export const RECIPES: readonly Recipe[] = [
     note: 'logistic regression (MLP without hidden layer) on 4096 hashed word/char n-grams; outputs P(correct) per model',
   },
   {
+    name: 'p1-lexical-lr-shapes',
+    protocol: 'p1',
+    embedder: LEX4096,
+    mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 2.5e-4 },
+    augment: 'shapes',
+    seed: 1,
+    shipped: false,
+    note: 'p1-lexical-lr trained on the train rows plus their option-less, chat, system-prompt and multi-turn copies (robustness to prompt shape)',
+  },
+  {
     name: 'p1-use-lite-mlp',
     protocol: 'p1',
     embedder: USE,
@@ -51,6 +68,24 @@ export const RECIPES: readonly Recipe[] = [
     seed: 1,
     shipped: false,
     note: 'one hidden layer of 128 on USE-lite sentence embeddings',
+  },
+  {
+    name: 'p1-static-mlp',
+    protocol: 'p1',
+    embedder: STATIC,
+    mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+    seed: 1,
+    shipped: false,
+    note: 'settings of p1-use-lite-mlp on the static (distilled USE-lite) embedder',
+  },
+  {
+    name: 'p1-concat-static-lr',
+    protocol: 'p1',
+    embedder: CONCAT_STATIC,
+    mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 2.5e-4 },
+    seed: 1,
+    shipped: false,
+    note: 'logistic regression on lexical 4096 + static (concat, equal weights); settings of p1-concat-lr, no model call',
   },
   {
     name: 'p2-lexical-lr',
@@ -69,6 +104,15 @@ export const RECIPES: readonly Recipe[] = [
     seed: 1,
     shipped: true,
     note: 'one hidden layer of 128 on USE-lite sentence embeddings; one sigmoid per model predicts P(correct)',
+  },
+  {
+    name: 'p2-static-mlp',
+    protocol: 'p2',
+    embedder: STATIC,
+    mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+    seed: 1,
+    shipped: false,
+    note: 'settings of p2-use-lite-mlp on the static (distilled USE-lite) embedder',
   },
   {
     name: 'p3-lexical-lr',
@@ -113,7 +157,6 @@ export const RECIPES: readonly Recipe[] = [
     mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
     seed: 1,
     shipped: true,
-    best: true,
     note: 'one hidden layer of 128 on lexical 4096 + USE-lite 512 (concat, equal weights); softmax over law/finance/health/ood',
   },
   {
@@ -135,7 +178,6 @@ export const RECIPES: readonly Recipe[] = [
     ],
     seed: 1,
     shipped: true,
-    best: true,
     note: "one graph on the concat vector: 0.4 x softmax regression over the 4 joint outcomes (both wrong / only weak right / only strong right / both right) on its lexical part + 3 x 0.25/3 x MLP 512-128-4 over the same outcomes on its USE-lite part (seeds 1-3) + 0.35 x subject prior (softmax regression over the 57 MMLU subjects on the whole vector, times each subject's mean outcome per model on the train rows); trained on the train rows plus a copy of each without its lettered options; chosen by 2-fold cross-validation on the train half (signalman eval --cv 2)",
   },
   {
@@ -175,8 +217,71 @@ export const RECIPES: readonly Recipe[] = [
     ],
     seed: 1,
     shipped: true,
-    best: true,
     note: "one graph on USE-lite: 0.4 x the MLP of p2-use-lite-mlp + 3 x 0.2 x centroid prior (128 spherical k-means clusters of the train vectors, seeds 1-3, softmax over cosine / 0.05, times each cluster's mean score per model); settings chosen by 2-fold cross-validation on the train half",
+  },
+  // The USE-lite member of an ensemble replaced by its distilled static table (issue #15: every decision < 1 ms).
+  {
+    name: 'p1-ensemble-static',
+    protocol: 'p1',
+    embedder: CONCAT_STATIC,
+    augment: 'stems',
+    ensemble: [
+      { input: 0, kind: 'joint', mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 2.5e-4 }, seed: 1, weight: 0.35 },
+      ...[1, 2, 3].map((seed) => ({
+        input: 1,
+        kind: 'joint' as const,
+        mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+        seed,
+        weight: 0.3 / 3,
+      })),
+      { input: 'all', kind: 'category-prior', mlp: { hidden: [], epochs: 30, lr: 0.01, batchSize: 256, l2: 5e-6 }, seed: 1, weight: 0.35 },
+    ],
+    seed: 1,
+    shipped: true,
+    best: true,
+    note: 'p1-ensemble with the static (distilled USE-lite) table in place of USE-lite, every decision < 1 ms: one graph on lexical 4096 + static 256 (concat): 0.35 x softmax regression over the 4 joint outcomes on the lexical part + 3 x 0.3/3 x MLP 256-128-4 over the same outcomes on the static part (seeds 1-3) + 0.35 x subject prior on the whole vector; trained on the train rows plus their option-less copies; weights chosen by 2-fold cross-validation on the train half (signalman eval --cv 2; routers/README.md)',
+  },
+  {
+    name: 'p2-ensemble-static',
+    protocol: 'p2',
+    embedder: STATIC,
+    augment: 'shapes',
+    ensemble: [
+      {
+        input: 'all',
+        kind: 'quality',
+        mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+        seed: 1,
+        weight: 0.4,
+      },
+      { input: 'all', kind: 'centroid-prior', clusters: 128, temperature: 0.05, seed: 1, weight: 0.2 },
+      { input: 'all', kind: 'centroid-prior', clusters: 128, temperature: 0.05, seed: 2, weight: 0.2 },
+      { input: 'all', kind: 'centroid-prior', clusters: 128, temperature: 0.05, seed: 3, weight: 0.2 },
+    ],
+    seed: 1,
+    shipped: true,
+    best: true,
+    note: 'p2-ensemble on the static (distilled USE-lite) table instead of USE-lite, every decision < 1 ms; same members and weights; trained on the train rows plus their chat, system-prompt and multi-turn copies (chosen over no copies by 2-fold cross-validation on the train rows)',
+  },
+  {
+    name: 'p3-concat-static-mlp',
+    protocol: 'p3',
+    embedder: CONCAT_STATIC,
+    mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+    seed: 1,
+    shipped: false,
+    note: 'p3-concat-mlp with the static table in place of USE-lite: one hidden layer of 128 on lexical 4096 + static 256; softmax over law/finance/health/ood',
+  },
+  {
+    name: 'p3-concat-static-mlp-shapes',
+    protocol: 'p3',
+    embedder: CONCAT_STATIC,
+    mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+    augment: 'shapes',
+    seed: 1,
+    shipped: true,
+    best: true,
+    note: 'p3-concat-static-mlp trained on the train rows plus their option-less, chat, system-prompt and multi-turn copies (same labels), so an in-domain question asked conversationally is not taken for out-of-domain',
   },
 ];
 

@@ -10,9 +10,9 @@ import type { CvRun } from './cv.js';
 export type Run = P1Run | P2Run | P3Run;
 
 const pct = (x: number | null): string => (x === null ? 'never' : `${(x * 100).toFixed(1)}%`);
-const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
+export const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
 
-function table(head: string[], rows: string[][]): string {
+export function table(head: string[], rows: string[][]): string {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (r: string[]): string => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
   return [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');

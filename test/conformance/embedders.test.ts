@@ -7,6 +7,7 @@ import { embedderPlugins } from '../../src/embedders/registry.js';
 import type { Embedder, EmbedderContext } from '../../src/embedders/types.js';
 import { writeTinyOnnxModel } from '../embedders/tiny-onnx-model.js';
 import { startStubEmbeddings, type StubServer } from '../embedders/stub-embeddings-server.js';
+import { writeTinyStaticArtifact } from '../embedders/tiny-static-artifact.js';
 
 // One suite, every registered embedder (STYLE.md §8). A new plugin fails here until it has a case.
 
@@ -15,6 +16,7 @@ let stub: StubServer;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'signalman-conf-'));
   await writeTinyOnnxModel(join(dir, 'tiny'));
+  await writeTinyStaticArtifact(join(dir, 'static-tiny'));
   stub = await startStubEmbeddings(48);
 }, 30_000);
 afterAll(async () => {
@@ -36,6 +38,7 @@ const cases: Record<string, () => Record<string, unknown>> = {
     ],
     weights: [2, 1],
   }),
+  static: () => ({ type: 'static', artifact: 'static-tiny' }),
 };
 
 const TEXTS = ['What is a tort?', 'Write a Python function that reverses a string.', 'ok', '数学 😀 émigré'];

@@ -1,7 +1,7 @@
 // The CLI as an operator runs it: the demo server answers with no keys and no Redis, validate-config
 // reports file:line problems with a non-zero exit.
 import { spawn } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -100,6 +100,51 @@ describe('signalman CLI', () => {
     } finally {
       p.kill('SIGKILL');
     }
+  });
+
+  it("route: each policy decides the chat prompts file as the running demo's POST /v1/route does", async () => {
+    const dry = await run(['route', '--config', 'configs/default.yaml', '--prompts', 'docs/chat-prompts.jsonl', '--json']);
+    expect(dry.err).toBe('');
+    expect(dry.code).toBe(0);
+    const lines = dry.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { policy: string; backend: string; reason: string; guard: { score: number } | null });
+    const prompts = (await readFile(join(root, 'docs/chat-prompts.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { prompt?: string; messages?: unknown[] });
+    const policies = ['auto', 'auto-open', 'expert'];
+    expect(lines).toHaveLength(prompts.length * policies.length);
+
+    const p = cli(['serve', '--port', '0'], { SIGNALMAN_ADMIN_KEY: '', OPENAI_API_KEY: '', REDIS_URL: '' });
+    try {
+      const url = await waitLine(p, /signalman listening on (http:\/\/[\d.:]+)/, 'listening');
+      for (const [i, row] of prompts.entries()) {
+        for (const [j, policy] of policies.entries()) {
+          const messages = row.messages ?? [{ role: 'user', content: row.prompt }];
+          const res = await fetch(`${url}/v1/route`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ model: policy, messages }),
+          });
+          const d = (await res.json()) as { chosen: string; reason: string; guard: { score: number } | null };
+          const cliSays = lines[i * policies.length + j]!;
+          expect(cliSays.policy).toBe(policy);
+          expect({ backend: cliSays.backend, reason: cliSays.reason }).toEqual({ backend: d.chosen, reason: d.reason });
+          if (d.guard !== null) expect(cliSays.guard?.score).toBeCloseTo(d.guard.score, 6);
+        }
+      }
+    } finally {
+      p.kill('SIGKILL');
+    }
+
+    const dir = await mkdtemp(join(tmpdir(), 'signalman-cli-'));
+    const bad = join(dir, 'prompts.jsonl');
+    await writeFile(bad, '{"prompt":"fine"}\n{"label":"no text"}\n');
+    const res = await run(['route', '--config', 'configs/default.yaml', '--prompts', bad]);
+    expect(res.code).toBe(1);
+    expect(res.err).toContain(`${bad}:2: line: needs exactly one of "prompt" or "messages"`);
   });
 
   it('validate-config: exit 0 for a good file, 1 with file:line for a bad one', async () => {

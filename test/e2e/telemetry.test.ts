@@ -89,6 +89,10 @@ describe('request records', () => {
     expect(rec.ttft_ms).toBeGreaterThan(0);
     expect(rec.total_ms).toBeGreaterThanOrEqual(rec.ttft_ms!);
     expect(rec.attempts).toEqual([{ backend: 'weak', status: 200, error: null, ms: expect.any(Number) }]);
+    // Durations to the microsecond, not the clock's noise digits.
+    for (const ms of [rec.total_ms, rec.ttft_ms!, rec.upstream_ms, rec.route_ms, rec.attempts[0]!.ms]) {
+      expect(Math.round(ms * 1000) / 1000).toBe(ms);
+    }
     // The shadow policy would have chosen strong: recorded, never acted on.
     await waitFor(() => stack.sink.records.find((r) => r.id === rec.id)?.shadow != null);
     expect(rec.shadow).toMatchObject({ policy: 'cheap', chosen: 'strong', agree: false, error: null });

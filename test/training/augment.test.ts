@@ -44,10 +44,11 @@ describe('format augmentation: option-less copies of multiple-choice prompts', (
 });
 
 describe('recipes', () => {
-  it('augment only P1 recipes (the copies cut multiple-choice options, which only MMLU has)', async () => {
+  it('cut options (stems) only for P1 recipes: only MMLU has multiple-choice options; prompt shapes for any protocol', async () => {
     const { RECIPES } = await import('../../src/training/recipes.js');
-    const augmented = RECIPES.filter((r) => r.augment !== undefined);
-    expect(augmented.map((r) => r.name)).toContain('p1-ensemble');
-    expect(augmented.every((r) => r.protocol === 'p1')).toBe(true);
+    const stems = RECIPES.filter((r) => r.augment === 'stems');
+    expect(stems.map((r) => r.name)).toContain('p1-ensemble');
+    expect(stems.every((r) => r.protocol === 'p1')).toBe(true);
+    expect(RECIPES.find((r) => r.name === 'p2-ensemble-static')?.augment).toBe('shapes');
   });
 });

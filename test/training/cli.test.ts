@@ -7,7 +7,7 @@ import { evalCommand } from '../../src/cli/eval.js';
 import { trainCommand } from '../../src/cli/train.js';
 import { calibrateRouterCommand } from '../../src/cli/calibrate-router.js';
 import { readManifest } from '../../src/routers/artifacts.js';
-import { writeFixture } from './fixture.js';
+import { quiet, writeFixture } from './fixture.js';
 import { type CvRun, foldOf } from '../../src/training/cv.js';
 import { bucket, readDataset } from '../../src/training/dataset.js';
 import { EmbedderPool } from '../../src/training/fit.js';
@@ -20,12 +20,6 @@ import { findRecipe } from '../../src/training/recipes.js';
 const LEX = ['--router', 'p1-lexical-lr', '--router', 'p2-lexical-lr', '--router', 'p3-lexical-lr'];
 let data = '';
 let out = '';
-const quiet = () => {
-  const stdout: string[] = [];
-  vi.spyOn(process.stdout, 'write').mockImplementation((s) => (stdout.push(String(s)), true));
-  vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  return stdout;
-};
 const read = (f: string) => (f.endsWith('.gz') ? gunzipSync(readFileSync(f)).toString('utf8') : readFileSync(f, 'utf8'));
 const lines = (f: string) =>
   read(f)

@@ -1,6 +1,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { vi } from 'vitest';
 import { seededRandom } from '../../src/util/random.js';
 
 // A tiny datasets folder with the layout and schema of ../shared/datasets, written by the tests
@@ -82,4 +83,12 @@ export function writeFixture(): string {
   const price = (p: number) => ({ input_per_mtok: p, output_per_mtok: p });
   writeFileSync(join(dir, 'llmrouter', 'models.json'), JSON.stringify({ cheap: price(0.1), mid: price(0.2), dear: price(0.9) }));
   return dir;
+}
+
+/** Silences the CLI under test (stdout and stderr) and returns what it wrote to stdout; undo with vi.restoreAllMocks(). */
+export function quiet(): string[] {
+  const stdout: string[] = [];
+  vi.spyOn(process.stdout, 'write').mockImplementation((s) => (stdout.push(String(s)), true));
+  vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  return stdout;
 }

@@ -28,3 +28,31 @@ describe.runIf(haveData)('shipped lexical routers rebuild bit for bit', () => {
     }, 180_000);
   }
 });
+
+describe.runIf(haveData)('shipped kNN guards rebuild bit for bit from their manifest command', () => {
+  for (const name of ['p1-knn-guard', 'p2-knn-guard']) {
+    it(`${name}: the same index and calibrated threshold`, async () => {
+      const manifest = JSON.parse(await readFile(join(ROUTERS, name, 'manifest.json'), 'utf8')) as {
+        command: string;
+        guard: { threshold: number };
+      };
+      // The command as recorded, run from the repository root (its paths are relative to it), into a temp dir.
+      const argv = manifest.command.replace(/^signalman train /, '').split(' ');
+      const at = argv.indexOf('--out');
+      expect(argv[at + 1]).toBe(`routers/${name}`);
+      const out = join(await mkdtemp(join(tmpdir(), 'signalman-rebuild-')), name);
+      argv[at + 1] = out;
+      const root = resolve(import.meta.dirname, '..', '..');
+      const abs = argv.map((a) => (a.startsWith('../shared/') || a.startsWith('embedders/') ? resolve(root, a) : a));
+      const embedderAt = abs.indexOf('--embedder') + 1;
+      abs[embedderAt] = abs[embedderAt]!.replace('"embedders/', `"${root}/embedders/`);
+      expect(await trainCommand([...abs, '--no-cache'])).toBe(0);
+      for (const f of ['vectors.f32', 'scores.f32']) {
+        const [shipped, rebuilt] = await Promise.all([readFile(join(ROUTERS, name, f)), readFile(join(out, f))]);
+        expect(rebuilt.equals(shipped)).toBe(true);
+      }
+      const again = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as { guard: { threshold: number } };
+      expect(again.guard.threshold).toBe(manifest.guard.threshold);
+    }, 120_000);
+  }
+});

@@ -25,6 +25,11 @@ import {
 import { type EmbedderPool, type RunContext, embedAll, fitRecipe, predictRows, range } from '../fit.js';
 import type { TrainedMlp } from '../mlp-train.js';
 import type { Recipe } from '../recipes.js';
+import { type Agreement, type RobustnessOptions, agreement, meanAgreement, sampleRows, shapedTests } from '../robustness.js';
+import type { Shape } from '../shapes.js';
+import { withCopies } from '../augment-copies.js';
+import type { Embedder } from '../../embedders/types.js';
+import type { Matrix } from '../embed-cache.js';
 
 // P2 (PROTOCOLS.md): nine models with prices. Train on llmrouter bucket(id) == 0 (minus rows that quote
 // a GSM8K or MT-Bench question), test on bucket(id) == 1 or on any file of the same schema. The
@@ -38,6 +43,23 @@ export interface P2Summary {
   costToMatch: number | null;
   /** Hull accuracy at the best single model's cost. */
   accuracyAtBestCost: number;
+}
+
+/** One shape's (or 'all' pooled) comparison of shaped copies of test rows with their originals. */
+export interface P2ShapeResult {
+  shape: Shape | 'all';
+  n: number;
+  /** Same chosen model, averaged over the knob sweep (SE over rows). */
+  agreement: Agreement;
+  /** Same chosen model at knob 0 (the most accurate model by the router's estimate). */
+  agreementKnob0: Agreement;
+  plain: { aiq: number; costToMatch: number | null };
+  shaped: { aiq: number; costToMatch: number | null };
+}
+
+export interface P2Robustness {
+  rows: number;
+  shapes: P2ShapeResult[];
 }
 
 export interface P2Run {
@@ -55,6 +77,7 @@ export interface P2Run {
   oracle: P2Summary;
   dump: Array<{ knob: number; id: string; model: string }>;
   model: TrainedMlp;
+  robustness?: P2Robustness;
 }
 
 export interface P2Options {
@@ -62,6 +85,8 @@ export interface P2Options {
   pool: EmbedderPool;
   testFile?: string;
   knobs?: readonly number[];
+  /** Also score shaped copies of the test rows (src/training/shapes.ts). */
+  robustness?: RobustnessOptions;
 }
 
 export function costsFor(models: readonly string[], prices: ModelPrices, file: string): number[] {
@@ -88,12 +113,18 @@ export async function trainP2(ds: Dataset, ooTest: readonly Dataset[], opts: P2O
   const X = await embedAll(embedder, ds, ctx);
   const all = p2TrainRows(ds, ooTest);
   const train = rows ?? all.train;
-  const Y = train.map((i) => Float32Array.from(models, (m) => unitScore(ds.rows[i]!, m)));
-  const model = await fitRecipe(opts.recipe, X, train, Y, 'sigmoid', ctx, undefined, {
-    embedder,
-    categories: ds.rows.map((r) => r.category),
-  });
-  return { model, models, rows: train.length, dropped: all.dropped, embedder, X };
+  const categories = ds.rows.map((r) => r.category);
+  const target = (i: number) => Float32Array.from(models, (m) => unitScore(ds.rows[i]!, m));
+  // Augmented copies (same outcomes) are made for all train rows, then cut to `train` (see withCopies).
+  const aug = opts.recipe.augment === undefined ? null : await withCopies(embedder, ds, X, train, opts.recipe.augment, ctx, all.train);
+  const model =
+    aug === null
+      ? await fitRecipe(opts.recipe, X, train, train.map(target), 'sigmoid', ctx, undefined, { embedder, categories })
+      : await fitRecipe(opts.recipe, aug.X, range(aug.X.rows), aug.source.map(target), 'sigmoid', ctx, undefined, {
+          embedder,
+          categories: aug.source.map((i) => categories[i]!),
+        });
+  return { model, models, rows: aug?.X.rows ?? train.length, dropped: all.dropped, embedder, X };
 }
 
 function summarize(name: string, points: CostPoint[], best: CostPoint, lo: number, hi: number): P2Summary {
@@ -138,6 +169,55 @@ export function scoreP2(
   };
 }
 
+/** Chosen models and AIQ of the test rows `idx` of `ds` against the same on their shaped copies. */
+async function p2Robustness(
+  model: TrainedMlp,
+  embedder: Embedder,
+  ds: Dataset,
+  X: Matrix,
+  idx: readonly number[],
+  p: { models: readonly string[]; costs: readonly number[]; knobs: readonly number[] },
+  opts: RobustnessOptions,
+  ctx: RunContext,
+): Promise<P2Robustness> {
+  const rows = sampleRows(ds, idx, opts.sample);
+  const m = p.models.length;
+  const plainPred = predictRows(model, X, rows);
+  const at = new Map(rows.map((i, k) => [i, k]));
+  const k0 = Math.max(0, p.knobs.indexOf(0));
+  const compare = (shape: Shape | 'all', shapedDs: Dataset, source: readonly number[], pred: Float32Array): P2ShapeResult => {
+    const orig = new Float32Array(source.length * m);
+    source.forEach((i, r) => orig.set(plainPred.subarray(at.get(i)! * m, (at.get(i)! + 1) * m), r * m));
+    const a = scoreP2(orig, ds, source, p.models, p.costs, p.knobs);
+    const b = scoreP2(pred, shapedDs, range(source.length), p.models, p.costs, p.knobs);
+    const perRow = Float64Array.from(source, (_, r) => a.choices.filter((c, k) => c[r] === b.choices[k]![r]).length / p.knobs.length);
+    return {
+      shape,
+      n: source.length,
+      agreement: meanAgreement(perRow, source),
+      agreementKnob0: agreement(a.choices[k0]!, b.choices[k0]!, source),
+      plain: { aiq: a.router.aiq, costToMatch: a.router.costToMatch },
+      shaped: { aiq: b.router.aiq, costToMatch: b.router.costToMatch },
+    };
+  };
+  const sets = await shapedTests(embedder, ds, rows, ctx);
+  const scored = sets.map((t) => ({ t, pred: predictRows(model, t.X, range(t.source.length)) }));
+  const shapes = scored.map(({ t, pred }) => compare(t.shape, t.ds, t.source, pred));
+  if (scored.length > 1) {
+    // Pooled: one dataset of every shaped row (scores copied from their originals), predictions joined.
+    const source = scored.flatMap(({ t }) => t.source);
+    const joined: Dataset = { file: `${ds.file}#shapes`, sha256: '', contaminated: 0, rows: scored.flatMap(({ t }) => t.ds.rows) };
+    const pred = new Float32Array(source.length * m);
+    let off = 0;
+    for (const s of scored) {
+      pred.set(s.pred, off);
+      off += s.pred.length;
+    }
+    shapes.push(compare('all', joined, source, pred));
+  }
+  return { rows: rows.length, shapes };
+}
+
 export async function runP2(opts: P2Options, ctx: RunContext): Promise<P2Run> {
   const ds = await readDataset(dataPath(ctx.dataDir, 'llmrouter'));
   const prices = await readPrices(dataPath(ctx.dataDir, 'prices'));
@@ -150,6 +230,10 @@ export async function runP2(opts: P2Options, ctx: RunContext): Promise<P2Run> {
   const X = await embedAll(embedder, testDs, ctx);
   const knobs = [...(opts.knobs ?? DEFAULT_KNOBS)];
   const s = scoreP2(predictRows(model, X, idx), testDs, idx, models, costs, knobs);
+  const robustness =
+    opts.robustness === undefined
+      ? undefined
+      : await p2Robustness(model, embedder, testDs, X, idx, { models, costs, knobs }, opts.robustness, ctx);
   const dump: P2Run['dump'] = [];
   s.choices.forEach((choice, k) =>
     choice.forEach((j, r) => dump.push({ knob: knobs[k]!, id: testDs.rows[idx[r]!]!.id, model: models[j]! })),
@@ -175,5 +259,6 @@ export async function runP2(opts: P2Options, ctx: RunContext): Promise<P2Run> {
     oracle: s.oracle,
     dump,
     model,
+    ...(robustness === undefined ? {} : { robustness }),
   };
 }

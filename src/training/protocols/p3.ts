@@ -1,4 +1,5 @@
 import {
+  type Dataset,
   type LabeledRow,
   type OutcomeRow,
   P3_LABELS,
@@ -13,17 +14,36 @@ import {
   sha256Hex,
 } from '../dataset.js';
 import { type P3Result, p3Evaluate } from '../metrics.js';
-import { type EmbedderPool, type RunContext, embedAll, fitRecipe } from '../fit.js';
+import { type EmbedderPool, type RunContext, embedAll, fitRecipe, range } from '../fit.js';
 import { rowOf, type Matrix } from '../embed-cache.js';
 import type { TrainedMlp } from '../mlp-train.js';
 import type { Recipe } from '../recipes.js';
 import { bestHarmonicThreshold } from '../calibrate-router.js';
 import { maxProbScore } from '../../routers/guard.js';
+import type { Embedder } from '../../embedders/types.js';
+import { type Agreement, type RobustnessOptions, agreement, sampleRows, shapedTests } from '../robustness.js';
+import type { Shape } from '../shapes.js';
+import { copySets } from '../augment-copies.js';
 
 // P3 (PROTOCOLS.md): guarded routing. A softmax over law / finance / health / ood, read by the same
 // rule as the gateway's max_prob guard (see p3Decide). The threshold is
 // chosen on a validation part of the TRAIN split whose negative MMLU subjects are held out whole,
 // because the test's negatives are unseen subjects too.
+
+/** One shape's (or 'all' pooled) comparison of shaped copies of test rows with their originals. */
+export interface P3ShapeResult {
+  shape: Shape | 'all';
+  n: number;
+  /** Same predicted label (law / finance / health / ood) for the copy and its original. */
+  agreement: Agreement;
+  plain: P3Result;
+  shaped: P3Result;
+}
+
+export interface P3Robustness {
+  rows: number;
+  shapes: P3ShapeResult[];
+}
 
 export interface P3Run {
   protocol: 'p3';
@@ -41,6 +61,7 @@ export interface P3Run {
   decisionMicros: number;
   dump: Array<{ id: string; label: P3Label }>;
   model: TrainedMlp;
+  robustness?: P3Robustness;
 }
 
 export interface P3Options {
@@ -48,6 +69,8 @@ export interface P3Options {
   pool: EmbedderPool;
   /** Score this file's rows (labelled by p3DomainOf: MMLU subjects of the three domains, else ood). */
   testFile?: string;
+  /** Also score shaped copies of the test rows (src/training/shapes.ts). */
+  robustness?: RobustnessOptions;
 }
 
 interface Item extends LabeledRow {
@@ -92,6 +115,71 @@ async function fit(recipe: Recipe, items: readonly Item[], ctx: RunContext): Pro
   );
 }
 
+/**
+ * The recipe's augmentation copies of the train items (same label; `row` stays the original, so the
+ * validation split and the quote filter treat a copy like its source). Made per source file.
+ */
+async function augmentItems(recipe: Recipe, items: readonly Item[], sources: readonly Dataset[], embedder: Embedder, ctx: RunContext) {
+  if (recipe.augment === undefined) return [];
+  const byRow = new Map(items.map((it) => [it.row, it]));
+  const out: Item[] = [];
+  for (const ds of sources) {
+    const rows = ds.rows.flatMap((r, i) => (byRow.has(r) ? [i] : []));
+    for (const set of copySets(ds, rows, recipe.augment)) {
+      const X = await embedAll(embedder, set.ds, ctx);
+      set.source.forEach((i, k) => out.push({ ...byRow.get(ds.rows[i]!)!, x: rowOf(X, k) }));
+    }
+  }
+  return out;
+}
+
+/** Labels and P3 score of the test items against the same on their shaped copies. */
+async function p3Robustness(
+  test: readonly Item[],
+  predicted: readonly P3Label[],
+  decide: (x: Float32Array) => P3Label,
+  embedder: Embedder,
+  sha256: string,
+  opts: RobustnessOptions,
+  ctx: RunContext,
+): Promise<P3Robustness> {
+  // The test items come from several files: one dataset of the sampled ones, keyed by those files' hash.
+  const picked = sampleRows(
+    { rows: test.map((it) => it.row) },
+    test.map((_, i) => i),
+    opts.sample,
+  );
+  const ds: Dataset = {
+    file: 'p3-test',
+    sha256: sha256Hex(`${sha256}\0${picked.join(',')}`),
+    contaminated: 0,
+    rows: picked.map((i) => test[i]!.row),
+  };
+  const compare = (shape: Shape | 'all', source: readonly number[], labels: readonly P3Label[]): P3ShapeResult => {
+    const truth = source.map((k) => test[picked[k]!]!.label);
+    const orig = source.map((k) => predicted[picked[k]!]!);
+    return {
+      shape,
+      n: source.length,
+      agreement: agreement(orig, labels, source),
+      plain: p3Evaluate(truth, orig),
+      shaped: p3Evaluate(truth, labels),
+    };
+  };
+  const sets = await shapedTests(embedder, ds, range(picked.length), ctx);
+  const scored = sets.map((t) => ({ t, labels: range(t.source.length).map((k) => decide(rowOf(t.X, k))) }));
+  const shapes = scored.map(({ t, labels }) => compare(t.shape, t.source, labels));
+  if (scored.length > 1)
+    shapes.push(
+      compare(
+        'all',
+        scored.flatMap(({ t }) => t.source),
+        scored.flatMap(({ labels }) => labels),
+      ),
+    );
+  return { rows: picked.length, shapes };
+}
+
 export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
   const mmlu = await readDataset(dataPath(ctx.dataDir, 'mmlu'));
   const llm = await readDataset(dataPath(ctx.dataDir, 'llmrouter'));
@@ -107,11 +195,13 @@ export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
   const quotes = overlapChecker([...gsm.rows, ...mtb.rows]);
   const train: Item[] = split.train.filter((it) => !quotes(it.row)).map((it) => ({ ...it, x: vec.get(it.row)! }));
   const dropped = split.train.length - train.length;
+  const copies = await augmentItems(opts.recipe, train, [mmlu, llm], embedder, ctx);
 
   // 1) fit on the inner part, pick the threshold on validation; 2) refit on all train rows.
+  // Copies train with their source's part; the threshold is chosen on original validation rows only.
   const inner = await fit(
     opts.recipe,
-    train.filter((it) => !isValidation(it)),
+    [...train, ...copies].filter((it) => !isValidation(it)),
     ctx,
   );
   const val = train.filter(isValidation);
@@ -125,7 +215,7 @@ export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
     else idVal.push({ score, correct: !r.oodWins && r.label === it.label });
   }
   const threshold = bestHarmonicThreshold(idVal, oodVal, 0);
-  const model = await fit(opts.recipe, train, ctx);
+  const model = await fit(opts.recipe, [...train, ...copies], ctx);
 
   let test: Item[];
   if (opts.testFile !== undefined) {
@@ -140,6 +230,18 @@ export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
     test.map((it) => it.label),
     predicted,
   );
+  const robustness =
+    opts.robustness === undefined
+      ? undefined
+      : await p3Robustness(
+          test,
+          predicted,
+          (x) => p3Decide(model.predict(x), threshold.threshold).label,
+          embedder,
+          sha256Hex(mmlu.sha256 + llm.sha256 + gsm.sha256 + mtb.sha256 + (opts.testFile ?? '')),
+          opts.robustness,
+          ctx,
+        );
   const oodBySource: P3Run['oodBySource'] = {};
   test.forEach((it, i) => {
     if (it.label !== 'ood') return;
@@ -164,7 +266,7 @@ export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
     threshold: threshold.threshold,
     calibration: `in domain when 'ood' is not the argmax and the best domain probability >= t; t maximises the ID/OOD harmonic mean (${threshold.score.toFixed(3)}) on a validation part of the train split (held-out ids; held-out whole MMLU subjects for negatives)`,
     train: {
-      rows: train.length,
+      rows: train.length + copies.length,
       droppedOverlap: dropped,
       sha256: sha256Hex(mmlu.sha256 + llm.sha256),
       split:
@@ -175,5 +277,6 @@ export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
     decisionMicros,
     dump: test.map((it, i) => ({ id: it.row.id, label: predicted[i]! })),
     model,
+    ...(robustness === undefined ? {} : { robustness }),
   };
 }
