@@ -11,6 +11,8 @@ import { ScoreCache } from './score-cache.js';
 import type { Guard, Router } from './types.js';
 import type { z } from 'zod';
 
+type EmbedderSpec = z.infer<typeof EmbedderConfig>;
+
 export interface CompiledPolicy {
   readonly name: string;
   readonly config: PolicyConfig;
@@ -67,7 +69,7 @@ export async function compilePolicy(
       if (embedder === null) throw new Error('a guard needs an embedder: add an `embedder:` section to the policy');
       const opts = g.threshold === undefined ? {} : { threshold: g.threshold };
       if (g.artifact !== undefined && g.embedder !== undefined) {
-        guard = await memberGuard(resolvePath(g.artifact), g.embedder, embedder, resolvePath, opts);
+        guard = await memberGuard(resolvePath(g.artifact), g.embedder, p.embedder!, embedder, resolvePath, opts);
       } else if (g.artifact !== undefined) {
         guard = await loadGuard(resolvePath(g.artifact), embedder, opts);
       } else {
@@ -94,23 +96,43 @@ export async function compilePolicy(
   };
 }
 
+/** The embedder id `spec` would have, without building it when the policy's own config already says. */
+async function embedderId(
+  spec: EmbedderSpec,
+  policySpec: EmbedderSpec,
+  policyEmbedder: CachedEmbedder,
+  resolvePath: (p: string) => string,
+): Promise<string> {
+  const inner = policyEmbedder.inner;
+  const same = JSON.stringify(spec);
+  // Options as parsed (defaults filled in, keys in schema order), so equal options print alike.
+  if (JSON.stringify(policySpec) === same) return inner.id;
+  if (policySpec.type === 'concat' && isConcatEmbedder(inner)) {
+    const at = policySpec.members.findIndex((m) => JSON.stringify(m) === same);
+    if (at >= 0) return inner.members[at]!.id;
+  }
+  // Written differently (an absolute path, say): build it once, for its id only.
+  const plugin = getEmbedderPlugin(spec.type);
+  if (!plugin) throw new Error(`guard.embedder: unknown embedder type '${spec.type}'`);
+  const probe = await plugin.create(spec, { resolvePath });
+  await probe.close();
+  return probe.id;
+}
+
 /**
  * A guard built with one member of the policy's concat embedder: it checks that member's part of the
  * policy's vector, renormalised (the member was scaled as a whole, so this is exactly the member's own
- * vector). The member's embedder is created once here, for its id only, and closed again.
+ * vector).
  */
 async function memberGuard(
   dir: string,
-  spec: z.infer<typeof EmbedderConfig>,
+  spec: EmbedderSpec,
+  policySpec: EmbedderSpec,
   policyEmbedder: CachedEmbedder,
   resolvePath: (p: string) => string,
   opts: { threshold?: number },
 ): Promise<Guard> {
-  const plugin = getEmbedderPlugin(spec.type);
-  if (!plugin) throw new Error(`guard.embedder: unknown embedder type '${spec.type}'`);
-  const probe = await plugin.create(spec, { resolvePath });
-  const id = probe.id;
-  await probe.close();
+  const id = await embedderId(spec, policySpec, policyEmbedder, resolvePath);
   const inner = policyEmbedder.inner;
   if (id === inner.id) return loadGuard(dir, policyEmbedder, opts);
   if (!isConcatEmbedder(inner)) {
