@@ -40,6 +40,42 @@ const CONCAT = { type: 'concat', members: [LEX4096, USE], weights: [1, 1] };
 const STATIC = { type: 'static', artifact: 'embedders/static-use-lite' } as const;
 const CONCAT_STATIC = { type: 'concat', members: [LEX4096, STATIC], weights: [1, 1] };
 
+/**
+ * The P1 ensemble over a concat vector [lexical | sentence embedder]: a joint-outcome softmax regression on
+ * the lexical part, three seeds of a joint-outcome network on the sentence part (averaging them smooths the
+ * ranking: CV CPT(50%) 29.1% -> 28.4% at the old weights), and a subject prior on the whole vector.
+ */
+const p1Ensemble = (lexical: number, network: number, prior: number): EnsembleMemberRecipe[] => [
+  { input: 0, kind: 'joint', mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 2.5e-4 }, seed: 1, weight: lexical },
+  ...[1, 2, 3].map((seed) => ({
+    input: 1,
+    kind: 'joint' as const,
+    mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+    seed,
+    weight: network / 3,
+  })),
+  { input: 'all', kind: 'category-prior', mlp: { hidden: [], epochs: 30, lr: 0.01, batchSize: 256, l2: 5e-6 }, seed: 1, weight: prior },
+];
+
+/** The P2 ensemble on one sentence embedder: a quality network plus centroid priors from three k-means seeds. */
+const P2_ENSEMBLE: EnsembleMemberRecipe[] = [
+  {
+    input: 'all',
+    kind: 'quality',
+    mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
+    seed: 1,
+    weight: 0.4,
+  },
+  ...[1, 2, 3].map((seed) => ({
+    input: 'all' as const,
+    kind: 'centroid-prior' as const,
+    clusters: 128,
+    temperature: 0.05,
+    seed,
+    weight: 0.2,
+  })),
+];
+
 export const RECIPES: readonly Recipe[] = [
   {
     name: 'p1-lexical-lr',
@@ -164,18 +200,7 @@ export const RECIPES: readonly Recipe[] = [
     protocol: 'p1',
     embedder: CONCAT,
     augment: 'stems',
-    ensemble: [
-      { input: 0, kind: 'joint', mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 2.5e-4 }, seed: 1, weight: 0.4 },
-      // Three seeds of one network: averaging them smooths the ranking (CV CPT(50%) 29.1% -> 28.4% at the old weights).
-      ...[1, 2, 3].map((seed) => ({
-        input: 1,
-        kind: 'joint' as const,
-        mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
-        seed,
-        weight: 0.25 / 3,
-      })),
-      { input: 'all', kind: 'category-prior', mlp: { hidden: [], epochs: 30, lr: 0.01, batchSize: 256, l2: 5e-6 }, seed: 1, weight: 0.35 },
-    ],
+    ensemble: p1Ensemble(0.4, 0.25, 0.35),
     seed: 1,
     shipped: true,
     note: "one graph on the concat vector: 0.4 x softmax regression over the 4 joint outcomes (both wrong / only weak right / only strong right / both right) on its lexical part + 3 x 0.25/3 x MLP 512-128-4 over the same outcomes on its USE-lite part (seeds 1-3) + 0.35 x subject prior (softmax regression over the 57 MMLU subjects on the whole vector, times each subject's mean outcome per model on the train rows); trained on the train rows plus a copy of each without its lettered options; chosen by 2-fold cross-validation on the train half (signalman eval --cv 2)",
@@ -203,18 +228,7 @@ export const RECIPES: readonly Recipe[] = [
     name: 'p2-ensemble',
     protocol: 'p2',
     embedder: USE,
-    ensemble: [
-      {
-        input: 'all',
-        kind: 'quality',
-        mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
-        seed: 1,
-        weight: 0.4,
-      },
-      { input: 'all', kind: 'centroid-prior', clusters: 128, temperature: 0.05, seed: 1, weight: 0.2 },
-      { input: 'all', kind: 'centroid-prior', clusters: 128, temperature: 0.05, seed: 2, weight: 0.2 },
-      { input: 'all', kind: 'centroid-prior', clusters: 128, temperature: 0.05, seed: 3, weight: 0.2 },
-    ],
+    ensemble: P2_ENSEMBLE,
     seed: 1,
     shipped: true,
     note: "one graph on USE-lite: 0.4 x the MLP of p2-use-lite-mlp + 3 x 0.2 x centroid prior (128 spherical k-means clusters of the train vectors, seeds 1-3, softmax over cosine / 0.05, times each cluster's mean score per model); settings chosen by 2-fold cross-validation on the train half",
@@ -225,17 +239,7 @@ export const RECIPES: readonly Recipe[] = [
     protocol: 'p1',
     embedder: CONCAT_STATIC,
     augment: 'stems',
-    ensemble: [
-      { input: 0, kind: 'joint', mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 2.5e-4 }, seed: 1, weight: 0.35 },
-      ...[1, 2, 3].map((seed) => ({
-        input: 1,
-        kind: 'joint' as const,
-        mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
-        seed,
-        weight: 0.3 / 3,
-      })),
-      { input: 'all', kind: 'category-prior', mlp: { hidden: [], epochs: 30, lr: 0.01, batchSize: 256, l2: 5e-6 }, seed: 1, weight: 0.35 },
-    ],
+    ensemble: p1Ensemble(0.35, 0.3, 0.35),
     seed: 1,
     shipped: true,
     best: true,
@@ -246,18 +250,7 @@ export const RECIPES: readonly Recipe[] = [
     protocol: 'p2',
     embedder: STATIC,
     augment: 'shapes',
-    ensemble: [
-      {
-        input: 'all',
-        kind: 'quality',
-        mlp: { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 },
-        seed: 1,
-        weight: 0.4,
-      },
-      { input: 'all', kind: 'centroid-prior', clusters: 128, temperature: 0.05, seed: 1, weight: 0.2 },
-      { input: 'all', kind: 'centroid-prior', clusters: 128, temperature: 0.05, seed: 2, weight: 0.2 },
-      { input: 'all', kind: 'centroid-prior', clusters: 128, temperature: 0.05, seed: 3, weight: 0.2 },
-    ],
+    ensemble: P2_ENSEMBLE,
     seed: 1,
     shipped: true,
     best: true,
