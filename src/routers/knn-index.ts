@@ -40,8 +40,6 @@ class ExactSearcher implements AnnSearcher {
   private readonly prefilter: Prefilter | null;
   private readonly sims: Float32Array;
   private readonly candRow: Int32Array;
-  private tmpIdx = new Int32Array(0);
-  private tmpSim = new Float32Array(0);
   /** Rows re-scored exactly by the last search (for benchmarks and tests). */
   lastCandidates = 0;
 
@@ -67,22 +65,8 @@ class ExactSearcher implements AnnSearcher {
       this.lastCandidates = rows;
       return selectTopK(sims, rows, k, outIdx, outSim);
     }
-    const { approx, bound } = this.prefilter.scan(q);
-    if (this.tmpIdx.length < k) {
-      this.tmpIdx = new Int32Array(k);
-      this.tmpSim = new Float32Array(k);
-    }
-    // The k-th largest lower bound: every true top-k row has an upper bound at least this high.
-    for (let r = 0; r < rows; r++) sims[r] = approx[r]! - bound[r]!;
-    const n = selectTopK(sims, rows, k, this.tmpIdx, this.tmpSim);
-    const floor = this.tmpSim[n - 1]!;
-    let c = 0;
-    for (let r = 0; r < rows; r++) {
-      if (approx[r]! + bound[r]! >= floor) {
-        this.candRow[c] = r;
-        sims[c++] = rowDot(vectors, r, dim, q);
-      }
-    }
+    const c = this.prefilter.candidates(q, k, this.candRow);
+    for (let i = 0; i < c; i++) sims[i] = rowDot(vectors, this.candRow[i]!, dim, q);
     this.lastCandidates = c;
     // Candidates are in row order, so selectTopK's tie rule (lower position first) is still "lower row first".
     const m = selectTopK(sims, c, k, outIdx, outSim);

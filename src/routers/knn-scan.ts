@@ -6,6 +6,8 @@
 // are exactly those of a full float scan. The kernel is written out below as bytes (no toolchain, no
 // download) and validated at load; plain JS is the fallback.
 
+import { uleb, WASM_HEADER, wasmName, wasmSection } from '../util/wasm.js';
+
 /** Exact dot product of q with row r; both search paths use this one function, so they agree bit for bit. */
 export function rowDot(x: Float32Array, r: number, dim: number, q: Float32Array): number {
   const o = r * dim;
@@ -26,9 +28,12 @@ export function rowDot(x: Float32Array, r: number, dim: number, q: Float32Array)
   return a0 + a1 + a2 + a3;
 }
 
-/** Approximate similarity per row and a bound: |exact - approx[r]| <= bound[r]. Arrays are reused. */
+/**
+ * The rows that can be among the k nearest: those whose upper bound (approximation + error bound) reaches
+ * the k-th largest lower bound, in row order. Writes them to `out` (at least `rows` long) and returns how many.
+ */
 export interface Prefilter {
-  scan(q: Float32Array): { approx: Float32Array; bound: Float32Array };
+  candidates(q: Float32Array, k: number, out: Int32Array): number;
 }
 
 // The tsconfig has no DOM lib, so describe the few WebAssembly calls used here.
@@ -78,6 +83,8 @@ class Int8Prefilter implements Prefilter {
   private readonly l1: Float32Array;
   private readonly approx: Float32Array;
   private readonly bound: Float32Array;
+  /** The k largest lower bounds of a search, descending (grown to k on demand). */
+  private top = new Float32Array(16);
   /** Largest |q| code such that no i32 lane can overflow: 127 * qMax * (padDim / 4) < 2^31. */
   private readonly qMax: number;
   private readonly xAt: number;
@@ -117,7 +124,7 @@ class Int8Prefilter implements Prefilter {
     }
   }
 
-  scan(q: Float32Array): { approx: Float32Array; bound: Float32Array } {
+  candidates(q: Float32Array, k: number, out: Int32Array): number {
     let max = 0;
     let qL1 = 0;
     for (let j = 0; j < this.dim; j++) {
@@ -128,14 +135,41 @@ class Int8Prefilter implements Prefilter {
     const sq = max > 0 ? max / this.qMax : 1;
     for (let j = 0; j < this.dim; j++) this.q16[j] = Math.round(q[j]! / sq);
     this.run(0, this.xAt, this.rows, this.padDim, this.q16.byteLength);
-    const { dots, scale, l1, approx, bound } = this;
-    // exact - approx = sum q(x - x^) + sum (q - q^) x^, and each rounding error is at most half a step.
+    if (this.top.length < k) this.top = new Float32Array(k);
+    const { dots, scale, l1, approx, bound, top } = this;
+    // One pass: each row's approximation and bound (exact - approx = sum q(x - x^) + sum (q - q^) x^, each
+    // rounding error at most half a step), the k largest lower bounds so far (`top`, descending), and every
+    // row whose upper bound reaches the k-th of them. That floor only rises, so the rows kept are a superset
+    // of the answer, filtered once the floor is final; they stay in row order. Values are rounded to float32
+    // as when they were stored between separate passes, so the rows chosen are the same (a guard search
+    // over 2,000 rows: 66 -> 52 µs here, the wasm scan unchanged).
+    let kept = 0;
+    let n = 0;
+    let floor = -Infinity;
     for (let r = 0; r < this.rows; r++) {
       const s = scale[r]!;
-      approx[r] = dots[r]! * sq * s;
-      bound[r] = 0.5 * (s * qL1 + sq * l1[r]!) + ROUNDING_SLACK;
+      const a = Math.fround(dots[r]! * sq * s);
+      const b = Math.fround(0.5 * (s * qL1 + sq * l1[r]!) + ROUNDING_SLACK);
+      approx[r] = a;
+      bound[r] = b;
+      const lo = Math.fround(a - b);
+      if (n < k || lo > floor) {
+        let j = n < k ? n++ : k - 1;
+        while (j > 0 && top[j - 1]! < lo) {
+          top[j] = top[j - 1]!;
+          j--;
+        }
+        top[j] = lo;
+        if (n === k) floor = top[k - 1]!;
+      }
+      if (a + b >= floor) out[kept++] = r;
     }
-    return { approx, bound };
+    let c = 0;
+    for (let i = 0; i < kept; i++) {
+      const r = out[i]!;
+      if (approx[r]! + bound[r]! >= floor) out[c++] = r;
+    }
+    return c;
   }
 }
 
@@ -263,33 +297,13 @@ function int8DotModule(): Uint8Array {
     0x0b, // end func
   ];
   const locals = [2, 2, 0x7f, 3, 0x7b]; // $j $j2 : i32; $xv $a0 $a1 : v128
-  const fn = [...leb(locals.length + body.length), ...locals, ...body];
-  const section = (id: number, content: number[]) => [id, ...leb(content.length), ...content];
-  const name = (s: string) => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
+  const fn = [...uleb(locals.length + body.length), ...locals, ...body];
   return Uint8Array.from([
-    0x00,
-    0x61,
-    0x73,
-    0x6d,
-    0x01,
-    0x00,
-    0x00,
-    0x00,
-    ...section(1, [1, 0x60, 5, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0]),
-    ...section(3, [1, 0]),
-    ...section(5, [1, 0x00, 1]),
-    ...section(7, [2, ...name('memory'), 0x02, 0, ...name('dots'), 0x00, 0]),
-    ...section(10, [1, ...fn]),
+    ...WASM_HEADER,
+    ...wasmSection(1, [1, 0x60, 5, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0]),
+    ...wasmSection(3, [1, 0]),
+    ...wasmSection(5, [1, 0x00, 1]),
+    ...wasmSection(7, [2, ...wasmName('memory'), 0x02, 0, ...wasmName('dots'), 0x00, 0]),
+    ...wasmSection(10, [1, ...fn]),
   ]);
-}
-
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
 }

@@ -96,7 +96,8 @@ export function decide(input: DecideInput): Pick<Decision, 'chosen' | 'order' | 
   const lambda = effectiveLambda(input);
   const candidates: ScoredCandidate[] = scores.map((s) => {
     const cost = expectedCostUsd(backends.get(s.backend) as CompiledBackend, promptTokens, outTokens);
-    return { ...s, expectedCostUsd: cost, utility: s.quality - lambda * cost };
+    // Named fields, not `{ ...s }`: a spread of router-made objects took ~1.5 µs each here (V8's slow clone path).
+    return { backend: s.backend, quality: s.quality, evidence: s.evidence, expectedCostUsd: cost, utility: s.quality - lambda * cost };
   });
 
   let ranked: ScoredCandidate[];

@@ -2,7 +2,8 @@ import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import concat, { ConcatOptions, isConcatEmbedder } from '../../src/embedders/concat.js';
+import concat, { combineVectors, ConcatOptions, isConcatEmbedder } from '../../src/embedders/concat.js';
+import { normalizeInPlace } from '../../src/embedders/common.js';
 import lexical, { LexicalOptions } from '../../src/embedders/lexical.js';
 import { readDataset, rowText } from '../../src/training/dataset.js';
 import { embedDataset, rowOf } from '../../src/training/embed-cache.js';
@@ -32,6 +33,38 @@ describe('concat embedder', () => {
     const [m] = await e.embedMany([text]);
     expect(Array.from(m!)).toEqual(Array.from(v));
     await Promise.all([e.close(), a.close(), b.close()]);
+  });
+
+  it('combines and normalises bit for bit as the plain dense loops do (zeros skipped, nothing else changed)', () => {
+    // The dense reference: every element scaled, then every element's square summed in index order.
+    const dense = (parts: Float32Array[], weights: number[]): Float32Array => {
+      const total = weights.reduce((s, w) => s + w, 0);
+      const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+      let at = 0;
+      parts.forEach((p, i) => {
+        for (let k = 0; k < p.length; k++) out[at + k] = p[k]! * Math.sqrt(weights[i]! / total);
+        at += p.length;
+      });
+      let ss = 0;
+      for (const x of out) ss += x * x;
+      const inv = 1 / Math.sqrt(ss);
+      for (let k = 0; k < out.length; k++) out[k] = out[k]! * inv;
+      return out;
+    };
+    let seed = 7;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5;
+    for (let t = 0; t < 50; t++) {
+      // A sparse member (a hashed lexical vector) beside a dense one, not quite unit length.
+      const sparse = Float32Array.from({ length: 512 }, () => (rnd() > 0.4 ? rnd() : 0));
+      const dense2 = Float32Array.from({ length: 48 }, () => rnd());
+      const weights = [1 + (t % 3), 1];
+      expect(combineVectors([sparse, dense2], [512, 48], weights)).toEqual(dense([sparse, dense2], weights));
+      const copy = sparse.slice();
+      normalizeInPlace(copy);
+      expect(copy).toEqual(dense([sparse], [1]));
+    }
+    // No features at all: the zero vector stays zero rather than turning into NaN.
+    expect(Array.from(combineVectors([new Float32Array(4), new Float32Array(2)], [4, 2], [1, 1]))).toEqual([0, 0, 0, 0, 0, 0]);
   });
 
   it('names its members and weights in its id', async () => {

@@ -48,6 +48,7 @@ describe('KnnIndex', () => {
   it('finds exactly the neighbours of a full float scan through the int8 prefilter', () => {
     for (const [rows, dim, k] of [
       [2000, 64, 20],
+      [2000, 64, 1], // a guard asks for the top one only
       [300, 20, 5],
       [40, 7, 3],
       [5, 33, 10],
