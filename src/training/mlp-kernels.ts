@@ -176,6 +176,27 @@ const F64X2_SUB = simd(0xf1);
 const F64X2_MUL = simd(0xf2);
 const F64X2_DIV = simd(0xf3);
 const F64X2_SQRT = simd(0xef);
+/** acc[j] += x * (the f64 pair `load(j)` reads at local `addr`), for each of `pairs` accumulators from local `acc`. */
+const madPairs = (pairs: number, acc: number, x: number, addr: number, load: (j: number) => number[]): number[] =>
+  Array.from({ length: pairs }, (_, j) => [
+    ...get(acc + j),
+    ...get(x),
+    ...get(addr),
+    ...load(j),
+    ...F64X2_MUL,
+    ...F64X2_ADD,
+    ...set(acc + j),
+  ]).flat();
+/** k += 4, and loop again while k < end: the tail of a loop over 4-byte entries. */
+const nextEntry = (k: number, end: number): number[] => [
+  ...get(k),
+  ...i32c(4),
+  ...I32_ADD,
+  ...tee(k),
+  ...get(end),
+  ...I32_LT_U,
+  ...brIf(0),
+];
 
 function func(params: number[], locals: Array<[number, number]>, body: number[]): { type: number[]; code: number[] } {
   const decl = [...uleb(locals.length), ...locals.flatMap(([n, t]) => [...uleb(n), t])];
@@ -245,22 +266,8 @@ function forwardFunc(block: number) {
     ...get(OB),
     ...I32_ADD,
     ...set(WP),
-    ...Array.from({ length: pairs }, (_, j) => [
-      ...get(A + j),
-      ...get(XV),
-      ...get(WP),
-      ...loadF32x2(8 * j),
-      ...F64X2_MUL,
-      ...F64X2_ADD,
-      ...set(A + j),
-    ]).flat(),
-    ...get(K),
-    ...i32c(4),
-    ...I32_ADD,
-    ...tee(K),
-    ...get(END_K),
-    ...I32_LT_U,
-    ...brIf(0),
+    ...madPairs(pairs, A, XV, WP, (j) => loadF32x2(8 * j)),
+    ...nextEntry(K, END_K),
     ...END,
     ...Array.from({ length: pairs }, (_, j) => [
       ...get(OUT),
@@ -454,22 +461,8 @@ function gradAdamFunc(block: number, c1IsOne: boolean) {
     0x74, // i32.shl: f64 offset = 2 x f32 offset
     ...I32_ADD,
     ...set(DP),
-    ...Array.from({ length: pairs }, (_, j) => [
-      ...get(A + j),
-      ...get(XV),
-      ...get(DP),
-      ...v128load(16 * j),
-      ...F64X2_MUL,
-      ...F64X2_ADD,
-      ...set(A + j),
-    ]).flat(),
-    ...get(K),
-    ...i32c(4),
-    ...I32_ADD,
-    ...tee(K),
-    ...get(END_K),
-    ...I32_LT_U,
-    ...brIf(0),
+    ...madPairs(pairs, A, XV, DP, (j) => v128load(16 * j)),
+    ...nextEntry(K, END_K),
     ...END, // loop
     ...END, // block
     ...Array.from({ length: pairs }, (_, j) => adamPair(j)).flat(),
