@@ -111,6 +111,34 @@ export function combineVectors(parts: readonly Float32Array[], dims: readonly nu
   return out;
 }
 
+/** `m` with a one-entry memo: the same text twice in a row is embedded once (vectors are shared, never mutated). */
+function rememberLast(m: SyncEmbedder): SyncEmbedder {
+  let lastText: string | null = null;
+  let lastVec: Float32Array | null = null;
+  const embedSync = (text: string): Float32Array => {
+    if (text !== lastText || lastVec === null) {
+      lastVec = m.embedSync(text);
+      lastText = text;
+    }
+    return lastVec;
+  };
+  return {
+    id: m.id,
+    dim: m.dim,
+    embedSync,
+    embed: async (text, signal) => {
+      signal?.throwIfAborted();
+      return embedSync(text);
+    },
+    embedMany: (texts, onProgress) => m.embedMany(texts, onProgress),
+    close: () => {
+      lastText = null;
+      lastVec = null;
+      return m.close();
+    },
+  };
+}
+
 export async function createConcatEmbedder(o: ConcatOptions, ctx: EmbedderContext): Promise<ConcatEmbedder> {
   const members: Embedder[] = [];
   try {
@@ -118,6 +146,12 @@ export async function createConcatEmbedder(o: ConcatOptions, ctx: EmbedderContex
   } catch (e) {
     await Promise.allSettled(members.map((m) => m.close()));
     throw e;
+  }
+  // A guard on one member (routers/compile.ts) embeds the prompt with that member before the policy's
+  // vector is made; remembering each on-thread member's last text and vector lets the concat reuse it.
+  for (let i = 0; i < members.length; i++) {
+    const m = members[i]!;
+    if (isSyncEmbedder(m)) members[i] = rememberLast(m);
   }
   const weights = o.weights ?? o.members.map(() => 1);
   const dims = members.map((m) => m.dim);

@@ -8,9 +8,27 @@
 // The teacher builds an object trie and arrays of objects per call (and is quadratic in text length);
 // this one walks a flat trie over UTF-16 code units with buffers reused across calls, so a 300-char
 // prompt costs a few microseconds.
+//
+// Words repeat across prompts, so each word's segmentation is remembered (a bounded map). That gives the
+// whole-text answer exactly: no piece has '▁' after its first unit and '▁' is a piece, so every path
+// breaks before each '▁' and each word is its own Viterbi problem. Only the running score differs, and a
+// word is remembered only when no choice inside it was within WORD_MARGIN of another (the offset can
+// then change no comparison) and its text did not start with zero-score pieces only (the teacher's "0 is
+// unset" quirk reads absolute scores); otherwise the whole text runs as before.
 
 const SEP = 0x2581; // '▁'
 const NON_ASCII = /[\x80-\uffff]/;
+/** Choices inside a word closer than this are recomputed on the whole text (see memoMaxUnits). */
+const WORD_MARGIN = 1e-6;
+/** Slots of the word memo (a power of two); it is emptied when half full (a few MB at most). */
+const WORD_SLOTS = 1 << 17;
+/** A remembered word: its units (from its '▁'), its ids, and whether its path scored exactly 0. */
+interface Word {
+  first: boolean;
+  units: Uint16Array;
+  ids: Int32Array;
+  zero: boolean;
+}
 
 /**
  * [piece, log-probability] rows as in the teacher's vocab.json; the first `reserved` are never produced.
@@ -35,8 +53,25 @@ export class UnigramTokenizer {
   private pieceAt = new Int32Array(257);
   private startAt = new Int32Array(257);
   private units = new Uint16Array(257);
+  private isSet = new Uint8Array(257);
+  /**
+   * Per-word segmentations in an open-addressing table keyed by a hash of the word's units (no string
+   * is cut out per word), or null when this vocabulary breaks the word argument (see the header).
+   */
+  private readonly words: Array<Word | undefined> | null;
+  private readonly wordHash = new Int32Array(WORD_SLOTS);
+  private wordCount = 0;
+  /** A word just segmented relative to its start had a near-tie: not to be remembered. */
+  private fragile = false;
+  /**
+   * Longest text (in units) the memo serves. A path over n units sums at most n scores, each >= the
+   * vocabulary's lowest, so |sum| <= n * low and each addition rounds by <= |sum| * 2^-53: over a word
+   * the two offsets' sums drift apart by less than n^2 * low * 2^-53, kept below WORD_MARGIN / 4.
+   */
+  private readonly memoMaxUnits: number;
 
-  constructor(vocab: Vocabulary, reserved = 6) {
+  /** `memo: false` segments every text whole (the reference the memo is tested against). */
+  constructor(vocab: Vocabulary, reserved = 6, opts: { memo?: boolean } = {}) {
     this.size = vocab.length;
     this.scores = Float64Array.from(vocab, ([, s]) => s ?? 0); // null + x === x in the teacher's sum
     let units = 0;
@@ -66,6 +101,11 @@ export class UnigramTokenizer {
       this.nodePiece[node] = id;
     }
     this.nodePiece = this.nodePiece.slice(0, nodes);
+    const sep = String.fromCharCode(SEP);
+    const splits = vocab.some(([p], id) => id >= reserved && p === sep) && !vocab.some(([p]) => p.indexOf(sep, 1) > 0);
+    this.words = splits && opts.memo !== false ? new Array<Word | undefined>(WORD_SLOTS).fill(undefined) : null;
+    const low = Math.max(1, ...this.scores.map((x) => -x));
+    this.memoMaxUnits = Math.floor(Math.sqrt(WORD_MARGIN / 4 / (low * 2 ** -53)));
   }
 
   private slot(parent: number, unit: number): number {
@@ -104,23 +144,90 @@ export class UnigramTokenizer {
     if (s.length === 0) return 0;
     const n = s.length + 1; // position 0 is the leading '▁'
     if (this.best.length < n + 1) this.grow(n + 1);
-    const { best, pieceAt, startAt, scores, units } = this;
+    if (this.ids.length < n) this.ids = new Int32Array(Math.max(n, this.ids.length * 2));
+    const { units } = this;
     units[0] = SEP;
     for (let p = 1; p < n; p++) {
       const c = s.charCodeAt(p - 1);
       units[p] = c === 0x20 ? SEP : c;
     }
+    if (this.words !== null && n <= this.memoMaxUnits) {
+      const count = this.encodeWords(n);
+      if (count >= 0) return count;
+    }
+    this.viterbi(0, n, false);
+    return this.walkBack(0, n, this.ids, 0);
+  }
+
+  /** Word by word through the memo; -1 when the text must run whole (see the header). */
+  private encodeWords(n: number): number {
+    const words = this.words!;
+    const { units, ids, wordHash } = this;
+    const mask = WORD_SLOTS - 1;
+    let count = 0;
+    let zeroSoFar = true;
+    for (let b = 0; b < n;) {
+      // The first word starts at the virtual '▁' (absolute score 0, as in the whole text), the others at
+      // a space: the two kinds are kept apart in the hash and in the entry.
+      const first = b === 0;
+      if (!first && zeroSoFar) return -1;
+      let h = first ? 0x3c6ef372 : 0x1b873593;
+      let e = b;
+      do h = Math.imul(h ^ units[e++]!, 0x01000193);
+      while (e < n && units[e] !== SEP);
+      let slot = h & mask;
+      let w: Word | undefined;
+      for (; (w = words[slot]) !== undefined; slot = (slot + 1) & mask) {
+        if (wordHash[slot] !== h || w.first !== first || w.units.length !== e - b) continue;
+        let same = true;
+        for (let k = 0; k < e - b; k++) if (w.units[k] !== units[b + k]) same = false;
+        if (same) break;
+      }
+      if (w === undefined) {
+        this.fragile = false;
+        this.viterbi(b, e, !first);
+        if (this.fragile) return -1;
+        const wordIds = new Int32Array(e - b);
+        const k = this.walkBack(b, e, wordIds, 0);
+        w = { first, units: units.slice(b, e), ids: wordIds.slice(0, k), zero: this.best[e] === 0 };
+        if (this.wordCount >= WORD_SLOTS / 2) {
+          words.fill(undefined);
+          this.wordCount = 0;
+          slot = h & mask;
+        }
+        words[slot] = w;
+        wordHash[slot] = h;
+        this.wordCount++;
+      }
+      const wi = w.ids;
+      for (let k = 0; k < wi.length; k++) ids[count++] = wi[k]!;
+      zeroSoFar &&= w.zero;
+      b = e;
+    }
+    return count;
+  }
+
+  /**
+   * Best segmentation of units[lo..hi) into best / pieceAt / startAt. Whole text (`relative` false): the
+   * teacher's rules, a best of exactly 0 meaning "unset". A later word (`relative`): scores from 0 at lo
+   * with explicit set flags (absolute scores there are never 0), and any comparison within WORD_MARGIN
+   * marks the word fragile.
+   */
+  private viterbi(lo: number, hi: number, relative: boolean): void {
+    const { best, pieceAt, startAt, scores, units, isSet } = this;
     // A position no piece reaches reads, like the teacher's, as "unknown, one symbol back", score 0.
-    for (let e = 0; e <= n; e++) {
+    for (let e = lo; e <= hi; e++) {
       best[e] = 0;
       pieceAt[e] = 0;
       startAt[e] = e - 1;
+      isSet[e] = 0;
     }
-    for (let i = 0; i < n; i++) {
+    isSet[lo] = 1;
+    for (let i = lo; i < hi; i++) {
       const base = best[i]!;
       let node = 0;
       let matched = false;
-      for (let j = i; j < n;) {
+      for (let j = i; j < hi;) {
         node = this.child(node, units[j]!);
         if (node < 0) break;
         j++;
@@ -128,37 +235,50 @@ export class UnigramTokenizer {
         if (id >= 0) {
           matched = true;
           const sc = base + scores[id]!;
-          if (best[j] === 0 || sc >= best[j]!) {
+          if (relative ? this.wins(sc, j) : best[j] === 0 || sc >= best[j]!) {
             best[j] = sc;
             pieceAt[j] = id;
             startAt[j] = i;
+            isSet[j] = 1;
           }
         }
       }
       if (!matched) {
         // Unknown: one code point (a surrogate pair is one symbol to the teacher) as piece 0, score 0.
         const c = units[i]!;
-        const e = (c & 0xfc00) === 0xd800 && i + 1 < n && (units[i + 1]! & 0xfc00) === 0xdc00 ? i + 2 : i + 1;
-        if (best[e] === 0 || base >= best[e]!) {
+        const e = (c & 0xfc00) === 0xd800 && i + 1 < hi && (units[i + 1]! & 0xfc00) === 0xdc00 ? i + 2 : i + 1;
+        if (relative ? this.wins(base, e) : best[e] === 0 || base >= best[e]!) {
           best[e] = base;
           pieceAt[e] = 0;
           startAt[e] = i;
+          isSet[e] = 1;
         }
       }
     }
-    // Walk back from the end, then reverse in place; consecutive unknowns become one.
-    let count = 0;
-    const ids = this.ids.length >= n ? this.ids : (this.ids = new Int32Array(Math.max(n, this.ids.length * 2)));
+  }
+
+  /** Relative mode's "sc >= best[j]", noting a comparison too close to survive another offset. */
+  private wins(sc: number, j: number): boolean {
+    if (this.isSet[j] === 0) return true;
+    const d = sc - this.best[j]!;
+    if (d < WORD_MARGIN && d > -WORD_MARGIN) this.fragile = true;
+    return d >= 0;
+  }
+
+  /** The path from hi back to lo into out[at..], in order; consecutive unknowns become one. Returns the end. */
+  private walkBack(lo: number, hi: number, out: Int32Array, at: number): number {
+    const { pieceAt, startAt } = this;
+    let count = at;
     let prevUnk = false;
-    for (let e = n; e > 0; e = startAt[e]!) {
+    for (let e = hi; e > lo; e = startAt[e]!) {
       const id = pieceAt[e]!;
-      if (!(prevUnk && id === 0)) ids[count++] = id;
+      if (!(prevUnk && id === 0)) out[count++] = id;
       prevUnk = id === 0;
     }
-    for (let a = 0, b = count - 1; a < b; a++, b--) {
-      const t = ids[a]!;
-      ids[a] = ids[b]!;
-      ids[b] = t;
+    for (let a = at, b = count - 1; a < b; a++, b--) {
+      const t = out[a]!;
+      out[a] = out[b]!;
+      out[b] = t;
     }
     return count;
   }
@@ -175,5 +295,6 @@ export class UnigramTokenizer {
     this.pieceAt = new Int32Array(cap);
     this.startAt = new Int32Array(cap);
     this.units = new Uint16Array(cap);
+    this.isSet = new Uint8Array(cap);
   }
 }

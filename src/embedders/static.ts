@@ -3,6 +3,7 @@ import { defineEmbedder } from './types.js';
 import { cacheSizeOption, maxCharsOption, syncEmbedder, type SyncEmbedder } from './common.js';
 import { loadStaticArtifact, type StaticTable } from './static-artifact.js';
 import { UnigramTokenizer } from './sp-tokenizer.js';
+import { RowSummer } from './static-kernel.js';
 import { truncateMiddle } from '../util/text.js';
 
 // A distilled static sentence embedder (Model2Vec-style, built by `signalman distill`): the teacher's
@@ -36,10 +37,14 @@ export class StaticVectorizer {
   private readonly codes: Int8Array | null;
   private readonly floats: Float32Array | null;
   private readonly scales: Float32Array | null;
+  /** The int8 sum in wasm (same bits as the loop below), when this runtime has SIMD. */
+  private readonly summer: RowSummer | null;
 
+  /** `kernel: false` keeps the sum in JS (the reference the wasm kernel is tested against). */
   constructor(
     t: StaticTable,
     private readonly maxChars: number,
+    opts: { kernel?: boolean } = {},
   ) {
     this.dim = t.dim;
     this.codes = t.data instanceof Int8Array ? t.data : null;
@@ -47,6 +52,8 @@ export class StaticVectorizer {
     this.scales = t.scales;
     this.id = staticEmbedderId(t, maxChars);
     this.tok = new UnigramTokenizer(t.vocab, t.manifest.vocabulary.reserved);
+    this.summer =
+      opts.kernel !== false && this.codes !== null && this.scales !== null ? RowSummer.create(this.codes, this.scales, this.dim) : null;
   }
 
   vectorize(text: string): Float32Array {
@@ -59,7 +66,9 @@ export class StaticVectorizer {
     // Two loops, so each reads one element kind (a loop over Int8Array | Float32Array is polymorphic).
     const { codes, floats, scales } = this;
     const dim4 = dim & ~3;
-    if (codes !== null && scales !== null) {
+    if (this.summer?.sumInto(ids, n, out) === true) {
+      // done in wasm
+    } else if (codes !== null && scales !== null) {
       for (let i = 0; i < n; i++) {
         const id = ids[i]!;
         const base = id * dim;

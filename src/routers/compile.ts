@@ -3,6 +3,7 @@
 // so the caller can point at the right line of the YAML.
 import type { EmbedderConfig, PolicyConfig } from '../config/schema.js';
 import { withEmbedCache, type CachedEmbedder } from '../embedders/cache.js';
+import { isSyncEmbedder } from '../embedders/common.js';
 import { isConcatEmbedder } from '../embedders/concat.js';
 import { getEmbedderPlugin } from '../embedders/registry.js';
 import { loadGuard } from './guard.js';
@@ -120,9 +121,9 @@ async function embedderId(
 }
 
 /**
- * A guard built with one member of the policy's concat embedder: it checks that member's part of the
- * policy's vector, renormalised (the member was scaled as a whole, so this is exactly the member's own
- * vector).
+ * A guard built with one member of the policy's concat embedder: it checks that member's own vector
+ * (checkText, for on-thread members), or that member's part of the policy's vector renormalised (the
+ * member was scaled as a whole, so this is the member's own vector up to float rounding).
  */
 async function memberGuard(
   dir: string,
@@ -149,8 +150,12 @@ async function memberGuard(
   const end = start + member.dim;
   const g = await loadGuard(dir, member, opts);
   const part = new Float32Array(member.dim);
+  // An on-thread member (lexical, static) can be asked for its own vector directly: the engine then judges
+  // the prompt before the rest of the policy's vector is made (and the concat reuses this one).
+  const checkText = isSyncEmbedder(member) ? (text: string) => g.check(member.embedSync(text)) : undefined;
   return {
     kind: g.kind,
+    ...(checkText === undefined ? {} : { checkText }),
     check(e: Float32Array) {
       // Checks are synchronous for kNN guards and read the vector before they return; a classifier guard
       // copies it into its input tensor first, so one scratch vector is safe either way.

@@ -1,6 +1,7 @@
 // Stages 4-8 of a routed request: sticky lookup, extract the prompt text, embed it (cached), guard,
 // score every candidate, decide. resolve.ts calls routeRequest() for the pipeline and for /v1/route,
 // which explains the very same Decision (as a dry run that leaves sticky and steering state alone).
+import type { CancelSource } from '../embedders/cache.js';
 import type { CompiledBackend } from '../upstream/backend.js';
 import type { SkipWhy } from '../upstream/breaker.js';
 import { whyUnavailable, type Skipped } from '../upstream/health.js';
@@ -23,7 +24,7 @@ export interface RouteInput {
   /** Per-request quality bias in [0, 1] from x-signalman-quality-bias. */
   qualityBias?: number;
   /** Its `signal` is read only when an embedder needs one: making an AbortSignal costs µs and garbage per request. */
-  cancel?: { readonly signal: AbortSignal };
+  cancel?: CancelSource;
   /** Explain only: compute the decision, change no sticky or steering state. */
   dryRun?: boolean;
   /** Called with the prompt's embedding when one was computed (online learning keeps it for feedback). */
@@ -146,25 +147,44 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
   const scoreCacheHit = hit !== undefined;
   let embedCacheHit = false;
   let guard: GuardResult | null = hit?.guard ?? null;
-  let t2 = t1;
-  let t3 = t1;
+  let embedMs = 0;
+  let guardMs = 0;
+  let scoreMs = 0;
   let scores: readonly CandidateScore[];
   if (hit === undefined) {
     let embedding: Float32Array | null = null;
-    if ((policy.router.needsEmbedding || policy.guard !== null) && policy.embedder !== null) {
-      const r = await policy.embedder.embedCached(text, input.cancel?.signal);
+    const g = policy.guard;
+    // A guard on one member of the policy's concat judges first: a prompt it turns away costs that
+    // member's vector only (its timing is the guard's).
+    if (g?.checkText !== undefined && policy.embedder !== null) {
+      const tg = performance.now();
+      guard = await g.checkText(text);
+      guardMs = performance.now() - tg;
+    }
+    // After an early verdict the policy's vector is for the router (on a prompt let through) or for
+    // online learning, which keeps every vector it was given before.
+    const wanted = policy.router.needsEmbedding || g !== null;
+    const still = guard === null || (guard.inDomain && policy.router.needsEmbedding) || input.onEmbedding !== undefined;
+    if (wanted && still && policy.embedder !== null) {
+      const te = performance.now();
+      const r = await policy.embedder.embedCached(text, input.cancel);
       embedding = r.vec;
       embedCacheHit = r.hit;
+      embedMs = performance.now() - te;
     }
     if (embedding !== null) input.onEmbedding?.(embedding);
-    t2 = performance.now();
-    if (policy.guard !== null && embedding !== null) guard = await policy.guard.check(embedding);
-    t3 = performance.now();
+    if (g !== null && guard === null && embedding !== null) {
+      const tg = performance.now();
+      guard = await g.check(embedding);
+      guardMs = performance.now() - tg;
+    }
     if (guard !== null && !guard.inDomain) {
       scores = [];
     } else {
+      const ts = performance.now();
       scores = await policy.router.score({ text, embedding, candidates: policy.candidateNames, meta: input.meta });
       checkScores(policy, scores);
+      scoreMs = performance.now() - ts;
     }
     if (cacheKey !== undefined) policy.scoreCache?.set(cacheKey, { scores, guard });
   } else {
@@ -179,7 +199,7 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
       );
     }
     const chosen = g.fallback as string;
-    const timingsMs = { extract: t1 - t0, embed: t2 - t1, guard: t3 - t2, score: 0, decide: 0 };
+    const timingsMs = { extract: t1 - t0, embed: embedMs, guard: guardMs, score: 0, decide: 0 };
     return decisionOf(policy, chosen, orderFrom(chosen, policy), 'guard_fallback', {
       guard,
       embedCacheHit,
@@ -210,7 +230,7 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
   }
   let skipped = d.skipped;
   if (stickySkip !== null && !skipped?.some((s) => s.backend === stickySkip.backend)) skipped = [stickySkip, ...(skipped ?? [])];
-  const timingsMs = { extract: t1 - t0, embed: t2 - t1, guard: t3 - t2, score: t4 - t3, decide: t5 - t4 };
+  const timingsMs = { extract: t1 - t0, embed: embedMs, guard: guardMs, score: scoreMs, decide: t5 - t4 };
   const out = decisionOf(policy, d.chosen, d.order, policy.router.type === 'fixed' ? 'fixed' : 'objective', {
     guard,
     embedCacheHit,

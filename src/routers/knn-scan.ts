@@ -6,7 +6,7 @@
 // are exactly those of a full float scan. The kernel is written out below as bytes (no toolchain, no
 // download) and validated at load; plain JS is the fallback.
 
-import { uleb, WASM_HEADER, wasmName, wasmSection } from '../util/wasm.js';
+import { uleb, WASM_HEADER, wasmApi, wasmName, wasmSection, type WasmMemory } from '../util/wasm.js';
 
 /** Exact dot product of q with row r; both search paths use this one function, so they agree bit for bit. */
 export function rowDot(x: Float32Array, r: number, dim: number, q: Float32Array): number {
@@ -36,17 +36,7 @@ export interface Prefilter {
   candidates(q: Float32Array, k: number, out: Int32Array): number;
 }
 
-// The tsconfig has no DOM lib, so describe the few WebAssembly calls used here.
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmApi {
-  validate(bytes: Uint8Array): boolean;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
-}
-const WebAssembly = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+const WebAssembly = wasmApi;
 
 /** Rows are padded to a multiple of 32 int8 values: the kernel takes two 16-byte steps per iteration. */
 const PAD = 32;

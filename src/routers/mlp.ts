@@ -1,12 +1,16 @@
-// `mlp` router: a small perceptron trained by `signalman train`, stored as model.onnx, run with
-// onnxruntime-node. One session per router, created at load; onnxruntime is imported lazily so a
-// gateway without MLP routers never loads the native library.
+// `mlp` router: a small perceptron trained by `signalman train`, stored as model.onnx. The graphs the
+// trainer writes run in mlp-plan.ts (sparse first layer in wasm, no onnxruntime call per request) once
+// onnxruntime-node has loaded the same file and both agreed on probe inputs; any other graph runs in
+// onnxruntime. onnxruntime is imported lazily so a gateway without MLP routers never loads the native
+// library.
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import { z } from 'zod';
 import { ArtifactError, bindArtifact, checkEmbedding, columnOf, ONNX_FILE, readManifest, type ArtifactManifest } from './artifacts.js';
 import { defineRouter, type CandidateScore, type Guard } from './types.js';
+import { MlpPlan, readExportedGraph } from './mlp-plan.js';
+import { seededRandom } from '../util/random.js';
 
 type Ort = typeof import('onnxruntime-node');
 
@@ -24,17 +28,59 @@ export class OnnxMlp {
   // input buffer would be overwritten by a concurrent call. A free list reuses buffers without that race.
   private readonly free: Array<{ buf: Float32Array; tensor: Tensor }> = [];
 
+  /** What runs it: mlp-plan.ts, or onnxruntime for a graph that reader does not know. */
+  readonly engine: 'plan' | 'onnxruntime';
+
   private constructor(
     private readonly ort: Ort,
-    private readonly session: InferenceSession,
+    private session: InferenceSession | null,
+    private readonly plan: MlpPlan | null,
     readonly dir: string,
     readonly manifest: ArtifactManifest,
     readonly inputDim: number,
     /** Column names of the output: `labels` for a classifier, else `models`. */
     readonly columns: readonly string[],
-  ) {}
+    private readonly bytes: Buffer,
+  ) {
+    this.engine = plan === null ? 'onnxruntime' : 'plan';
+  }
 
-  static async load(dir: string): Promise<OnnxMlp> {
+  /** Holders of this instance (load() shares one per artifact; close() releases it with the last one). */
+  private refs = 1;
+  /** The last input and its output: a guard and a classifier reading one artifact run it once a request. */
+  private lastX: Float32Array | null = null;
+  private lastY: Float32Array | null = null;
+
+  /**
+   * The artifact in `dir`, run by mlp-plan.ts or onnxruntime. Loads of the same folder with the same
+   * model bytes share one instance (expert's guard and classifier are one artifact), until all close.
+   */
+  static load(dir: string): Promise<OnnxMlp> {
+    const key = resolvePath(dir);
+    const held = loaded.get(key);
+    if (held !== undefined) {
+      return held.then(async (m) => {
+        // The file may have been retrained in place since (a reload must see the new one).
+        if (m.refs > 0 && (await readFile(join(dir, ONNX_FILE))).equals(m.bytes)) {
+          m.refs++;
+          return m;
+        }
+        return OnnxMlp.fresh(dir, key);
+      });
+    }
+    return OnnxMlp.fresh(dir, key);
+  }
+
+  private static fresh(dir: string, key: string): Promise<OnnxMlp> {
+    const p = OnnxMlp.open(dir);
+    loaded.set(key, p);
+    p.catch(() => {
+      if (loaded.get(key) === p) loaded.delete(key);
+    });
+    return p;
+  }
+
+  private static async open(dir: string): Promise<OnnxMlp> {
     const manifest = await readManifest(dir);
     if (manifest.format !== 'mlp') throw new ArtifactError(dir, 'format', `expected an 'mlp' artifact, got '${manifest.format}'`);
     let bytes: Buffer;
@@ -65,18 +111,18 @@ export class OnnxMlp {
       );
     }
     const columns = manifest.labels ?? manifest.models;
-    const mlp = new OnnxMlp(ort, session, dir, manifest, manifest.embedder.dim, columns);
+    const ortMlp = new OnnxMlp(ort, session, null, dir, manifest, manifest.embedder.dim, columns, bytes);
     // Probe once: proves the graph takes the manifest's input width and gives one output per column,
     // and warms the session so the first request does not pay for it.
     let probe: Float32Array;
     try {
-      probe = await mlp.run(new Float32Array(mlp.inputDim));
+      probe = await ortMlp.run(new Float32Array(ortMlp.inputDim));
     } catch (err) {
       await session.release();
       throw new ArtifactError(
         dir,
         ONNX_FILE,
-        `does not accept a [1, ${mlp.inputDim}] input as the manifest's embedder.dim says (${firstLine(err)})`,
+        `does not accept a [1, ${ortMlp.inputDim}] input as the manifest's embedder.dim says (${firstLine(err)})`,
         { cause: err },
       );
     }
@@ -88,15 +134,28 @@ export class OnnxMlp {
         `gives ${probe.length} outputs, the manifest lists ${columns.length} ${manifest.labels ? 'labels' : 'models'}`,
       );
     }
-    return mlp;
+    const graph = readExportedGraph(bytes);
+    const plan = typeof graph === 'string' || graph.inputDim !== ortMlp.inputDim ? null : MlpPlan.create(graph);
+    if (plan === null || !(await agrees(plan, ortMlp))) return ortMlp;
+    await session.release();
+    return new OnnxMlp(ort, null, plan, dir, manifest, manifest.embedder.dim, columns, bytes);
   }
 
   async run(x: Float32Array): Promise<Float32Array> {
     if (x.length !== this.inputDim) throw new Error(`MLP ${this.dir} expects ${this.inputDim} inputs, got ${x.length}`);
+    const { lastX, lastY } = this;
+    if (lastX !== null && lastY !== null && sameValues(x, lastX)) return lastY.slice();
+    const y = this.plan !== null ? this.plan.run(x) : await this.runOrt(this.session!, x);
+    (this.lastX ??= new Float32Array(this.inputDim)).set(x);
+    this.lastY = y.slice();
+    return y;
+  }
+
+  private async runOrt(session: InferenceSession, x: Float32Array): Promise<Float32Array> {
     const slot = this.free.pop() ?? this.newSlot();
     slot.buf.set(x);
     try {
-      const out = await this.session.run({ x: slot.tensor });
+      const out = await session.run({ x: slot.tensor });
       const y = out['y'];
       if (y === undefined || !(y.data instanceof Float32Array)) throw new Error(`MLP ${this.dir}: output 'y' is missing or not float32`);
       return y.data;
@@ -105,14 +164,50 @@ export class OnnxMlp {
     }
   }
 
-  close(): Promise<void> {
-    return this.session.release();
+  async close(): Promise<void> {
+    if (this.refs <= 0 || --this.refs > 0) return;
+    const key = resolvePath(this.dir);
+    const entry = loaded.get(key);
+    void entry?.then((m) => {
+      if (m === this && loaded.get(key) === entry) loaded.delete(key);
+    });
+    const s = this.session;
+    this.session = null;
+    if (s !== null) await s.release();
   }
 
   private newSlot(): { buf: Float32Array; tensor: Tensor } {
     const buf = new Float32Array(this.inputDim);
     return { buf, tensor: new this.ort.Tensor('float32', buf, [1, this.inputDim]) };
   }
+}
+
+/** Loaded artifacts by folder (see OnnxMlp.load). */
+const loaded = new Map<string, Promise<OnnxMlp>>();
+
+function sameValues(a: Float32Array, b: Float32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * The plan computes what onnxruntime computes from the same file: on the zero vector and on seeded dense
+ * and sparse (hashed-n-gram-like) inputs, every output within 1e-5 (f64 here, f32 there: ~1e-7 apart).
+ */
+async function agrees(plan: MlpPlan, ortMlp: OnnxMlp): Promise<boolean> {
+  const next = seededRandom(20261206);
+  const n = ortMlp.inputDim;
+  for (let k = 0; k < 9; k++) {
+    const x = new Float32Array(n);
+    if (k > 0) for (let i = 0; i < n; i++) x[i] = k % 2 === 0 || next() < 0.05 ? next() * 2 - 1 : 0;
+    const norm = Math.hypot(...x) || 1; // embeddings are unit vectors
+    for (let i = 0; i < n; i++) x[i] = x[i]! / norm;
+    const a = plan.run(x);
+    const b = await ortMlp.run(x);
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!(Math.abs(a[i]! - b[i]!) <= 1e-5)) return false;
+  }
+  return true;
 }
 
 function firstLine(err: unknown): string {

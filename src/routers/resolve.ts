@@ -1,5 +1,6 @@
 // Which backends a request goes to, in order: the one place that turns a request's `model` into a
 // routing decision. The forwarding pipeline and POST /v1/route (a dry run) both call resolveRoute().
+import type { CancelSource } from '../embedders/cache.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import { E } from '../errors.js';
 import type { CompiledBackend } from '../upstream/backend.js';
@@ -26,7 +27,7 @@ export interface ResolveInput {
   headers: IncomingHttpHeaders;
   state: RoutingState;
   /** The request's cancellation; its `signal` is made only if routing needs one (see RouteInput.cancel). */
-  cancel?: { readonly signal: AbortSignal };
+  cancel?: CancelSource;
   /** Explain only (POST /v1/route): `model` must name a policy, and no sticky or steering state changes. */
   dryRun?: boolean;
   /** See RouteInput.onEmbedding. */

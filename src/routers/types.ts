@@ -53,6 +53,12 @@ export interface LiveRow {
 export interface Guard {
   readonly kind: string;
   check(embedding: Float32Array): GuardResult | Promise<GuardResult>;
+  /**
+   * Judges the prompt text itself, embedding only what the guard reads (one member of a concat). When a
+   * guard has it, the engine asks it first and embeds the policy's whole vector only for a prompt it lets
+   * through (or when online learning wants the vector anyway).
+   */
+  checkText?(text: string): GuardResult | Promise<GuardResult>;
 }
 
 export interface GuardVerdict {

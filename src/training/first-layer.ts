@@ -1,6 +1,14 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { ADAM_B1, ADAM_B2, instantiateMlpKernels, kernelMemory, mlpKernelModule, type MlpKernels, type WasmMemory } from './mlp-kernels.js';
+import {
+  ADAM_B1,
+  ADAM_B2,
+  instantiateMlpKernels,
+  kernelMemory,
+  mlpKernelModule,
+  type MlpKernels,
+  type WasmMemory,
+} from '../util/mlp-kernels.js';
 
 // Layer 0 of an MLP in training, run by the wasm kernels of mlp-kernels.ts: its weights and Adam moments
 // live in the kernels' memory, with every training row's nonzero inputs (CSR, built once). Per batch,

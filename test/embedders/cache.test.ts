@@ -37,6 +37,25 @@ describe('withEmbedCache', () => {
     expect(c.stats()).toEqual({ size: 2, capacity: 10, hits: 1, misses: 2 });
   });
 
+  it("reads a request's cancellation signal only for an embedder off this thread", async () => {
+    const c = withEmbedCache(createLexicalEmbedder(LexicalOptions.parse({ type: 'lexical', dim: 16 })), 4);
+    let made = 0;
+    const source = (aborted: boolean) => ({
+      aborted,
+      get signal(): AbortSignal {
+        made++;
+        return AbortSignal.abort(new Error('client gone'));
+      },
+    });
+    expect((await c.embedCached('on this thread', source(false))).vec).toHaveLength(16);
+    expect(made).toBe(0);
+    await expect(c.embedCached('on this thread', source(true))).rejects.toThrow('client gone');
+    const m = manual();
+    const off = withEmbedCache(m.e, 4);
+    await expect(off.embedCached('worker', source(false))).rejects.toThrow('client gone');
+    expect(made).toBe(2);
+  });
+
   it('evicts the least recently used entry', async () => {
     const c = withEmbedCache(createLexicalEmbedder(LexicalOptions.parse({ type: 'lexical', dim: 16 })), 2);
     await c.embed('a');

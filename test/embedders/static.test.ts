@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EmbeddingsModel } from '@energetic-ai/embeddings';
 import { UnigramTokenizer, type Vocabulary } from '../../src/embedders/sp-tokenizer.js';
-import { createStaticEmbedder, StaticOptions } from '../../src/embedders/static.js';
+import { createStaticEmbedder, StaticOptions, StaticVectorizer } from '../../src/embedders/static.js';
 import { loadStaticArtifact, writeStaticArtifact } from '../../src/embedders/static-artifact.js';
 import { createUseLiteEmbedder, UseLiteOptions } from '../../src/embedders/use-lite.js';
 import { bindArtifact, type ArtifactManifest } from '../../src/routers/artifacts.js';
@@ -61,6 +61,27 @@ describe('tokenizer', () => {
     expect(spelled.replace(/\?+/g, '?')).toBe(want.replace(/\?+/g, '?'));
   });
 
+  it('gives the whole-text segmentation word by word from its memo, cold and warm', async () => {
+    const memo = new UnigramTokenizer(vocab);
+    const whole = new UnigramTokenizer(vocab, 6, { memo: false });
+    const data = join(import.meta.dirname, '../../../shared/datasets');
+    const texts: string[] = [
+      // Zero-score starts (unknown characters, the null-scored ':' pieces) make the memo step aside.
+      '数学 数学 x',
+      ': : :: a',
+      '😀 hello there 😀 again',
+      '  leading spaces and  double  ones ',
+      'Hello, World! :) :-( http://x.io',
+    ];
+    for (const f of ['routellm/mmlu.jsonl', 'routellm/mt-bench.jsonl', 'llmrouter/train.jsonl']) {
+      const lines = (await readFile(join(data, f), 'utf8')).split('\n').filter(Boolean).slice(0, 2000);
+      for (const l of lines) texts.push((JSON.parse(l) as { prompt: string }).prompt.slice(0, 2048));
+    }
+    for (let pass = 0; pass < 2; pass++) {
+      for (const s of texts) expect(memo.encodeToArray(s), JSON.stringify(s.slice(0, 40))).toEqual(whole.encodeToArray(s));
+    }
+  });
+
   it('gives no ids for empty text and reuses its buffer', () => {
     const mine = new UnigramTokenizer(vocab);
     expect(mine.encode('')).toBe(0);
@@ -68,6 +89,25 @@ describe('tokenizer', () => {
     const buf = mine.ids;
     mine.encode('also short');
     expect(mine.ids).toBe(buf);
+  });
+});
+
+describe('the wasm sum of table rows', () => {
+  it("gives the JS loop's vectors bit for bit", async () => {
+    const t = await loadStaticArtifact(SHIPPED);
+    const wasm = new StaticVectorizer(t, 2048);
+    const js = new StaticVectorizer(t, 2048, { kernel: false });
+    const texts = ['', ' ', '数学', '😀 x', 'a'.repeat(5000), 'The quick brown fox. '.repeat(300)];
+    const data = join(import.meta.dirname, '../../../shared/datasets');
+    for (const f of ['routellm/mmlu.jsonl', 'llmrouter/train.jsonl']) {
+      const lines = (await readFile(join(data, f), 'utf8')).split('\n').filter(Boolean).slice(0, 1500);
+      for (const l of lines) texts.push((JSON.parse(l) as { prompt: string }).prompt);
+    }
+    for (const s of texts) {
+      const a = wasm.vectorize(s);
+      const b = js.vectorize(s);
+      expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer)), JSON.stringify(s.slice(0, 40))).toBe(true);
+    }
   });
 });
 

@@ -131,7 +131,7 @@ policies:
     guard: { artifact: ${dir}, embedder: ${guardEmbedder}, fallback: b }
 `;
 
-  it('reads that member out of the policy vector: the same verdicts and scores as the member alone', async () => {
+  it('judges with that member alone, before the policy vector: the same verdicts and scores as the member alone', async () => {
     const dir = join(out, 'static-guard');
     const embedder = JSON.stringify({ type: 'static', artifact: join(import.meta.dirname, '../../embedders/static-use-lite') });
     const r = await train([
@@ -173,10 +173,12 @@ policies:
             })
           ).decision!;
         const [alone, member] = [await decide('alone'), await decide('member')];
-        expect(member.guard!.score).toBeCloseTo(alone.guard!.score, 5);
+        expect(member.guard!.score).toBe(alone.guard!.score);
         expect(member.reason).toBe(alone.reason);
         if (member.reason === 'guard_fallback') fallbacks++;
       }
+      // The fixed router reads no vector, so the concat was never made: the guard asked its member.
+      expect(rt.policies.get('member')!.embedder!.stats().misses).toBe(0);
       // The greeting and the small talk at least; most of the in-domain rows pass.
       expect(fallbacks).toBeGreaterThanOrEqual(2);
       expect(fallbacks).toBeLessThan(8);

@@ -15,7 +15,47 @@
 // 0). A block of outputs is held in registers while a row's (or a batch column's) nonzero inputs
 // stream past it.
 
-import { uleb, WASM_HEADER, wasmName, wasmSection } from '../util/wasm.js';
+import {
+  BLOCK,
+  brIf,
+  END,
+  F64,
+  F64_PROMOTE_F32,
+  F64X2_ADD,
+  F64X2_DIV,
+  F64X2_MUL,
+  F64X2_SPLAT,
+  F64X2_SQRT,
+  F64X2_SUB,
+  f64c,
+  f32load,
+  func,
+  get,
+  I32,
+  I32_ADD,
+  I32_EQZ,
+  I32_LT_U,
+  I32_MUL,
+  i32c,
+  i32load,
+  loadF32x2,
+  LOOP,
+  set,
+  simd,
+  stepLoop,
+  storeF32x2,
+  tee,
+  uleb,
+  V128,
+  V128_ZERO,
+  v128load,
+  v128store,
+  WASM_HEADER,
+  wasmName,
+  wasmSection,
+  wasmApi,
+  type WasmMemory,
+} from './wasm.js';
 
 /** Kernel entry points; every pointer is a byte offset into the memory given at instantiation. */
 export interface MlpKernels {
@@ -66,17 +106,8 @@ export interface MlpKernels {
   gradAdamC1: MlpKernels['gradAdam'];
 }
 
-// The tsconfig has no DOM lib, so describe the few WebAssembly calls used here.
-export interface WasmMemory {
-  readonly buffer: ArrayBuffer | SharedArrayBuffer;
-}
-interface WasmApi {
-  validate(bytes: Uint8Array): boolean;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
-  Memory: new (desc: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
-}
-const WebAssembly = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+export type { WasmMemory };
+const WebAssembly = wasmApi;
 
 /** Adam's constants, written as in mlp-train.ts so the f64 values are the same. */
 export const ADAM_B1 = 0.9;
@@ -128,54 +159,6 @@ export function instantiateMlpKernels(bytes: Uint8Array, memory: WasmMemory): Ml
 
 // ---- encoding --------------------------------------------------------------------------------------
 
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
-const I32 = 0x7f;
-const F64 = 0x7c;
-const V128 = 0x7b;
-
-const get = (i: number) => [0x20, ...uleb(i)];
-const set = (i: number) => [0x21, ...uleb(i)];
-const tee = (i: number) => [0x22, ...uleb(i)];
-const i32c = (n: number) => [0x41, ...sleb(n)];
-const f64c = (x: number) => [0x44, ...new Uint8Array(Float64Array.of(x).buffer)];
-const I32_ADD = [0x6a];
-const I32_MUL = [0x6c];
-const I32_LT_U = [0x49];
-const I32_EQZ = [0x45];
-const i32load = (offset = 0) => [0x28, 2, ...uleb(offset)];
-const f32load = (offset = 0) => [0x2a, 2, ...uleb(offset)];
-const F64_PROMOTE_F32 = [0xbb];
-const BLOCK = [0x02, 0x40];
-const LOOP = [0x03, 0x40];
-const END = [0x0b];
-const brIf = (depth: number) => [0x0d, ...uleb(depth)];
-
-const simd = (op: number, ...imm: number[]) => [0xfd, ...uleb(op), ...imm];
-const v128load = (offset = 0) => simd(0x00, 4, ...uleb(offset));
-const v128store = (offset = 0) => simd(0x0b, 4, ...uleb(offset));
-/** Two f32 at `offset` into the low lanes, promoted: an f64x2. */
-const loadF32x2 = (offset = 0) => [...simd(0x5d, 3, ...uleb(offset)), ...simd(0x5f)];
-/** An f64x2 rounded to two f32, stored at `offset` (the address is already on the stack below it). */
-const storeF32x2 = (offset = 0) => [...simd(0x5e), ...simd(0x5b, 3, ...uleb(offset), 0)];
-const V128_ZERO = simd(0x0c, ...new Array<number>(16).fill(0));
-const F64X2_SPLAT = simd(0x14);
-const F64X2_ADD = simd(0xf0);
-const F64X2_SUB = simd(0xf1);
-const F64X2_MUL = simd(0xf2);
-const F64X2_DIV = simd(0xf3);
-const F64X2_SQRT = simd(0xef);
 /** acc[j] += x * (the f64 pair `load(j)` reads at local `addr`), for each of `pairs` accumulators from local `acc`. */
 const madPairs = (pairs: number, acc: number, x: number, addr: number, load: (j: number) => number[]): number[] =>
   Array.from({ length: pairs }, (_, j) => [
@@ -187,22 +170,6 @@ const madPairs = (pairs: number, acc: number, x: number, addr: number, load: (j:
     ...F64X2_ADD,
     ...set(acc + j),
   ]).flat();
-/** k += 4, and loop again while k < end: the tail of a loop over 4-byte entries. */
-const nextEntry = (k: number, end: number): number[] => [
-  ...get(k),
-  ...i32c(4),
-  ...I32_ADD,
-  ...tee(k),
-  ...get(end),
-  ...I32_LT_U,
-  ...brIf(0),
-];
-
-function func(params: number[], locals: Array<[number, number]>, body: number[]): { type: number[]; code: number[] } {
-  const decl = [...uleb(locals.length), ...locals.flatMap(([n, t]) => [...uleb(n), t])];
-  const code = [...decl, ...body, ...END];
-  return { type: [0x60, ...uleb(params.length), ...params, 0], code: [...uleb(code.length), ...code] };
-}
 
 // ---- kernels ---------------------------------------------------------------------------------------
 
@@ -267,7 +234,7 @@ function forwardFunc(block: number) {
     ...I32_ADD,
     ...set(WP),
     ...madPairs(pairs, A, XV, WP, (j) => loadF32x2(8 * j)),
-    ...nextEntry(K, END_K),
+    ...stepLoop(K, 4, END_K),
     ...END,
     ...Array.from({ length: pairs }, (_, j) => [
       ...get(OUT),
@@ -278,13 +245,7 @@ function forwardFunc(block: number) {
       ...get(A + j),
       ...v128store(16 * j),
     ]).flat(),
-    ...get(OB),
-    ...i32c(4 * block),
-    ...I32_ADD,
-    ...tee(OB),
-    ...get(RB),
-    ...I32_LT_U,
-    ...brIf(0),
+    ...stepLoop(OB, 4 * block, RB),
     ...END,
   ];
   return func(
@@ -462,29 +423,17 @@ function gradAdamFunc(block: number, c1IsOne: boolean) {
     ...I32_ADD,
     ...set(DP),
     ...madPairs(pairs, A, XV, DP, (j) => v128load(16 * j)),
-    ...nextEntry(K, END_K),
+    ...stepLoop(K, 4, END_K),
     ...END, // loop
     ...END, // block
     ...Array.from({ length: pairs }, (_, j) => adamPair(j)).flat(),
-    ...get(OB),
-    ...i32c(4 * block),
-    ...I32_ADD,
-    ...tee(OB),
-    ...get(RB),
-    ...I32_LT_U,
-    ...brIf(0),
+    ...stepLoop(OB, 4 * block, RB),
     ...END, // blocks
     ...get(OFF),
     ...get(RB),
     ...I32_ADD,
     ...set(OFF),
-    ...get(I),
-    ...i32c(4),
-    ...I32_ADD,
-    ...tee(I),
-    ...get(END_I),
-    ...I32_LT_U,
-    ...brIf(0),
+    ...stepLoop(I, 4, END_I),
     ...END, // inputs
   ];
   return func(
@@ -527,13 +476,7 @@ function gatherFunc() {
     ...brIf(0),
     ...LOOP,
     ...body,
-    ...get(a),
-    ...i32c(step),
-    ...I32_ADD,
-    ...tee(a),
-    ...get(b),
-    ...I32_LT_U,
-    ...brIf(0),
+    ...stepLoop(a, step, b),
     ...END,
     ...END,
   ];
