@@ -66,6 +66,15 @@ export type SyncEmbedder = Embedder & { embedSync(text: string): Float32Array };
 
 export const isSyncEmbedder = (e: Embedder): e is SyncEmbedder => typeof (e as Partial<SyncEmbedder>).embedSync === 'function';
 
+/** An embedder whose vectors are mostly zeros can also give just the non-zeros, in index order. */
+export interface SparseEmbedder {
+  /** embedSync(text)'s non-zero entries: idx[0..n) ascending, val their values; valid until the next call. */
+  embedSparse(text: string): { n: number; idx: Int32Array; val: Float32Array };
+}
+
+export const isSparseEmbedder = (e: Embedder): e is Embedder & SparseEmbedder =>
+  typeof (e as Partial<SparseEmbedder>).embedSparse === 'function';
+
 /** Wraps a synchronous vectorizer as an Embedder; `progressEvery` paces embedMany's progress calls. */
 export function syncEmbedder(v: { id: string; dim: number; vectorize(text: string): Float32Array }, progressEvery: number): SyncEmbedder {
   let closed = false;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineEmbedder, type Embedder, type EmbedderContext } from './types.js';
-import { cacheSizeOption, isSyncEmbedder, type SyncEmbedder } from './common.js';
+import { cacheSizeOption, isSparseEmbedder, isSyncEmbedder, type SyncEmbedder } from './common.js';
 import lexical, { LexicalOptions } from './lexical.js';
 import useLite, { UseLiteOptions } from './use-lite.js';
 import onnx, { OnnxOptions } from './onnx.js';
@@ -71,7 +71,9 @@ function createMember(o: MemberOptions, ctx: EmbedderContext): Promise<Embedder>
  * A lexical 4096 member is ~90% zeros: ~32 -> ~12 µs per 4352-d vector here (in isolation).
  */
 let nonZero = new Int32Array(4096);
-export function combineVectors(parts: readonly Float32Array[], dims: readonly number[], weights: readonly number[]): Float32Array {
+/** A member's vector, dense, or as its non-zeros in index order (SparseEmbedder.embedSparse). */
+type Part = Float32Array | { n: number; idx: Int32Array; val: Float32Array };
+export function combineVectors(parts: readonly Part[], dims: readonly number[], weights: readonly number[]): Float32Array {
   let total = 0;
   let size = 0;
   for (let i = 0; i < dims.length; i++) {
@@ -87,8 +89,25 @@ export function combineVectors(parts: readonly Float32Array[], dims: readonly nu
   for (let i = 0; i < parts.length; i++) {
     const p = parts[i]!;
     const d = dims[i]!;
-    if (p.length !== d) throw new Error(`concat member ${i} gave a ${p.length}-d vector, expected ${d}`);
     const s = Math.sqrt(weights[i]! / total);
+    if (!(p instanceof Float32Array)) {
+      // The same values in the same order as the dense loop below, without walking the zeros.
+      const { idx, val } = p;
+      for (let j = 0; j < p.n; j++) {
+        const x = val[j]!;
+        if (x === 0) continue;
+        const y = Math.fround(x * s);
+        const k = at + idx[j]!;
+        out[k] = y;
+        if (y !== 0) {
+          ss += y * y;
+          nz[n++] = k;
+        }
+      }
+      at += d;
+      continue;
+    }
+    if (p.length !== d) throw new Error(`concat member ${i} gave a ${p.length}-d vector, expected ${d}`);
     for (let k = 0; k < d; k++) {
       const x = p[k]!;
       if (x === 0) continue; // `out` starts at zero
@@ -151,15 +170,26 @@ export async function createConcatEmbedder(o: ConcatOptions, ctx: EmbedderContex
   // vector is made; remembering each on-thread member's last text and vector lets the concat reuse it.
   for (let i = 0; i < members.length; i++) {
     const m = members[i]!;
-    if (isSyncEmbedder(m)) members[i] = rememberLast(m);
+    if (isSyncEmbedder(m) && !isSparseEmbedder(m)) members[i] = rememberLast(m);
   }
   const weights = o.weights ?? o.members.map(() => 1);
   const dims = members.map((m) => m.dim);
   const combine = (parts: readonly Float32Array[]): Float32Array => combineVectors(parts, dims, weights);
   // Members that all compute on this thread (lexical, static) make a concat that does too: no promise per member.
   const syncMembers = members.every(isSyncEmbedder) ? (members as SyncEmbedder[]) : null;
+  // A sparse member (lexical) hands over its non-zeros only: no dense 4096-wide array per prompt.
+  const parts = syncMembers?.map((m): ((text: string) => Part) => (isSparseEmbedder(m) ? (t) => m.embedSparse(t) : (t) => m.embedSync(t)));
   const embedSync =
-    syncMembers === null ? undefined : { embedSync: (text: string): Float32Array => combine(syncMembers.map((m) => m.embedSync(text))) };
+    parts === undefined
+      ? undefined
+      : {
+          embedSync: (text: string): Float32Array =>
+            combineVectors(
+              parts.map((f) => f(text)),
+              dims,
+              weights,
+            ),
+        };
   return {
     ...embedSync,
     id: `concat/v1/(${members.map((m) => m.id).join('+')})/w${weights.join(',')}`,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineEmbedder } from './types.js';
 import { FNV_OFFSET, FNV_PRIME, fmix32 } from '../util/hash.js';
-import { cacheSizeOption, maxCharsOption, syncEmbedder, type SyncEmbedder } from './common.js';
+import { cacheSizeOption, maxCharsOption, syncEmbedder, type SparseEmbedder, type SyncEmbedder } from './common.js';
 import { truncateMiddle } from '../util/text.js';
 
 // A model-free embedder: signed feature hashing of word n-grams and character n-grams (fastText-style,
@@ -142,6 +142,11 @@ export class LexicalVectorizer {
   private readonly wordWeight: number;
   private readonly maxChars: number;
   private codes = new Uint16Array(256);
+  // vectorizeSparse()'s buffers: a zeroed dense scratch, a bitmap of touched buckets, the output.
+  private readonly scratch: Float32Array;
+  private readonly bits: Uint32Array;
+  readonly sparseIdx: Int32Array;
+  readonly sparseVal: Float32Array;
 
   constructor(o: LexicalOptions) {
     this.dim = o.dim;
@@ -154,9 +159,28 @@ export class LexicalVectorizer {
     this.id = `lexical/v1/d${o.dim}/w1-${o.word_ngram_max}/${c}/ww${this.wordWeight}/m${o.max_chars}`;
     this.words = new Group(o.dim);
     this.chars = new Group(o.dim);
+    this.scratch = new Float32Array(o.dim);
+    this.bits = new Uint32Array(Math.ceil(o.dim / 32));
+    this.sparseIdx = new Int32Array(o.dim);
+    this.sparseVal = new Float32Array(o.dim);
   }
 
   vectorize(text: string): Float32Array {
+    this.accumulate(text);
+    return this.finish();
+  }
+
+  /**
+   * The same vector as vectorize(), as its non-zero entries in index order: sparseIdx / sparseVal hold them
+   * until the next call. A concat embedder joins these without a dense 4096-wide array per prompt.
+   */
+  vectorizeSparse(text: string): number {
+    this.accumulate(text);
+    return this.finishSparse();
+  }
+
+  /** Hashes the text's features into the two groups. */
+  private accumulate(text: string): void {
     let s = truncateMiddle(text, this.maxChars);
     if (NON_ASCII.test(s)) s = s.normalize('NFKC');
     s = s.toLowerCase();
@@ -194,7 +218,6 @@ export class LexicalVectorizer {
       if (this.cMax > 0) this.charGrams(s, start, i);
     }
     if (tokens === 0) words.add(EMPTY_FEATURE); // empty text still gets a unit vector, the same every time
-    return this.finish();
   }
 
   /** Character n-grams of s[start, end) framed by boundary marks, hashed incrementally per start. */
@@ -221,6 +244,53 @@ export class LexicalVectorizer {
 
   private finish(): Float32Array {
     const out = new Float32Array(this.dim);
+    const inv = this.mix(out);
+    for (const g of [this.words, this.chars]) {
+      for (let i = 0; i < g.n; i++) {
+        const b = g.touched[i]!;
+        if (g === this.chars && this.words.mark[b] === 1) continue;
+        out[b] = out[b]! * inv;
+      }
+    }
+    this.words.reset();
+    this.chars.reset();
+    return out;
+  }
+
+  /** finish() into sparseIdx / sparseVal, in index order (a bitmap of the touched buckets sorts them). */
+  private finishSparse(): number {
+    const { scratch, bits, sparseIdx, sparseVal } = this;
+    const inv = this.mix(scratch);
+    for (const g of [this.words, this.chars]) {
+      for (let i = 0; i < g.n; i++) {
+        const b = g.touched[i]!;
+        bits[b >>> 5] = bits[b >>> 5]! | (1 << (b & 31));
+      }
+    }
+    let n = 0;
+    for (let w = 0; w < bits.length; w++) {
+      let word = bits[w]!;
+      if (word === 0) continue;
+      bits[w] = 0;
+      while (word !== 0) {
+        const bit = 31 - Math.clz32(word & -word); // lowest set bit first: ascending buckets
+        word &= word - 1;
+        const b = (w << 5) | bit;
+        const v = Math.fround(scratch[b]! * inv); // what finish() stores
+        scratch[b] = 0;
+        if (v !== 0) {
+          sparseIdx[n] = b;
+          sparseVal[n++] = v;
+        }
+      }
+    }
+    this.words.reset();
+    this.chars.reset();
+    return n;
+  }
+
+  /** Mixes the dampened groups into `out` (zero where untouched); returns the normalising factor. */
+  private mix(out: Float32Array): number {
     const wn = this.words.dampen();
     const cn = this.chars.dampen();
     if (wn > 0) this.words.addInto(out, (cn > 0 ? this.wordWeight : 1) / wn);
@@ -234,23 +304,25 @@ export class LexicalVectorizer {
         s += out[b]! * out[b]!;
       }
     }
-    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
-    for (const g of [this.words, this.chars]) {
-      for (let i = 0; i < g.n; i++) {
-        const b = g.touched[i]!;
-        if (g === this.chars && this.words.mark[b] === 1) continue;
-        out[b] = out[b]! * inv;
-      }
-    }
-    this.words.reset();
-    this.chars.reset();
-    return out;
+    return s > 0 ? 1 / Math.sqrt(s) : 0;
   }
 }
 
-export function createLexicalEmbedder(opts: LexicalOptions): SyncEmbedder {
+export function createLexicalEmbedder(opts: LexicalOptions): SyncEmbedder & SparseEmbedder {
   const v = new LexicalVectorizer(opts);
-  return syncEmbedder(v, 256);
+  const dense = syncEmbedder(v, 256);
+  let closed = false;
+  return {
+    ...dense,
+    embedSparse: (text) => {
+      if (closed) throw new Error(`embedder ${v.id} is closed`);
+      return { n: v.vectorizeSparse(text), idx: v.sparseIdx, val: v.sparseVal };
+    },
+    close: () => {
+      closed = true;
+      return dense.close();
+    },
+  };
 }
 
 export default defineEmbedder({

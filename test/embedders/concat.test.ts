@@ -67,6 +67,21 @@ describe('concat embedder', () => {
     expect(Array.from(combineVectors([new Float32Array(4), new Float32Array(2)], [4, 2], [1, 1]))).toEqual([0, 0, 0, 0, 0, 0]);
   });
 
+  it("joins a lexical member's non-zeros into the same bits as its dense vector (dataset prompts)", async () => {
+    const opts = { type: 'lexical', dim: 4096 } as const;
+    const e = await concat.create(ConcatOptions.parse({ type: 'concat', members: [opts, B], weights: [2, 1] }), ctx);
+    const lex = lexical.create(LexicalOptions.parse(opts), ctx);
+    const small = lexical.create(LexicalOptions.parse(B), ctx);
+    const [a, b] = await Promise.all([lex, small]);
+    const ds = await readDataset(join(import.meta.dirname, '../../../shared/datasets/routellm/mmlu.jsonl'));
+    const texts = ['', '!!!', 'the '.repeat(3000), ...ds.rows.slice(0, 1500).map((r) => r.prompt)];
+    for (const text of texts) {
+      const want = combineVectors([await a.embed(text), await b.embed(text)], [4096, 32], [2, 1]);
+      expect(Buffer.from((await e.embed(text)).buffer).equals(Buffer.from(want.buffer)), JSON.stringify(text.slice(0, 40))).toBe(true);
+    }
+    await Promise.all([e.close(), a.close(), b.close()]);
+  });
+
   it('names its members and weights in its id', async () => {
     const [eq, w] = await Promise.all([make(), make([2, 1])]);
     expect(eq.id).toBe('concat/v1/(lexical/v1/d64/w1-2/c3-5/ww0.5/m8192+lexical/v1/d32/w1-0/c3-5/ww0/m8192)/w1,1');
