@@ -20,15 +20,14 @@ const SEP = 0x2581; // '▁'
 const NON_ASCII = /[\x80-\uffff]/;
 /** Choices inside a word closer than this are recomputed on the whole text (see memoMaxUnits). */
 const WORD_MARGIN = 1e-6;
-/** Slots of the word memo (a power of two); it is emptied when half full (a few MB at most). */
+/** Slots of the word memo (a power of two); it is emptied when half full or its arenas are. */
 const WORD_SLOTS = 1 << 17;
-/** A remembered word: its units (from its '▁'), its ids, and whether its path scored exactly 0. */
-interface Word {
-  first: boolean;
-  units: Uint16Array;
-  ids: Int32Array;
-  zero: boolean;
-}
+/** Units (and ids) the memo's arenas hold: ~8 per word on average, so ~6 MB in all. */
+const WORD_ARENA = 1 << 20;
+/** Slot flags: in use, a first word (absolute scores), a path that scored exactly 0. */
+const USED = 1;
+const FIRST = 2;
+const ZERO = 4;
 
 /**
  * [piece, log-probability] rows as in the teacher's vocab.json; the first `reserved` are never produced.
@@ -58,9 +57,7 @@ export class UnigramTokenizer {
    * Per-word segmentations in an open-addressing table keyed by a hash of the word's units (no string
    * is cut out per word), or null when this vocabulary breaks the word argument (see the header).
    */
-  private readonly words: Array<Word | undefined> | null;
-  private readonly wordHash = new Int32Array(WORD_SLOTS);
-  private wordCount = 0;
+  private readonly words: WordMemo | null;
   /** A word just segmented relative to its start had a near-tie: not to be remembered. */
   private fragile = false;
   /**
@@ -103,7 +100,7 @@ export class UnigramTokenizer {
     this.nodePiece = this.nodePiece.slice(0, nodes);
     const sep = String.fromCharCode(SEP);
     const splits = vocab.some(([p], id) => id >= reserved && p === sep) && !vocab.some(([p]) => p.indexOf(sep, 1) > 0);
-    this.words = splits && opts.memo !== false ? new Array<Word | undefined>(WORD_SLOTS).fill(undefined) : null;
+    this.words = splits && opts.memo !== false ? new WordMemo() : null;
     const low = Math.max(1, ...this.scores.map((x) => -x));
     this.memoMaxUnits = Math.floor(Math.sqrt(WORD_MARGIN / 4 / (low * 2 ** -53)));
   }
@@ -161,9 +158,8 @@ export class UnigramTokenizer {
 
   /** Word by word through the memo; -1 when the text must run whole (see the header). */
   private encodeWords(n: number): number {
-    const words = this.words!;
-    const { units, ids, wordHash } = this;
-    const mask = WORD_SLOTS - 1;
+    const memo = this.words!;
+    const { units, ids } = this;
     let count = 0;
     let zeroSoFar = true;
     for (let b = 0; b < n;) {
@@ -175,33 +171,21 @@ export class UnigramTokenizer {
       let e = b;
       do h = Math.imul(h ^ units[e++]!, 0x01000193);
       while (e < n && units[e] !== SEP);
-      let slot = h & mask;
-      let w: Word | undefined;
-      for (; (w = words[slot]) !== undefined; slot = (slot + 1) & mask) {
-        if (wordHash[slot] !== h || w.first !== first || w.units.length !== e - b) continue;
-        let same = true;
-        for (let k = 0; k < e - b; k++) if (w.units[k] !== units[b + k]) same = false;
-        if (same) break;
-      }
-      if (w === undefined) {
+      const slot = memo.find(h, first, units, b, e);
+      let zero: boolean;
+      if (slot < 0) {
         this.fragile = false;
         this.viterbi(b, e, !first);
         if (this.fragile) return -1;
-        const wordIds = new Int32Array(e - b);
-        const k = this.walkBack(b, e, wordIds, 0);
-        w = { first, units: units.slice(b, e), ids: wordIds.slice(0, k), zero: this.best[e] === 0 };
-        if (this.wordCount >= WORD_SLOTS / 2) {
-          words.fill(undefined);
-          this.wordCount = 0;
-          slot = h & mask;
-        }
-        words[slot] = w;
-        wordHash[slot] = h;
-        this.wordCount++;
+        const k = this.walkBack(b, e, ids, count);
+        zero = this.best[e] === 0;
+        memo.add(h, first, zero, units, b, e, ids, count, k);
+        count = k;
+      } else {
+        count = memo.copyIds(slot, ids, count);
+        zero = memo.zero(slot);
       }
-      const wi = w.ids;
-      for (let k = 0; k < wi.length; k++) ids[count++] = wi[k]!;
-      zeroSoFar &&= w.zero;
+      zeroSoFar &&= zero;
       b = e;
     }
     return count;
@@ -296,5 +280,74 @@ export class UnigramTokenizer {
     this.startAt = new Int32Array(cap);
     this.units = new Uint16Array(cap);
     this.isSet = new Uint8Array(cap);
+  }
+}
+
+/**
+ * The word memo: an open-addressing table over flat arenas (a word's units from its '▁' and its ids), so
+ * remembering 65k words makes no objects for the collector to trace.
+ */
+class WordMemo {
+  private readonly hash = new Int32Array(WORD_SLOTS);
+  private readonly flags = new Uint8Array(WORD_SLOTS);
+  private readonly unitsAt = new Int32Array(WORD_SLOTS);
+  private readonly unitsLen = new Int32Array(WORD_SLOTS);
+  private readonly idsAt = new Int32Array(WORD_SLOTS);
+  private readonly idsLen = new Int32Array(WORD_SLOTS);
+  private readonly unitArena = new Uint16Array(WORD_ARENA);
+  private readonly idArena = new Int32Array(WORD_ARENA);
+  private count = 0;
+  private unitsUsed = 0;
+  private idsUsed = 0;
+
+  /** The slot holding units[b..e) (of that kind), or -1. */
+  find(h: number, first: boolean, units: Uint16Array, b: number, e: number): number {
+    const mask = WORD_SLOTS - 1;
+    const want = USED | (first ? FIRST : 0);
+    for (let slot = h & mask; this.flags[slot] !== 0; slot = (slot + 1) & mask) {
+      if (this.hash[slot] !== h || (this.flags[slot]! & (USED | FIRST)) !== want || this.unitsLen[slot] !== e - b) continue;
+      const at = this.unitsAt[slot]!;
+      let k = 0;
+      while (k < e - b && this.unitArena[at + k] === units[b + k]) k++;
+      if (k === e - b) return slot;
+    }
+    return -1;
+  }
+
+  /** Remembers units[b..e) with the ids ids[from..to) (unless longer than an arena). */
+  add(h: number, first: boolean, zero: boolean, units: Uint16Array, b: number, e: number, ids: Int32Array, from: number, to: number): void {
+    const len = e - b;
+    const idn = to - from;
+    if (this.count >= WORD_SLOTS / 2 || this.unitsUsed + len > WORD_ARENA || this.idsUsed + idn > WORD_ARENA) {
+      this.flags.fill(0);
+      this.count = this.unitsUsed = this.idsUsed = 0;
+      if (len > WORD_ARENA || idn > WORD_ARENA) return;
+    }
+    const mask = WORD_SLOTS - 1;
+    let slot = h & mask;
+    while (this.flags[slot] !== 0) slot = (slot + 1) & mask;
+    this.hash[slot] = h;
+    this.flags[slot] = USED | (first ? FIRST : 0) | (zero ? ZERO : 0);
+    this.unitsAt[slot] = this.unitsUsed;
+    this.unitsLen[slot] = len;
+    this.unitArena.set(units.subarray(b, e), this.unitsUsed);
+    this.unitsUsed += len;
+    this.idsAt[slot] = this.idsUsed;
+    this.idsLen[slot] = idn;
+    this.idArena.set(ids.subarray(from, to), this.idsUsed);
+    this.idsUsed += idn;
+    this.count++;
+  }
+
+  /** Appends the slot's ids to out at `at`; returns the new end. */
+  copyIds(slot: number, out: Int32Array, at: number): number {
+    const from = this.idsAt[slot]!;
+    const n = this.idsLen[slot]!;
+    for (let k = 0; k < n; k++) out[at + k] = this.idArena[from + k]!;
+    return at + n;
+  }
+
+  zero(slot: number): boolean {
+    return (this.flags[slot]! & ZERO) !== 0;
   }
 }
