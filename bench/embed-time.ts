@@ -71,7 +71,13 @@ const stat = await createStaticEmbedder(StaticOptions.parse({ type: 'static' }),
 await run(`static (${stat.id})`, stat, Number(values.n));
 await run('lexical dim 4096', createLexicalEmbedder(LexicalOptions.parse({ type: 'lexical', dim: 4096 })), Number(values.n));
 // The vector `auto` and `expert` route on: both of the above joined.
-const joined = ConcatOptions.parse({ type: 'concat', members: [{ type: 'lexical', dim: 4096 }, { type: 'static', artifact: values.artifact }] });
+const joined = ConcatOptions.parse({
+  type: 'concat',
+  members: [
+    { type: 'lexical', dim: 4096 },
+    { type: 'static', artifact: values.artifact },
+  ],
+});
 await run('concat lexical 4096 + static', await createConcatEmbedder(joined, { resolvePath: (p) => p }), Number(values.n));
 if (Number(values['use-lite-n']) > 0)
   await run(
