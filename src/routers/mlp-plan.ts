@@ -2,7 +2,7 @@
 // of such networks over slices of the input, each times a prior table and a weight, summed) run here
 // without onnxruntime. Why: an onnxruntime-node call costs ~20 µs before any arithmetic (tensor, N-API,
 // a setImmediate hop, a node at a time), and its dense first layer reads every weight row although a
-// hashed n-gram vector is ~95% zeros: the P3 guard's 4352 x 128 layer is 2.2 MB a call, which under load
+// hashed n-gram vector is ~90% zeros: the P3 guard's 4352 x 128 layer is 2.2 MB a call, which under load
 // comes from L3 or memory. Here the input's nonzero entries are listed once and the wasm kernel of
 // util/mlp-kernels.ts (the trainer's own forward kernel) adds only their weight rows; the small layers
 // after it run in JS. Arithmetic is f64 over the file's f32 weights, in the order of the trainer's JS
