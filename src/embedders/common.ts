@@ -72,6 +72,15 @@ export interface SparseEmbedder {
   embedSparse(text: string): { n: number; idx: Int32Array; val: Float32Array };
 }
 
+/**
+ * Where a vector's non-zeros are, when whoever made it listed them (a concat of a sparse member): a router
+ * reading the vector (mlp-plan.ts) then skips its own pass over the zeros. Vectors are never mutated once
+ * handed out, so the list stays true; weak keys, so it goes with the vector.
+ */
+const nonZeroLists = new WeakMap<Float32Array, Int32Array>();
+export const rememberNonZeros = (v: Float32Array, idx: Int32Array): void => void nonZeroLists.set(v, idx);
+export const knownNonZeros = (v: Float32Array): Int32Array | undefined => nonZeroLists.get(v);
+
 export const isSparseEmbedder = (e: Embedder): e is Embedder & SparseEmbedder =>
   typeof (e as Partial<SparseEmbedder>).embedSparse === 'function';
 

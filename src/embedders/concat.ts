@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineEmbedder, type Embedder, type EmbedderContext } from './types.js';
-import { cacheSizeOption, isSparseEmbedder, isSyncEmbedder, type SyncEmbedder } from './common.js';
+import { cacheSizeOption, isSparseEmbedder, isSyncEmbedder, rememberNonZeros, type SyncEmbedder } from './common.js';
 import lexical, { LexicalOptions } from './lexical.js';
 import useLite, { UseLiteOptions } from './use-lite.js';
 import onnx, { OnnxOptions } from './onnx.js';
@@ -86,11 +86,13 @@ export function combineVectors(parts: readonly Part[], dims: readonly number[], 
   let n = 0;
   let ss = 0;
   let at = 0;
+  let hasSparse = false;
   for (let i = 0; i < parts.length; i++) {
     const p = parts[i]!;
     const d = dims[i]!;
     const s = Math.sqrt(weights[i]! / total);
     if (!(p instanceof Float32Array)) {
+      hasSparse = true;
       // The same values in the same order as the dense loop below, without walking the zeros.
       const { idx, val } = p;
       for (let j = 0; j < p.n; j++) {
@@ -127,6 +129,7 @@ export function combineVectors(parts: readonly Part[], dims: readonly number[], 
       out[i] = out[i]! * inv;
     }
   }
+  if (hasSparse) rememberNonZeros(out, nz.slice(0, n));
   return out;
 }
 

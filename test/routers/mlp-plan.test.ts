@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import concat, { ConcatOptions } from '../../src/embedders/concat.js';
+import { knownNonZeros } from '../../src/embedders/common.js';
 import { OnnxMlp } from '../../src/routers/mlp.js';
 import { readExportedGraph } from '../../src/routers/mlp-plan.js';
 import { ONNX_FILE } from '../../src/routers/artifacts.js';
@@ -59,6 +61,26 @@ describe('mlp plan (the trainer graphs without onnxruntime)', () => {
       for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
     }
     expect(worst).toBeLessThan(2e-6); // f64 here, f32 there
+  });
+
+  it("reads a concat vector's list of non-zeros instead of scanning it, with the same result", async () => {
+    const mlp = await OnnxMlp.load(join(ROUTERS, 'p3-concat-static-mlp-shapes'));
+    onTestFinished(() => mlp.close());
+    const e = await concat.create(
+      ConcatOptions.parse({ type: 'concat', members: [{ type: 'lexical', dim: 4096 }, { type: 'static' }], weights: [1, 1] }),
+      { resolvePath: (p) => join(ROUTERS, p) },
+    );
+    onTestFinished(() => e.close());
+    const texts = ['hi there!', 'What is a tort?', ...TOPICS.flatMap((t) => [0, 1, 2].map((i) => prompt(t, i)))];
+    const vectors = await Promise.all(texts.map((t) => e.embed(t)));
+    for (const v of vectors) expect(knownNonZeros(v)).toBeDefined();
+    const listed: Float32Array[] = [];
+    for (const v of vectors) listed.push(await mlp.run(v));
+    for (let i = 0; i < vectors.length; i++) {
+      const plain = Float32Array.from(vectors[i]!); // the same values, no list: scanned
+      expect(knownNonZeros(plain)).toBeUndefined();
+      expect(await mlp.run(plain)).toEqual(listed[i]);
+    }
   });
 
   it("gives a plain MLP's predict() bit for bit (sigmoid and tanh/softmax)", async () => {
