@@ -1,7 +1,7 @@
 // CPU per routing decision of the shipped demo policies, in process: configs/default.yaml compiled as the
 // gateway compiles it, routeRequest() on distinct generated prompts one at a time, process CPU time
 // (all threads) per decision. Less noisy than req/s on a shared machine, and the thing to profile:
-//   npx tsc -p tsconfig.json && node dist/bench/shipped-decisions.js [--n 3000] [--rounds 3]
+//   npx tsc -p tsconfig.json && node dist/bench/shipped-decisions.js [--n 3000] [--rounds 3] [--policy auto]
 //   node --cpu-prof --cpu-prof-dir=/tmp/prof dist/bench/shipped-decisions.js
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,17 +13,20 @@ import { compileRuntime, createSharedPools } from '../src/runtime/compile.js';
 import { describeMachine, machine } from './lib/machine.js';
 import { syntheticPrompt } from './lib/prompts.js';
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '3000' }, rounds: { type: 'string', default: '3' } } });
+const { values } = parseArgs({
+  options: { n: { type: 'string', default: '3000' }, rounds: { type: 'string', default: '3' }, policy: { type: 'string' } },
+});
 const N = Number(values.n);
 const ROUNDS = Number(values.rounds);
-const POLICIES = ['auto', 'auto-open', 'expert'];
+const POLICIES = values.policy === undefined ? ['auto', 'auto-open', 'expert'] : [values.policy];
 const META = { endpoint: '/v1/chat/completions', messages: 1, has_tools: false, stream: false, user: '' };
 
 const file = join(import.meta.dirname, '../../configs/default.yaml');
 // The backends are never called: decisions only.
 const yaml = readFileSync(file, 'utf8').replace(/\$\{SIGNALMAN_MOCK_URL:-[^}]*\}/g, 'http://127.0.0.1:9');
 const shared = createSharedPools();
-const runtime = await compileRuntime(parseConfigText(yaml, file), shared, 1);
+// Scored here, on this thread: the decision's own cost (no scoring threads).
+const runtime = await compileRuntime(parseConfigText(yaml, file), shared, 1, { scoringThreads: false });
 const state = new RoutingState();
 let next = 1_000_000; // a stream of prompts of its own: every decision misses the caches
 const perDecision: Record<string, number[]> = {};

@@ -83,7 +83,7 @@ export async function calibratePolicyCommand(argv: string[]): Promise<number> {
   const shared = createSharedPools();
   try {
     const loaded = await loadConfigFile(resolve(values.config));
-    const runtime = await compileRuntime(loaded, shared, 1);
+    const runtime = await compileRuntime(loaded, shared, 1, { scoringThreads: false });
     try {
       if (values.split !== 'all' && values.split !== 'train') throw new Error(`--split must be all or train, got '${values.split}'`);
       const prompts = await readPrompts(values.prompts, values.split);

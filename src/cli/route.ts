@@ -123,7 +123,7 @@ export async function routeCommand(argv: string[]): Promise<number> {
   const shared = createSharedPools();
   try {
     const rows = await readPromptRows(values.prompts);
-    const runtime = await compileRuntime(await loadConfigFile(resolve(values.config)), shared, 1);
+    const runtime = await compileRuntime(await loadConfigFile(resolve(values.config)), shared, 1, { scoringThreads: false });
     try {
       const policies = values.policy ?? [...runtime.policies.keys()];
       const missing = policies.filter((p) => !runtime.policies.has(p));

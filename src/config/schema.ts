@@ -316,6 +316,15 @@ export const Server = z
       .strict()
       .default({ ratio: 0.2, min_per_s: 5 })
       .describe('Caps retries and fallbacks per process, so an outage does not multiply the load on upstreams.'),
+    routing_threads: z
+      .number()
+      .int()
+      .min(0)
+      .max(64)
+      .default(0)
+      .describe(
+        'Worker threads that embed, guard and score routed requests (policies with an on-thread embedder: lexical, static, or a concat of them) so the event loop only forwards. 0: the event loop scores. One per spare core; the event loop scores itself while they are busy or restarting.',
+      ),
     access_log: z.boolean().default(true).describe('One log line per request.'),
     watch: z.boolean().default(true).describe('Reload when the config file changes.'),
     drain_timeout_ms: z

@@ -64,7 +64,7 @@ export function workerFileFor(callerUrl: string, base: string): { worker: URL; t
  * Node 20 does not apply `--import tsx` from a worker's execArgv, so a .ts worker starts from a small
  * CommonJS bootstrap that registers tsx's loader and then imports the real file. Sources only.
  */
-function newWorker(file: URL, tsLoader: boolean, opts: { workerData: unknown; name: string }): Worker {
+export function newWorker(file: URL, tsLoader: boolean, opts: { workerData: unknown; name: string }): Worker {
   if (!tsLoader) return new Worker(file, opts);
   // The .mjs entry: tsx's CommonJS build resolves its loader relative to the wrong folder when imported.
   const api = pathToFileURL(

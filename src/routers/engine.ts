@@ -12,6 +12,7 @@ import { checkScores, decide, effectiveLambda, orderFrom, type Decision, type De
 import type { RoutingState } from './state.js';
 import { conversationKey } from './sticky.js';
 import type { CandidateScore, GuardResult, RouteQuery } from './types.js';
+import type { ScoringThreads } from './scoring-threads.js';
 
 export interface RouteInput {
   policy: CompiledPolicy;
@@ -29,6 +30,8 @@ export interface RouteInput {
   dryRun?: boolean;
   /** Called with the prompt's embedding when one was computed (online learning keeps it for feedback). */
   onEmbedding?: (embedding: Float32Array) => void;
+  /** Scoring threads (server.routing_threads); the event loop scores when absent or when they decline. */
+  scoring?: ScoringThreads | null;
   now?: number;
 }
 
@@ -145,51 +148,21 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
   const cacheKey = policy.scoreCache?.key(text);
   const hit = cacheKey === undefined ? undefined : policy.scoreCache?.get(cacheKey);
   const scoreCacheHit = hit !== undefined;
-  let embedCacheHit = false;
-  let guard: GuardResult | null = hit?.guard ?? null;
-  let embedMs = 0;
-  let guardMs = 0;
-  let scoreMs = 0;
-  let scores: readonly CandidateScore[];
+  let found: Scored;
+  let scoredOn: 'worker' | undefined;
   if (hit === undefined) {
-    let embedding: Float32Array | null = null;
-    const g = policy.guard;
-    // A guard on one member of the policy's concat judges first: a prompt it turns away costs that
-    // member's vector only (its timing is the guard's).
-    if (g?.checkText !== undefined && policy.embedder !== null) {
-      const tg = performance.now();
-      guard = await g.checkText(text);
-      guardMs = performance.now() - tg;
-    }
-    // After an early verdict the policy's vector is for the router (on a prompt let through) or for
-    // online learning, which keeps every vector it was given before.
-    const wanted = policy.router.needsEmbedding || g !== null;
-    const still = guard === null || (guard.inDomain && policy.router.needsEmbedding) || input.onEmbedding !== undefined;
-    if (wanted && still && policy.embedder !== null) {
-      const te = performance.now();
-      const r = await policy.embedder.embedCached(text, input.cancel);
-      embedding = r.vec;
-      embedCacheHit = r.hit;
-      embedMs = performance.now() - te;
-    }
-    if (embedding !== null) input.onEmbedding?.(embedding);
-    if (g !== null && guard === null && embedding !== null) {
-      const tg = performance.now();
-      guard = await g.check(embedding);
-      guardMs = performance.now() - tg;
-    }
-    if (guard !== null && !guard.inDomain) {
-      scores = [];
-    } else {
-      const ts = performance.now();
-      scores = await policy.router.score({ text, embedding, candidates: policy.candidateNames, meta: input.meta });
-      checkScores(policy, scores);
-      scoreMs = performance.now() - ts;
-    }
-    if (cacheKey !== undefined) policy.scoreCache?.set(cacheKey, { scores, guard });
+    // A scoring thread takes the work when the policy is served by one and has room; a worker lost
+    // mid-request (null) or none at all: the event loop scores, with the same code.
+    const away = input.onEmbedding === undefined ? input.scoring?.score(policy.name, text, input.meta) : undefined;
+    const remote = away === undefined ? null : await away;
+    if (remote !== null) scoredOn = 'worker';
+    found = remote ?? (await scoreText(policy, text, input.meta, input.cancel, input.onEmbedding));
+    if (found.guard === null || found.guard.inDomain) checkScores(policy, found.scores);
+    if (cacheKey !== undefined) policy.scoreCache?.set(cacheKey, { scores: found.scores, guard: found.guard });
   } else {
-    scores = hit.scores;
+    found = { guard: hit.guard, scores: hit.scores, embedCacheHit: false, embedMs: 0, guardMs: 0, scoreMs: 0 };
   }
+  const { guard, scores, embedCacheHit, embedMs, guardMs, scoreMs } = found;
   if (guard !== null && !guard.inDomain) {
     const g = cfg.guard as NonNullable<typeof cfg.guard>;
     if (g.on_out_of_domain === 'reject') {
@@ -200,13 +173,15 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
     }
     const chosen = g.fallback as string;
     const timingsMs = { extract: t1 - t0, embed: embedMs, guard: guardMs, score: 0, decide: 0 };
-    return decisionOf(policy, chosen, orderFrom(chosen, policy), 'guard_fallback', {
+    const out = decisionOf(policy, chosen, orderFrom(chosen, policy), 'guard_fallback', {
       guard,
       embedCacheHit,
       scoreCacheHit,
       candidates: [],
       timingsMs,
     });
+    if (scoredOn !== undefined) out.scoredOn = scoredOn;
+    return out;
   }
   const t4 = performance.now();
   const steer = input.state.steerFor(cfg);
@@ -240,5 +215,67 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
   });
   out.lambda = cfg.objective.kind === 'utility' ? effectiveLambda({ policy, lambda: steered, qualityBias: input.qualityBias }) : null;
   if (skipped !== undefined && skipped.length > 0) out.skipped = skipped;
+  if (scoredOn !== undefined) out.scoredOn = scoredOn;
   return out;
+}
+
+/** What scoring a prompt's text found: the guard's verdict, each candidate's score (none when the guard turned it away), stage times. */
+export interface Scored {
+  guard: GuardResult | null;
+  scores: readonly CandidateScore[];
+  embedCacheHit: boolean;
+  embedMs: number;
+  guardMs: number;
+  scoreMs: number;
+}
+
+/**
+ * Embed, guard and score one prompt text under a policy: stages 6-7, the part of a decision that is a
+ * function of the text and the request's metadata alone (so a scoring thread can run it too).
+ */
+export async function scoreText(
+  policy: CompiledPolicy,
+  text: string,
+  meta: RouteQuery['meta'],
+  cancel?: CancelSource,
+  onEmbedding?: (embedding: Float32Array) => void,
+): Promise<Scored> {
+  let embedding: Float32Array | null = null;
+  let guard: GuardResult | null = null;
+  let embedCacheHit = false;
+  let embedMs = 0;
+  let guardMs = 0;
+  let scoreMs = 0;
+  const g = policy.guard;
+  // A guard on one member of the policy's concat judges first: a prompt it turns away costs that
+  // member's vector only (its timing is the guard's).
+  if (g?.checkText !== undefined && policy.embedder !== null) {
+    const tg = performance.now();
+    guard = await g.checkText(text);
+    guardMs = performance.now() - tg;
+  }
+  // After an early verdict the policy's vector is for the router (on a prompt let through) or for
+  // online learning, which keeps every vector it was given before.
+  const wanted = policy.router.needsEmbedding || g !== null;
+  const still = guard === null || (guard.inDomain && policy.router.needsEmbedding) || onEmbedding !== undefined;
+  if (wanted && still && policy.embedder !== null) {
+    const te = performance.now();
+    const r = await policy.embedder.embedCached(text, cancel);
+    embedding = r.vec;
+    embedCacheHit = r.hit;
+    embedMs = performance.now() - te;
+  }
+  if (embedding !== null) onEmbedding?.(embedding);
+  if (g !== null && guard === null && embedding !== null) {
+    const tg = performance.now();
+    guard = await g.check(embedding);
+    guardMs = performance.now() - tg;
+  }
+  let scores: readonly CandidateScore[] = [];
+  if (guard === null || guard.inDomain) {
+    const ts = performance.now();
+    scores = await policy.router.score({ text, embedding, candidates: policy.candidateNames, meta });
+    scoreMs = performance.now() - ts;
+  }
+  return { guard, scores, embedCacheHit, embedMs, guardMs, scoreMs };
 }

@@ -33,6 +33,8 @@ export interface Decision {
    * upstream retry-after, or saturated with on_overload: next_best); absent when none was.
    */
   skipped?: readonly Skipped[];
+  /** 'worker': embed, guard and score ran on a scoring thread (server.routing_threads); absent: on the event loop, or nothing ran. */
+  scoredOn?: 'worker';
 }
 
 export interface DecideInput {

@@ -11,12 +11,15 @@ import type { CompiledPolicy } from './compile.js';
 import { fixedDecision, routeRequest, unavailableOf } from './engine.js';
 import type { Decision } from './policy.js';
 import type { RoutingState } from './state.js';
+import type { ScoringThreads } from './scoring-threads.js';
 
 const QUALITY_BIAS_HEADER = 'x-signalman-quality-bias';
 
 export interface RoutingTable {
   readonly backends: ReadonlyMap<string, CompiledBackend>;
   readonly policies: ReadonlyMap<string, CompiledPolicy>;
+  /** Scoring threads (server.routing_threads), or null: the event loop scores. */
+  readonly scoring?: ScoringThreads | null;
 }
 
 export interface ResolveInput {
@@ -79,6 +82,7 @@ export function resolveRoute(input: ResolveInput): Resolution | Promise<Resoluti
     cancel: input.cancel,
     dryRun: input.dryRun,
     onEmbedding: input.onEmbedding,
+    scoring: table.scoring,
   }).then((d) => withOrder(table, d));
 }
 
@@ -98,6 +102,7 @@ export function shadowDecision(input: Omit<ResolveInput, 'dryRun' | 'onEmbedding
     headers: input.headers,
     state: input.state,
     dryRun: true,
+    scoring: input.table.scoring,
   });
 }
 

@@ -9,6 +9,8 @@ import type { Config } from '../config/schema.js';
 import type { CachedEmbedder } from '../embedders/cache.js';
 import { ConfigError, ConfigErrors } from '../errors.js';
 import { compilePolicy, type CompiledPolicy } from '../routers/compile.js';
+import { ScoringThreadPool } from '../routers/scoring-threads.js';
+import { isSyncEmbedder } from '../embedders/common.js';
 import { compileBackend, type CompiledBackend } from '../upstream/backend.js';
 import { Breaker, RetryBudget } from '../upstream/breaker.js';
 import { createPoolRegistry, newPool, poolKey } from '../upstream/pools.js';
@@ -49,13 +51,32 @@ export interface Runtime {
   readonly retryBudget: RetryBudget;
   /** Client keys; `open` when none are configured. */
   readonly keys: KeyTable;
+  /** Scoring threads for the policies they can serve (server.routing_threads > 0), or null. */
+  readonly scoring: ScoringThreadPool | null;
   /** Releases the shared pools and embedders this runtime holds. */
   dispose(): Promise<void>;
 }
 
 const BASE_FORWARD_HEADERS = ['accept', 'user-agent', 'openai-beta'];
 
-export async function compileRuntime(loaded: LoadedConfig, shared: SharedPools, generation: number): Promise<Runtime> {
+/**
+ * Policies a scoring thread can serve: an embedder that computes on the calling thread (a worker has
+ * nothing to add to use-lite's or onnx's own worker pools, or to a remote call) and a router with no
+ * state fed at run time (kNN with learn.online learns on the event loop's copy).
+ */
+const threadable = (p: CompiledPolicy): boolean =>
+  p.embedder !== null && isSyncEmbedder(p.embedder.inner) && p.router.addRows === undefined;
+
+export async function compileRuntime(
+  loaded: LoadedConfig,
+  shared: SharedPools,
+  generation: number,
+  opts: {
+    /** false: no scoring threads whatever the config says (CLI tools that score one prompt at a time). */
+    scoringThreads?: boolean;
+    onScoringEvent?: (message: string, err?: Error) => void;
+  } = {},
+): Promise<Runtime> {
   const { config, file } = loaded;
   const baseDir = dirname(file);
   const resolvePath = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
@@ -103,6 +124,23 @@ export async function compileRuntime(loaded: LoadedConfig, shared: SharedPools, 
     }
     if (problems.length > 0) throw new ConfigErrors(problems);
 
+    let scoring: ScoringThreadPool | null = null;
+    const served = config.policies.filter((p) => threadable(policies.get(p.name) as CompiledPolicy));
+    if (config.server.routing_threads > 0 && served.length > 0 && opts.scoringThreads !== false) {
+      try {
+        scoring = await ScoringThreadPool.start({
+          threads: config.server.routing_threads,
+          policies: served,
+          baseDir,
+          ...(opts.onScoringEvent === undefined ? {} : { onEvent: opts.onScoringEvent }),
+        });
+      } catch (err) {
+        const where = loaded.locate(['server', 'routing_threads']);
+        throw new ConfigErrors([new ConfigError(file, where.line, where.column, (err as Error).message)]);
+      }
+      closers.push(scoring);
+    }
+
     // Settings of process-wide state apply once this config is known to be good.
     for (const b of backends.values()) b.breaker.configure(b.config.breaker);
     shared.retryBudget.configure(config.server.retry_budget);
@@ -132,6 +170,7 @@ export async function compileRuntime(loaded: LoadedConfig, shared: SharedPools, 
       modelsJson,
       forwardHeaders: [...new Set([...BASE_FORWARD_HEADERS, ...config.server.forward_headers])],
       keys,
+      scoring,
       retryBudget: shared.retryBudget,
       dispose,
     };

@@ -102,7 +102,9 @@ export class RuntimeRef {
     let status: ReloadStatus;
     try {
       const loaded = await loadConfigFile(this.file);
-      const runtime = await compileRuntime(loaded, this.shared, generation);
+      const runtime = await compileRuntime(loaded, this.shared, generation, {
+        onScoringEvent: (message, err) => this.log.warn({ generation, ...(err === undefined ? {} : { err }) }, message),
+      });
       try {
         for (const prepare of this.preparers) await prepare(runtime);
       } catch (err) {

@@ -74,6 +74,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   });
   if (metrics !== undefined) {
     metrics.setKnown(known(ref.current!));
+    metrics.watchScoring(() => ref.current?.scoring?.stats() ?? null);
     registerResilienceMetrics(metrics.registry, () => ref.current); // breakers, retry budget, pool queues
     metrics.configReloaded(true, ref.current!.generation);
     ref.onReload((s, rt) => {
