@@ -23,7 +23,7 @@ import {
   routingVerdicts,
   shippedVerdicts,
 } from './lib/routing-summary.js';
-import { runShipped, SHIPPED_PASSTHROUGH, type DecisionTiming } from './lib/routing-shipped.js';
+import { runShipped, SHIPPED_PASSTHROUGH, SHIPPED_POLICIES, type DecisionTiming } from './lib/routing-shipped.js';
 import { startGateway, startMock, type ServerProc } from './lib/servers.js';
 
 const PARTS = ['inproc', 'gateway', 'interference', 'shipped'] as const;
@@ -133,16 +133,31 @@ export async function runRoutingBench(): Promise<{ file: string; failed: number 
     }
   }
 
-  let shipped: { cells: GwCell[]; timings: DecisionTiming[] } = { cells: [], timings: [] };
+  // The demo config as shipped (scoring threads on), then the same with routing_threads: 0 (every decision
+  // on the event loop): each against the pass-through of its own gateway and rounds.
+  const none = (): { cells: GwCell[]; timings: DecisionTiming[] } => ({ cells: [], timings: [] });
+  let shipped = none();
+  let onLoop = none();
   if (k.parts.includes('shipped')) {
     // The other parts' numbers are still worth writing when the demo config cannot be served.
     try {
       shipped = await runShipped(k.gateway, k.shippedDecisions, log);
+      onLoop = await runShipped(k.gateway, k.shippedDecisions, (l) => log(`[routing_threads: 0] ${l}`), 0);
     } catch (err) {
       notes.push(`shipped part failed: ${(err as Error).message.split('\n').slice(0, 3).join(' ')}`);
     }
   }
   const shippedRows = aggregateGateway(shipped.cells, new Map([['passthrough', `pass-through (backend ${SHIPPED_PASSTHROUGH} named)`]]));
+  const LOOP = '@routing_threads=0';
+  const loopRows = aggregateGateway(
+    onLoop.cells.map((c) => ({ ...c, target: `${c.target}${LOOP}` })),
+    new Map([
+      [`passthrough${LOOP}`, `pass-through, routing_threads: 0`],
+      ...SHIPPED_POLICIES.map((p) => [`${p}${LOOP}`, `${p}, routing_threads: 0`] as const),
+    ]),
+    `passthrough${LOOP}`,
+  );
+  const loopTimings = onLoop.timings.map((t) => ({ ...t, policy: `${t.policy}${LOOP}` }));
 
   const inprocRows = aggregateInproc(inproc.passes, policies);
   const gwRows = aggregateGateway(gwCells, labels);
@@ -154,7 +169,7 @@ export async function runRoutingBench(): Promise<{ file: string; failed: number 
     gateway: gwRows,
     interference: intRows,
     verdicts,
-    shipped: { rows: shippedRows, timings: shipped.timings },
+    shipped: { rows: [...shippedRows, ...loopRows], timings: [...shipped.timings, ...loopTimings] },
   });
   const end = machine();
   console.log(`\nload average ${m.loadAvg1} at the start, ${end.loadAvg1} at the end (${m.cores} cores)`);
@@ -181,9 +196,9 @@ export async function runRoutingBench(): Promise<{ file: string; failed: number 
     useLiteConcurrent: inproc.concurrent,
     gateway: gwRows,
     interference: intRows,
-    shipped: { gateway: shippedRows, decisions: shipped.timings },
+    shipped: { gateway: shippedRows, decisions: shipped.timings, routingThreads0: { gateway: loopRows, decisions: loopTimings } },
     verdicts,
-    raw: { passes: inproc.passes, gateway: gwCells, interference: intCells, shipped: shipped.cells },
+    raw: { passes: inproc.passes, gateway: gwCells, interference: intCells, shipped: shipped.cells, shippedRoutingThreads0: onLoop.cells },
   });
   console.log(`\nwrote ${file} (and bench/results/latest-routing.json)`);
   return { file, failed: verdicts.filter((v) => v.pass === false).length };

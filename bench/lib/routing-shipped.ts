@@ -36,18 +36,26 @@ function shippedDir(): string {
   return join(root, 'configs');
 }
 
-const shippedConfig = (port: number): string => readFileSync(CONFIG, 'utf8').replace(/^(\s*port:\s*)8080\b/m, `$1${port}`);
+/** The demo config on `port`; `threads` overrides its server.routing_threads (the bench's "off" run). */
+function shippedConfig(port: number, threads?: number): string {
+  const text = readFileSync(CONFIG, 'utf8').replace(/^(\s*port:\s*)8080\b/m, `$1${port}`);
+  if (threads === undefined) return text;
+  if (!/^\s*routing_threads:\s*\d+/m.test(text)) throw new Error(`${CONFIG} sets no server.routing_threads to override`);
+  return text.replace(/^(\s*routing_threads:\s*)\d+/m, `$1${threads}`);
+}
 
 export async function runShipped(
   k: GatewayKnobs,
   decisions: number,
   log: (line: string) => void,
+  /** Overrides the config's server.routing_threads (undefined: as shipped). */
+  routingThreads?: number,
 ): Promise<{ cells: GwCell[]; timings: DecisionTiming[] }> {
   const mock = await startMock();
   try {
     const gw = await startGateway({
       name: 'signalman-shipped',
-      config: shippedConfig,
+      config: (port) => shippedConfig(port, routingThreads),
       dir: shippedDir(),
       env: { SIGNALMAN_MOCK_URL: mock.origin, REDIS_URL: '' },
     });

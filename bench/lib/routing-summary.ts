@@ -64,8 +64,8 @@ export interface GwRow {
   errors: number;
 }
 
-export function aggregateGateway(cells: readonly GwCell[], labels: ReadonlyMap<string, string>): GwRow[] {
-  const base = new Map(cells.filter((c) => c.target === 'passthrough').map((c) => [c.round, c]));
+export function aggregateGateway(cells: readonly GwCell[], labels: ReadonlyMap<string, string>, baseline = 'passthrough'): GwRow[] {
+  const base = new Map(cells.filter((c) => c.target === baseline).map((c) => [c.round, c]));
   const targets = [...new Set(cells.map((c) => c.target))];
   return targets.map((t) => {
     const g = cells.filter((c) => c.target === t);
@@ -326,7 +326,7 @@ export function printRouting(o: {
   if (sh !== undefined && sh.rows.length > 0) {
     const timing = new Map(sh.timings.map((t) => [t.policy, t]));
     printTable(
-      `Shipped demo policies (configs/default.yaml) in their own gateway, distinct prompts, plain, c=${sh.rows[0]!.concurrency}; decision = POST /v1/route totalMs`,
+      `Shipped demo policies (configs/default.yaml: routing_threads 1) in their own gateway, then the same with routing_threads 0 (scored on the event loop); distinct prompts, plain, c=${sh.rows[0]!.concurrency}; x pass-through = vs the pass-through of the same gateway and round; decision = POST /v1/route totalMs`,
       ['target', 'decision p50 ms', 'decision p99 ms', 'guarded', 'p50 ms', 'p99 ms', 'req/s', 'x pass-through', 'CPU us/req', 'errors'],
       sh.rows.map((r) => {
         const t = timing.get(r.target);
