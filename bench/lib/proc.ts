@@ -19,9 +19,18 @@ export function clockTicks(): number {
 
 /** utime + stime of `pid` in seconds, or null when /proc is unavailable (non-Linux) or the process is gone. */
 export function cpuSeconds(pid: number): number | null {
+  return statCpu(`/proc/${pid}/stat`);
+}
+
+/** The same for the process's main thread only (its thread id is the pid): a Node server's event loop. */
+export function mainThreadCpuSeconds(pid: number): number | null {
+  return statCpu(`/proc/${pid}/task/${pid}/stat`);
+}
+
+function statCpu(file: string): number | null {
   let text: string;
   try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch {
     return null;
   }

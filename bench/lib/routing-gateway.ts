@@ -4,7 +4,7 @@
 // Every routed request carries a prompt never sent before, so the embedding cache always misses.
 import { request } from 'undici';
 import { runLoad, summarize, type LatencySummary, type LoadResult } from './loadgen.js';
-import { cpuSeconds, rssBytes } from './proc.js';
+import { cpuSeconds, mainThreadCpuSeconds, rssBytes } from './proc.js';
 import { chatBody, STREAM, syntheticPrompt } from './prompts.js';
 import { PASSTHROUGH_MODEL, type PolicySpec } from './routing-config.js';
 import type { ServerProc } from './servers.js';
@@ -37,6 +37,8 @@ export interface GwCell extends LoadCell {
   target: GwTarget;
   position: number;
   cpuUsPerReq: number;
+  /** The main thread's share of it (the event loop; scoring and embedding threads excluded). */
+  loopCpuUsPerReq: number;
   rssBytes: number;
 }
 
@@ -108,9 +110,11 @@ async function cell(
   c: number,
   k: GatewayKnobs,
   passthrough = PASSTHROUGH_MODEL,
-): Promise<{ r: LoadResult; cpuUsPerReq: number; cores: number }> {
+): Promise<{ r: LoadResult; cpuUsPerReq: number; loopCpuUsPerReq: number; cores: number }> {
   let cpu0 = Number.NaN;
   let cpu1 = Number.NaN;
+  let loop0 = Number.NaN;
+  let loop1 = Number.NaN;
   const r = await runLoad({
     origin: gw.origin,
     path: PATH,
@@ -121,12 +125,18 @@ async function cell(
     durationMs: k.durationMs,
     check: isCompletion,
     onWindow: (edge) => {
-      if (edge === 'start') cpu0 = cpuSeconds(gw.pid) ?? Number.NaN;
-      else cpu1 = cpuSeconds(gw.pid) ?? Number.NaN;
+      if (edge === 'start') {
+        cpu0 = cpuSeconds(gw.pid) ?? Number.NaN;
+        loop0 = mainThreadCpuSeconds(gw.pid) ?? Number.NaN;
+      } else {
+        cpu1 = cpuSeconds(gw.pid) ?? Number.NaN;
+        loop1 = mainThreadCpuSeconds(gw.pid) ?? Number.NaN;
+      }
     },
   });
   const n = r.totalMs.length;
-  return { r, cpuUsPerReq: n > 0 ? ((cpu1 - cpu0) * 1e6) / n : Number.NaN, cores: (cpu1 - cpu0) / r.elapsedS };
+  const perReq = (s: number) => (n > 0 ? (s * 1e6) / n : Number.NaN);
+  return { r, cpuUsPerReq: perReq(cpu1 - cpu0), loopCpuUsPerReq: perReq(loop1 - loop0), cores: (cpu1 - cpu0) / r.elapsedS };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -165,7 +175,7 @@ export async function runThroughput(
     const shift = round % fast.length;
     const line: string[] = [];
     for (const [position, t] of [...fast.slice(shift), ...fast.slice(0, shift), ...slow].entries()) {
-      const { r, cpuUsPerReq } = await cell(gw, t, STREAM.gateway, k.concurrency, k, passthrough);
+      const { r, cpuUsPerReq, loopCpuUsPerReq } = await cell(gw, t, STREAM.gateway, k.concurrency, k, passthrough);
       const n = r.totalMs.length;
       cells.push({
         round,
@@ -178,6 +188,7 @@ export async function runThroughput(
         rps: n / r.elapsedS,
         totalMs: summarize(r.totalMs),
         cpuUsPerReq,
+        loopCpuUsPerReq,
         rssBytes: rssBytes(gw.pid) ?? Number.NaN,
       });
       line.push(`${t} ${Math.round(n / r.elapsedS)}/s${r.errors ? ` ERR ${r.errors}` : ''}`);

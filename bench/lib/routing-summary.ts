@@ -60,6 +60,8 @@ export interface GwRow {
   /** req/s relative to pass-through in the same round, then the median. */
   xPassthrough: number;
   cpuUsPerReq: number;
+  /** The event loop's (main thread's) part of cpuUsPerReq. */
+  loopCpuUsPerReq: number;
   rssBytes: number;
   errors: number;
 }
@@ -80,6 +82,7 @@ export function aggregateGateway(cells: readonly GwCell[], labels: ReadonlyMap<s
       rps: median(g.map((c) => c.rps)),
       xPassthrough: median(g.map((c) => (base.get(c.round) ? c.rps / base.get(c.round)!.rps : Number.NaN))),
       cpuUsPerReq: median(g.map((c) => c.cpuUsPerReq)),
+      loopCpuUsPerReq: median(g.map((c) => c.loopCpuUsPerReq)),
       rssBytes: Math.max(...g.map((c) => c.rssBytes)),
       errors: g.reduce((s, c) => s + c.errors, 0),
     };
@@ -327,7 +330,7 @@ export function printRouting(o: {
     const timing = new Map(sh.timings.map((t) => [t.policy, t]));
     printTable(
       `Shipped demo policies (configs/default.yaml: routing_threads 1) in their own gateway, then the same with routing_threads 0 (scored on the event loop); distinct prompts, plain, c=${sh.rows[0]!.concurrency}; x pass-through = vs the pass-through of the same gateway and round; decision = POST /v1/route totalMs`,
-      ['target', 'decision p50 ms', 'decision p99 ms', 'guarded', 'p50 ms', 'p99 ms', 'req/s', 'x pass-through', 'CPU us/req', 'errors'],
+      ['target', 'decision p50 ms', 'decision p99 ms', 'guarded', 'p50 ms', 'p99 ms', 'req/s', 'x pass-through', 'CPU us/req', 'event loop us/req', 'errors'],
       sh.rows.map((r) => {
         const t = timing.get(r.target);
         return [
@@ -340,6 +343,7 @@ export function printRouting(o: {
           fmt.int(r.rps),
           fmt.ratio(r.xPassthrough),
           fmt.int(r.cpuUsPerReq),
+          fmt.int(r.loopCpuUsPerReq),
           r.errors,
         ];
       }),
