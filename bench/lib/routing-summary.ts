@@ -330,7 +330,19 @@ export function printRouting(o: {
     const timing = new Map(sh.timings.map((t) => [t.policy, t]));
     printTable(
       `Shipped demo policies (configs/default.yaml: routing_threads 1) in their own gateway, then the same with routing_threads 0 (scored on the event loop); distinct prompts, plain, c=${sh.rows[0]!.concurrency}; x pass-through = vs the pass-through of the same gateway and round; decision = POST /v1/route totalMs`,
-      ['target', 'decision p50 ms', 'decision p99 ms', 'guarded', 'p50 ms', 'p99 ms', 'req/s', 'x pass-through', 'CPU us/req', 'event loop us/req', 'errors'],
+      [
+        'target',
+        'decision p50 ms',
+        'decision p99 ms',
+        'guarded',
+        'p50 ms',
+        'p99 ms',
+        'req/s',
+        'x pass-through',
+        'CPU us/req',
+        'event loop us/req',
+        'errors',
+      ],
       sh.rows.map((r) => {
         const t = timing.get(r.target);
         return [
