@@ -325,6 +325,14 @@ export const Server = z
       .describe(
         'Worker threads that embed, guard and score routed requests (policies with an on-thread embedder: lexical, static, or a concat of them) so the event loop only forwards. 0: the event loop scores. One per spare core; the event loop scores itself while they are busy or restarting.',
       ),
+    routing_threads_min_utilization: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.5)
+      .describe(
+        'With routing_threads: hand a routed request to a thread only while the event loop was busy at least this share of the last 100 ms; below it the event loop scores the request itself, without the hand-off (a message each way and a thread to wake, ~0.3 ms of latency for a lone request). 0: always hand off.',
+      ),
     access_log: z.boolean().default(true).describe('One log line per request.'),
     watch: z.boolean().default(true).describe('Reload when the config file changes.'),
     drain_timeout_ms: z

@@ -58,6 +58,12 @@ export interface ScoringThreadsOptions extends ScoringWorkerData {
   threads: number;
   /** Texts one worker may have waiting before the event loop scores the next one itself. */
   maxInFlight?: number;
+  /**
+   * Hand texts to the threads only while the event loop was busy at least this share of the last
+   * `utilizationWindowMs` (server.routing_threads_min_utilization); 0: always.
+   */
+  minUtilization?: number;
+  utilizationWindowMs?: number;
   /** Called when a worker is lost or restarts (the runtime logs it). */
   onEvent?: (message: string, err?: Error) => void;
 }
@@ -69,6 +75,8 @@ export interface ScoringThreadStats {
   /** Texts scored on a worker / declined (workers full or down, so the event loop scored them). */
   scored: number;
   declined: number;
+  /** Texts the event loop scored itself because it was not busy enough for a hand-off to pay. */
+  idle: number;
   /** Workers lost (crashed or exited) since start. */
   lost: number;
 }
@@ -110,11 +118,28 @@ export class ScoringThreadPool implements ScoringThreads {
   private closed = false;
   private scored = 0;
   private declined = 0;
+  private idle = 0;
   private lost = 0;
+  /** Whether the event loop was busy enough, over the last window, for a hand-off to pay. */
+  private busy: boolean;
+  private readonly utilization: NodeJS.Timeout | null = null;
 
   private constructor(private readonly o: ScoringThreadsOptions) {
     this.index = new Map(o.policies.map((p, i) => [p.name, i]));
     this.maxInFlight = o.maxInFlight ?? 32;
+    const min = o.minUtilization ?? 0;
+    this.busy = min <= 0;
+    if (min > 0) {
+      // A lone request gains nothing from the hand-off and pays for it (a message each way, a thread to
+      // wake): only once the event loop has other work does scoring elsewhere free it for that work.
+      let last = performance.eventLoopUtilization();
+      this.utilization = setInterval(() => {
+        const now = performance.eventLoopUtilization();
+        this.busy = performance.eventLoopUtilization(now, last).utilization >= min;
+        last = now;
+      }, o.utilizationWindowMs ?? 100);
+      this.utilization.unref();
+    }
   }
 
   /** Starts `threads` workers and resolves once each has compiled every policy; rejects with the first load error. */
@@ -139,6 +164,10 @@ export class ScoringThreadPool implements ScoringThreads {
   score(policy: string, text: string, meta: RouteQuery['meta']): Promise<Scored | null> | undefined {
     const p = this.index.get(policy);
     if (p === undefined) return undefined;
+    if (!this.busy) {
+      this.idle++;
+      return undefined;
+    }
     // The least busy live worker; none with room: the event loop scores this one.
     let best: Slot | null = null;
     for (const s of this.slots) {
@@ -170,7 +199,7 @@ export class ScoringThreadPool implements ScoringThreads {
       if (s.worker !== null) alive++;
       inFlight += s.pending.size;
     }
-    return { threads: this.slots.length, alive, inFlight, scored: this.scored, declined: this.declined, lost: this.lost };
+    return { threads: this.slots.length, alive, inFlight, scored: this.scored, declined: this.declined, idle: this.idle, lost: this.lost };
   }
 
   /** The live workers, for tests that need to lose one. */
@@ -181,6 +210,7 @@ export class ScoringThreadPool implements ScoringThreads {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.utilization !== null) clearInterval(this.utilization);
     for (const s of this.slots) if (s.timer !== null) clearTimeout(s.timer);
     const workers = this.workers();
     for (const s of this.slots) this.orphan(s);

@@ -130,6 +130,7 @@ export async function compileRuntime(
       try {
         scoring = await ScoringThreadPool.start({
           threads: config.server.routing_threads,
+          minUtilization: config.server.routing_threads_min_utilization,
           policies: served,
           baseDir,
           ...(opts.onScoringEvent === undefined ? {} : { onEvent: opts.onScoringEvent }),

@@ -458,7 +458,7 @@ export class GatewayMetrics {
         this.labels('alive').set(s?.alive ?? 0);
       },
     });
-    const grown = { scored: 0, declined: 0, lost: 0 };
+    const grown = { scored: 0, declined: 0, idle: 0, lost: 0 };
     const growth = (k: keyof typeof grown, now: number): number => {
       const d = now >= grown[k] ? now - grown[k] : now;
       grown[k] = now;
@@ -466,13 +466,14 @@ export class GatewayMetrics {
     };
     new Counter({
       name: 'signalman_scoring_thread_texts_total',
-      help: 'Prompt texts of routed requests by where they were scored: worker, or declined (every worker busy or restarting: the event loop scored it).',
+      help: 'Prompt texts of routed requests by where they were scored: worker; declined (every worker busy or restarting: the event loop scored it); idle (the event loop was not busy enough for a hand-off to pay: it scored it).',
       labelNames: ['where'],
       registers: [r],
       collect() {
         const s = threads();
         this.labels('worker').inc(growth('scored', s?.scored ?? 0));
         this.labels('declined').inc(growth('declined', s?.declined ?? 0));
+        this.labels('idle').inc(growth('idle', s?.idle ?? 0));
       },
     });
     new Counter({

@@ -33,7 +33,7 @@ ${extra}`;
     stack = await startStack({
       config: (url) => `
 version: 1
-server: { watch: false, access_log: false, routing_threads: ${threads} }
+server: { watch: false, access_log: false, routing_threads: ${threads}, routing_threads_min_utilization: 0 }
 backends:
   - { name: strong, base_url: "${url}/strong/v1", model: gpt-4-1106-preview, price: { input_per_mtok: 10, output_per_mtok: 30 } }
   - { name: weak, base_url: "${url}/weak/v1", model: mixtral-8x7b-instruct-v0.1, price: { input_per_mtok: 0.24, output_per_mtok: 0.24 } }

@@ -15,13 +15,19 @@ import type { ScoringThreadPool } from '../../src/routers/scoring-threads.js';
 const ROOT = join(import.meta.dirname, '../..');
 const SHIPPED = readFileSync(join(ROOT, 'configs/default.yaml'), 'utf8');
 
-/** The demo config at `threads`, in a folder laid out like the repository (its relative paths resolve). */
-function shippedConfig(mockUrl: string, threads: number): string {
+/**
+ * The demo config at `threads`, in a folder laid out like the repository (its relative paths resolve).
+ * `minUtilization` 0 hands every routed request to a thread, however idle the event loop.
+ */
+function shippedConfig(mockUrl: string, threads: number, minUtilization?: number): string {
   const root = mkdtempSync(join(tmpdir(), 'signalman-threads-'));
   mkdirSync(join(root, 'configs'));
   for (const d of ['routers', 'embedders']) symlinkSync(join(ROOT, d), join(root, d), 'dir');
   const file = join(root, 'configs', 'signalman.yaml');
-  const text = SHIPPED.replace(/\$\{SIGNALMAN_MOCK_URL:-[^}]*\}/g, mockUrl).replace(/routing_threads: \d+/, `routing_threads: ${threads}`);
+  const text = SHIPPED.replace(/\$\{SIGNALMAN_MOCK_URL:-[^}]*\}/g, mockUrl).replace(
+    /routing_threads: \d+/,
+    `routing_threads: ${threads}\n  access_log: false${minUtilization === undefined ? '' : `\n  routing_threads_min_utilization: ${minUtilization}`}`,
+  );
   if (!text.includes(`routing_threads: ${threads}`)) throw new Error('configs/default.yaml no longer sets server.routing_threads');
   writeFileSync(file, text);
   return file;
@@ -44,9 +50,9 @@ const POLICIES = ['auto', 'auto-open', 'expert'];
 let mock: MockUpstream;
 const gateways: Gateway[] = [];
 
-async function gateway(threads: number): Promise<Gateway> {
+async function gateway(threads: number, minUtilization?: number): Promise<Gateway> {
   const gw = await startGateway({
-    configFile: shippedConfig(mock.url, threads),
+    configFile: shippedConfig(mock.url, threads, minUtilization),
     logger: pino({ level: 'silent' }),
     host: '127.0.0.1',
     port: 0,
@@ -79,7 +85,7 @@ let onThread: Gateway;
 
 beforeAll(async () => {
   mock = await startMockUpstream({ port: 0 });
-  [onLoop, onThread] = await Promise.all([gateway(0), gateway(1)]);
+  [onLoop, onThread] = await Promise.all([gateway(0), gateway(1, 0)]);
 }, 60_000);
 
 afterAll(async () => {
@@ -173,11 +179,35 @@ describe('scoring threads', () => {
     expect(old.score('auto', 'hello', {})).toBeUndefined();
   });
 
+  it('take the work only while the event loop is busy, as the demo config ships', async () => {
+    const gw = await gateway(1); // routing_threads_min_utilization at its default, 0.5
+    const p = pool(gw);
+    // One request at a time: the event loop is mostly idle, so it scores each itself, with no hand-off.
+    await new Promise((r) => setTimeout(r, 250));
+    for (const content of PROMPTS) expect((await route(gw, 'auto-open', `${content} (alone)`)).scoredOn).toBeUndefined();
+    expect(p.stats()).toMatchObject({ scored: 0, declined: 0 });
+    expect(p.stats().idle).toBeGreaterThanOrEqual(PROMPTS.length);
+    // Many at once keep the event loop busy: within a few windows the thread takes them, same decisions.
+    const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused' });
+    let n = 0;
+    const until = Date.now() + 15_000;
+    while (p.stats().scored === 0 && Date.now() < until) {
+      await Promise.all(
+        Array.from({ length: 32 }, () =>
+          client.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: `Question ${n++}: what is ${n} + ${n}?` }] }),
+        ),
+      );
+    }
+    expect(p.stats().scored).toBeGreaterThan(0);
+  });
+
   it('are a validated setting', () => {
     const base = SHIPPED.replace(/\$\{SIGNALMAN_MOCK_URL:-[^}]*\}/g, 'http://127.0.0.1:9');
     const bad = base.replace(/routing_threads: \d+/, 'routing_threads: -1');
     expect(() => parseConfigText(bad, '/cfg/signalman.yaml', {})).toThrow(/signalman\.yaml:\d+:\d+.*routing_threads/s);
     const many = base.replace(/routing_threads: \d+/, 'routing_threads: 65');
     expect(() => parseConfigText(many, '/cfg/signalman.yaml', {})).toThrow(/routing_threads/);
+    const share = base.replace(/routing_threads: \d+/, 'routing_threads: 1\n  routing_threads_min_utilization: 1.5');
+    expect(() => parseConfigText(share, '/cfg/signalman.yaml', {})).toThrow(/routing_threads_min_utilization/);
   });
 });
