@@ -10,14 +10,14 @@ import { runP2, type P2Run } from '../training/protocols/p2.js';
 import { runP3, type P3Run } from '../training/protocols/p3.js';
 import { type Protocol, type Recipe, findRecipe, recipesFor, shippedRecipe } from '../training/recipes.js';
 import { type Run, cvTable, p1Table, p2Table, p3Table, panels, summarize } from '../training/report.js';
-import { CV_PROTOCOLS, type CvProtocol, type CvRun, crossValidate, isCvProtocol } from '../training/cv.js';
+import { type CvProtocol, type CvRun, crossValidate, isCvProtocol } from '../training/cv.js';
 import { robustnessTable } from '../training/report-robustness.js';
 import type { RobustnessOptions } from '../training/robustness.js';
 
 const USAGE = `usage: signalman eval [--protocol p1|p2|p3] [--router NAME|all]... [--test FILE]...
                       [--data DIR] [--dump FILE | --dump-dir DIR] [--results FILE] [--plot FILE]
                       [--cache-dir DIR | --no-cache] [--bootstrap N] [--no-robustness | --robustness-sample N]
-       signalman eval --cv K [--protocol p1|p2] [--router NAME|all]... [--data DIR] [--results FILE] [--no-robustness]
+       signalman eval --cv K [--protocol p1|p2|p3] [--router NAME|all]... [--data DIR] [--results FILE] [--no-robustness]
 
 Runs the evaluation protocols of ../shared/datasets/PROTOCOLS.md (all three unless --protocol) and
 prints a table per router against the random, zero-router and oracle baselines. Each router is
@@ -30,12 +30,19 @@ trained by its protocol (deterministic: recipe + seed) before it is scored.
   --dump-dir DIR   writes DIR/p1.jsonl.gz, p2.jsonl.gz, p3.jsonl.gz (gzipped; a --dump FILE ending in .gz is too)
   --results FILE   all numbers as JSON       --plot FILE   quality/cost curves as PNG
   --bootstrap N    bootstrap resamples for P1 standard errors (default 200)
-  --no-robustness  skip robustness to prompt shape: each test row (P1 with --cv: each validation row)
+  --no-robustness  skip robustness to prompt shape: each test row (P1 and P3 with --cv: each validation row)
                    also scored as a chat request, behind a system prompt, after an unrelated exchange
                    and without its options (src/training/shapes.ts); one more embedding per shape
   --robustness-sample N   reshape only N test rows per test set (hash-ordered sample; slow embedders)
-  --cv K           K-fold cross-validation inside the train rows instead (P1 and P2): compare or tune
-                   recipes without ever scoring a test half or an out-of-domain set`;
+  --cv K           K-fold cross-validation inside the train rows instead: compare or tune recipes
+                   without ever scoring a test half or an out-of-domain set. P3: folds of its train
+                   split (MMLU negatives folded by whole subject, so each fold's negatives are unseen
+                   subjects); each fold's guard is trained as P3 trains it (fit, threshold on a held-out
+                   part of the other folds, refit) and scored by ID/OOD accuracy and their harmonic mean
+                   (score), and, as a diagnostic, the score at the threshold best for the fold's own
+                   rows (scoreAtBestThreshold); unless --no-robustness also the score on the rows'
+                   shaped copies (scoreShapes) and the share of copies labelled like their original
+                   (agreeShapes)`;
 
 export function parseEvalArgs(argv: string[]) {
   const { values } = parseArgs({
@@ -67,8 +74,6 @@ export function parseEvalArgs(argv: string[]) {
   if (values.cv !== undefined) {
     folds = Number(values.cv);
     if (!Number.isInteger(folds) || folds < 2) throw new Error(`--cv must be a whole number of folds >= 2, got '${values.cv}'`);
-    if (p !== undefined && !isCvProtocol(p))
-      throw new Error(`--cv supports ${CV_PROTOCOLS.join(' and ')}; P3 already picks its threshold on a held-out part of its train split`);
     const clash = (['test', 'dump', 'dump-dir', 'plot'] as const).filter((k) => values[k] !== undefined);
     if (clash.length > 0) throw new Error(`--cv scores folds of the train rows only; it takes no ${clash.map((k) => `--${k}`).join(', ')}`);
   }

@@ -3,17 +3,18 @@ import type { Dataset } from './dataset.js';
 import { type RunContext, embedAll } from './fit.js';
 import { type Matrix, joinRows } from './embed-cache.js';
 import { type Augment, stemDataset } from './augment.js';
-import { SHAPES, shapeDataset } from './shapes.js';
+import { SHAPES, type Shape, shapeDataset } from './shapes.js';
 
 // Training augmentation shared by the protocols: the recipe's `augment` turns each train row into
 // extra rows with the same outcomes. 'stems': the option-less copy (augment.ts); 'shapes': the
 // option-less copy plus the chat, system-prompt and multi-turn copies of shapes.ts, from the 'train'
-// template pool (measurements use the disjoint 'eval' pool).
+// template pool (measurements use the disjoint 'eval' pool); 'stem-chat': the option-less and chat ones.
 
 /** Copy datasets of `rows` of `ds` for one augmentation kind. */
 export function copySets(ds: Dataset, rows: readonly number[], kind: Augment): Array<{ ds: Dataset; source: number[] }> {
   if (kind === 'stems') return [stemDataset(ds, rows)];
-  return SHAPES.map((s) => shapeDataset(ds, rows, s, 'train'));
+  const shapes: readonly Shape[] = kind === 'stem-chat' ? ['stem', 'chat'] : SHAPES;
+  return shapes.map((s) => shapeDataset(ds, rows, s, 'train'));
 }
 
 /**

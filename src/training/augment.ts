@@ -8,8 +8,11 @@ import { type Dataset, sha256Hex } from './dataset.js';
 
 export const STEMS_VERSION = 'stems/v1';
 
-/** A recipe's training augmentation: 'stems' these copies; 'shapes' these plus the chat-shaped ones of shapes.ts. */
-export type Augment = 'stems' | 'shapes';
+/**
+ * A recipe's training augmentation: 'stems' these copies; 'shapes' these plus the chat-shaped ones of
+ * shapes.ts; 'stem-chat' the option-less and chat copies of shapes.ts only.
+ */
+export type Augment = 'stems' | 'shapes' | 'stem-chat';
 
 /** From the first "\nA. " option line that a "\nB. " line follows, to the end. */
 const OPTIONS = /\n\s*A\.\s[\s\S]*?\n\s*B\.\s[\s\S]*$/;

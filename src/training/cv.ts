@@ -1,22 +1,34 @@
 import { createHash } from 'node:crypto';
-import { type Dataset, dataPath, readDataset, readPrices } from './dataset.js';
-import { DEFAULT_KNOBS, mean, p1Evaluate, quantiles } from './metrics.js';
+import { type Dataset, type LabeledRow, type P3Label, dataPath, readDataset, readPrices, sha256Hex } from './dataset.js';
+import { DEFAULT_KNOBS, mean, p1Evaluate, p3Evaluate, quantiles } from './metrics.js';
 import { type ShapedTest, agreement, shapedTests } from './robustness.js';
 import { type EmbedderPool, type RunContext, embedAll, predictRows } from './fit.js';
 import { P1_STRONG, P1_WEAK, p1TrainRows, scoreOf, trainP1 } from './protocols/p1.js';
 import { costsFor, p2TrainRows, scoreP2, trainP2 } from './protocols/p2.js';
+import {
+  type Item,
+  augmentItems,
+  fitGuard,
+  harmonicThreshold,
+  loadP3,
+  p3Decide,
+  p3GroupKey,
+  p3HeldOut,
+  shapedItems,
+} from './protocols/p3.js';
 import type { Protocol, Recipe } from './recipes.js';
 import { stemDataset } from './augment.js';
-import type { Matrix } from './embed-cache.js';
+import { type Matrix, rowOf } from './embed-cache.js';
 import type { TrainedMlp } from './mlp-train.js';
 
 // K-fold cross-validation inside a protocol's TRAIN rows, so recipes can be compared and tuned without
 // ever scoring the test half (or the out-of-domain sets): each fold is trained on the other folds and
 // scored by the protocol's own metrics. Folds are by hash like the protocols' splits, salted per
 // protocol so they cut across the train/test split rather than along it; with 2 folds, fold(id) =
-// bucket('<protocol>-val/' + id).
+// bucket('<protocol>-val/' + id). P3 folds MMLU negatives by subject instead (p3GroupKey), as its own
+// held-out part does: a fold's negatives are then subjects its model never saw, like the test's.
 
-export const CV_PROTOCOLS = ['p1', 'p2'] as const;
+export const CV_PROTOCOLS = ['p1', 'p2', 'p3'] as const;
 export type CvProtocol = (typeof CV_PROTOCOLS)[number];
 export const isCvProtocol = (p: Protocol): p is CvProtocol => (CV_PROTOCOLS as readonly string[]).includes(p);
 
@@ -51,8 +63,21 @@ export interface CvOptions {
   recipe: Recipe;
   pool: EmbedderPool;
   folds: number;
-  /** P1: also score the validation rows' shaped copies (apgrShapes, agreeShapes); default true. */
+  /** P1, P3: also score the validation rows' shaped copies (apgrShapes / scoreShapes, agreeShapes); default true. */
   robustness?: boolean;
+  /** P3: called with what each fold trained on and how it labelled its validation rows (tests, diagnostics). */
+  onP3Fold?: (fold: P3FoldTrace) => void;
+}
+
+/** One P3 fold: its training part (rows, then copies), the part that picked its threshold, and its validation rows. */
+export interface P3FoldTrace {
+  fold: number;
+  train: readonly LabeledRow[];
+  copies: readonly LabeledRow[];
+  thresholdRows: readonly LabeledRow[];
+  threshold: number;
+  validation: readonly LabeledRow[];
+  predicted: readonly P3Label[];
 }
 
 function meanMetrics(perFold: readonly CvFold[]): Record<string, number | null> {
@@ -211,7 +236,116 @@ async function cvP2(opts: CvOptions, ctx: RunContext): Promise<CvRun> {
   };
 }
 
+/** P3 fold of a train row (or of a copy: the same as its source's). */
+export const p3FoldOf = (it: LabeledRow, folds: number): number => foldOf(p3GroupKey(it), P3_SALT, folds);
+const P3_SALT = 'p3-val/';
+/** Inside a fold's training part, the part that picks the threshold (runP3 uses 'p3-val/', taken by the folds). */
+const P3_INNER_SALT = 'p3-cv-val/';
+
+/**
+ * P3 inside its train split (minus the rows quoting GSM8K/MT-Bench, as runP3 drops them): each fold's
+ * model is trained exactly as runP3 trains the guard, on the other folds' rows plus the recipe's
+ * copies of those rows only: fitted on an inner part, threshold picked on the rest (held-out ids;
+ * held-out whole subjects for MMLU negatives), refitted on the whole training part. The fold's own
+ * rows are then labelled by the guard's rule and scored like P3's test: ID accuracy, OOD accuracy and
+ * their harmonic mean. With robustness, also pooled over the fold's 'eval'-pool shaped copies.
+ */
+async function cvP3(opts: CvOptions, ctx: RunContext): Promise<CvRun> {
+  const { mmlu, llm, embedder, train } = await loadP3(opts.recipe, opts.pool, ctx, false);
+  const fold = train.map((it) => p3FoldOf(it, opts.folds));
+  const parts: Item[][] = Array.from({ length: opts.folds }, () => []);
+  train.forEach((it, i) => parts[fold[i]!]!.push(it));
+  const empty = parts.findIndex((p) => p.length === 0);
+  if (empty >= 0)
+    throw new Error(`cross-validation: fold ${empty} of ${opts.folds} is empty (${train.length} train rows); use fewer folds`);
+  // Copies are made for every train row once (their embeddings are cached per copy set) and then go
+  // with their source row's fold: a fold never trains on a copy of a row it is scored on.
+  const copies = await augmentItems(opts.recipe, train, [mmlu, llm], embedder, ctx);
+  const shaped =
+    opts.robustness === false
+      ? []
+      : await shapedItems(
+          train,
+          embedder,
+          `${mmlu.sha256}${llm.sha256}\0${sha256Hex(train.map((it) => it.row.id).join('\n'))}`,
+          ctx,
+          'p3-train',
+        );
+  const heldOut = p3HeldOut(P3_INNER_SALT);
+  const perFold: CvFold[] = [];
+  for (let f = 0; f < opts.folds; f++) {
+    const rest = parts.flatMap((p, k) => (k === f ? [] : p));
+    const restCopies = copies.filter((c) => p3FoldOf(c, opts.folds) !== f);
+    const { model, threshold } = await fitGuard(opts.recipe, rest, restCopies, ctx, heldOut);
+    const decide = (x: Float32Array): P3Label => p3Decide(model.predict(x), threshold.threshold).label;
+    const test = parts[f]!;
+    const predicted = test.map((it) => decide(it.x));
+    const r = p3Evaluate(
+      test.map((it) => it.label),
+      predicted,
+    );
+    opts.onP3Fold?.({
+      fold: f,
+      train: rest,
+      copies: restCopies,
+      thresholdRows: rest.filter(heldOut),
+      threshold: threshold.threshold,
+      validation: test,
+      predicted,
+    });
+    let robust = {};
+    if (shaped.length > 0) {
+      // Pooled over every shape: the P3 score of the fold's shaped copies, and how often a copy gets its original's label.
+      const labelOf = new Map<number, P3Label>();
+      train.forEach((_, i) => {
+        if (fold[i] === f) labelOf.set(i, decide(train[i]!.x));
+      });
+      const source: number[] = [];
+      const labels: P3Label[] = [];
+      for (const t of shaped)
+        t.source.forEach((i, k) => {
+          if (!labelOf.has(i)) return;
+          source.push(i);
+          labels.push(decide(rowOf(t.X, k)));
+        });
+      robust = {
+        scoreShapes: p3Evaluate(
+          source.map((i) => train[i]!.label),
+          labels,
+        ).score,
+        agreeShapes: agreement(
+          source.map((i) => labelOf.get(i)!),
+          labels,
+        ).rate,
+      };
+    }
+    perFold.push({
+      fold: f,
+      trainRows: rest.length,
+      testRows: test.length,
+      metrics: {
+        score: r.score,
+        idAccuracy: r.idAccuracy,
+        oodAccuracy: r.oodAccuracy,
+        threshold: threshold.threshold,
+        // Diagnostic, optimistic: the score at the threshold best for this fold's own rows (how much the picked one loses).
+        scoreAtBestThreshold: harmonicThreshold(model, test).score,
+        ...robust,
+      },
+    });
+  }
+  return {
+    protocol: 'p3',
+    recipe: opts.recipe.name,
+    embedder: embedder.id,
+    folds: opts.folds,
+    split: `p3 train split minus GSM8K/MT-Bench quotes, fold = uint32(sha256('${P3_SALT}' + key)[0:4]) % ${opts.folds}, key = subject for MMLU negatives, else id; threshold picked on bucket('${P3_INNER_SALT}' + key) == 1 of the other folds`,
+    perFold,
+    mean: meanMetrics(perFold),
+  };
+}
+
 export function crossValidate(protocol: CvProtocol, opts: CvOptions, ctx: RunContext): Promise<CvRun> {
   if (!Number.isInteger(opts.folds) || opts.folds < 2) throw new Error(`cross-validation needs at least 2 folds, got ${opts.folds}`);
-  return protocol === 'p1' ? cvP1(opts, ctx) : cvP2(opts, ctx);
+  return protocol === 'p1' ? cvP1(opts, ctx) : protocol === 'p2' ? cvP2(opts, ctx) : cvP3(opts, ctx);
 }

@@ -34,8 +34,16 @@ export interface TrainedEnsemble extends TrainedMlp {
 
 export const isEnsemble = (m: TrainedMlp): m is TrainedEnsemble => (m as Partial<TrainedEnsemble>).ensemble !== undefined;
 
-/** Checks the parts fit together and builds the combined predictor. */
-export function makeEnsemble(inputDim: number, outputDim: number, parts: EnsemblePart[]): TrainedEnsemble {
+/**
+ * Checks the parts fit together and builds the combined predictor. `output` 'softmax': the parts are
+ * classifiers (softmax MLPs without tables) and the mix, a weighted mean of their probabilities, is one.
+ */
+export function makeEnsemble(
+  inputDim: number,
+  outputDim: number,
+  parts: EnsemblePart[],
+  output: 'sigmoid' | 'softmax' = 'sigmoid',
+): TrainedEnsemble {
   if (parts.length === 0) throw new Error('ensemble: no parts');
   const total = parts.reduce((s, p) => s + p.weight, 0);
   if (!(Math.abs(total - 1) < 1e-6) || parts.some((p) => !(p.weight > 0))) {
@@ -51,8 +59,10 @@ export function makeEnsemble(inputDim: number, outputDim: number, parts: Ensembl
       throw new Error(`ensemble part ${k}: table has ${p.table.length} entries, expected ${p.mlp.spec.outputDim} x ${outputDim}`);
     }
     if (out !== outputDim) throw new Error(`ensemble part ${k}: gives ${out} outputs, the ensemble ${outputDim}`);
+    if (output === 'softmax' && (p.table !== undefined || p.mlp.spec.output !== 'softmax'))
+      throw new Error(`ensemble part ${k}: a softmax ensemble mixes softmax MLPs without tables`);
   });
-  const spec: MlpSpec = { inputDim, hidden: [], outputDim, activation: 'relu', output: 'sigmoid' };
+  const spec: MlpSpec = { inputDim, hidden: [], outputDim, activation: 'relu', output };
   return {
     spec,
     weights: [],
@@ -82,7 +92,7 @@ export interface EnsembleMemberRecipe {
   /** Which slice of the input: index of a concat embedder's member, or 'all'. */
   input: number | 'all';
   /**
-   * quality: the MLP predicts the targets. category-prior: a softmax classifier of each row's
+   * quality: the MLP predicts the targets (in a softmax ensemble: classifies). category-prior: a softmax classifier of each row's
    * category (needs categories), whose output is multiplied by each category's mean target.
    * joint: a softmax over the 2^m joint 0/1 outcomes of the m targets (needs 0/1 targets, m <= 4),
    * whose output is multiplied by the 0/1 table of each outcome's targets: a P(correct) per model.
@@ -106,6 +116,12 @@ export interface EnsembleFitInput {
   categories?: readonly string[];
   /** [start, end) of each concat member in the input vector (one slice of all for other embedders). */
   slices: ReadonlyArray<readonly [number, number]>;
+  /**
+   * 'softmax': a classifier; Y are one-hot labels and every member is a 'quality' member whose MLP
+   * ends in a softmax (trained with `sampleWeights`, if any). Default 'sigmoid'.
+   */
+  output?: 'sigmoid' | 'softmax';
+  sampleWeights?: Float32Array;
   onEpoch?: (member: number, epoch: number) => void;
 }
 
@@ -113,6 +129,10 @@ export interface EnsembleFitInput {
 export async function trainEnsemble(members: readonly EnsembleMemberRecipe[], input: EnsembleFitInput): Promise<TrainedEnsemble> {
   const inputDim = input.X[0]!.length;
   const outputDim = input.Y[0]!.length;
+  const output = input.output ?? 'sigmoid';
+  if (output === 'softmax' && members.some((m) => m.kind !== 'quality'))
+    throw new Error("ensemble: a softmax ensemble (a classifier) takes 'quality' members only");
+  if (output === 'sigmoid' && input.sampleWeights !== undefined) throw new Error('ensemble: sample weights are for softmax ensembles only');
   const parts: EnsemblePart[] = [];
   for (const [k, m] of members.entries()) {
     const slice = m.input === 'all' ? ([0, inputDim] as const) : input.slices[m.input];
@@ -129,7 +149,8 @@ export async function trainEnsemble(members: readonly EnsembleMemberRecipe[], in
     const onEpoch = input.onEpoch === undefined ? undefined : (e: number) => input.onEpoch!(k, e);
     const common = { ...m.mlp, seed: m.seed, ...(onEpoch === undefined ? {} : { onEpoch }) };
     if (m.kind === 'quality') {
-      const mlp = await trainMlp(Xs, [...input.Y], { ...common, output: 'sigmoid' });
+      const weights = input.sampleWeights === undefined ? {} : { sampleWeights: input.sampleWeights };
+      const mlp = await trainMlp(Xs, [...input.Y], { ...common, output, ...weights });
       parts.push({ start, end, mlp, weight: m.weight });
       continue;
     }
@@ -179,7 +200,7 @@ export async function trainEnsemble(members: readonly EnsembleMemberRecipe[], in
     const mlp = await trainMlp(Xs, oneHot, { ...common, output: 'softmax' });
     parts.push({ start, end, mlp, table, weight: m.weight });
   }
-  return makeEnsemble(inputDim, outputDim, parts);
+  return makeEnsemble(inputDim, outputDim, parts, output);
 }
 
 const K_MEANS_ITERATIONS = 20;

@@ -76,9 +76,9 @@ export async function fitRecipe(
   extras: FitExtras = {},
 ): Promise<TrainedMlp> {
   if (recipe.ensemble !== undefined) {
-    if (output !== 'sigmoid' || sampleWeights !== undefined)
-      throw new Error(`recipe ${recipe.name}: ensembles predict quality (sigmoid, unweighted rows) only`);
     const members = recipe.ensemble;
+    if (output === 'softmax' && members.some((m) => m.kind !== 'quality'))
+      throw new Error(`recipe ${recipe.name}: a softmax ensemble (a classifier) takes 'quality' members only`);
     const epochs = members.reduce((s, m) => s + (m.mlp?.epochs ?? 1), 0);
     const bar = startProgress(`train ${recipe.name}`, epochs, ctx.progress === undefined ? {} : { enabled: ctx.progress });
     const before = members.map((_, k) => members.slice(0, k).reduce((s, m) => s + (m.mlp?.epochs ?? 1), 0));
@@ -89,6 +89,8 @@ export async function fitRecipe(
         Y,
         ...(cats === undefined ? {} : { categories: rows.map((i) => cats[i]!) }),
         slices: extras.embedder === undefined ? [[0, X.dim]] : slicesOf(extras.embedder),
+        output,
+        ...(sampleWeights === undefined ? {} : { sampleWeights }),
         onEpoch: (k, e) => bar.update(before[k]! + e + 1),
       });
     } finally {

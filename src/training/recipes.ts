@@ -21,9 +21,12 @@ export interface Recipe {
   ensemble?: EnsembleMemberRecipe[];
   /**
    * Also train on copies of the train rows (same outcomes; src/training/augment-copies.ts): 'stems' the
-   * option-less copy, 'shapes' that plus chat, system-prompt and multi-turn copies (src/training/shapes.ts).
+   * option-less copy, 'shapes' that plus chat, system-prompt and multi-turn copies (src/training/shapes.ts),
+   * 'stem-chat' the option-less and chat copies only.
    */
   augment?: Augment;
+  /** P3: sample weight of each augmentation copy relative to an original row (default 1). */
+  copyWeight?: number;
   seed: number;
   /** Has a trained artifact in routers/<name>/. */
   shipped: boolean;
@@ -74,6 +77,57 @@ const P2_ENSEMBLE: EnsembleMemberRecipe[] = [
     seed,
     weight: 0.2,
   })),
+];
+
+/** The shipped P3 guard's MLP (p3-concat-static-mlp-shapes). */
+const P3_MLP = { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 };
+/** p3-lexical-lr's softmax regression. */
+const P3_LR = { hidden: [], epochs: 30, lr: 0.01, batchSize: 256, l2: 5e-6 };
+
+/**
+ * P3 CV candidates (not shipped; no artifact): variants of p3-concat-static-mlp-shapes compared only by
+ * `signalman eval --cv 2 --protocol p3` inside the train split (routers/README.md, the P3 CV table); none was scored on a test set.
+ */
+const p3Candidate = (name: string, note: string, r: Partial<Recipe>): Recipe => ({
+  name,
+  protocol: 'p3',
+  embedder: CONCAT_STATIC,
+  ...(r.ensemble === undefined ? { mlp: P3_MLP } : {}),
+  augment: 'shapes',
+  seed: 1,
+  shipped: false,
+  ...r,
+  note: `CV candidate (routers/README.md, P3 CV): ${note}`,
+});
+
+const P3_CV_CANDIDATES: readonly Recipe[] = [
+  p3Candidate('p3-cv-seeds3', 'p3-concat-static-mlp-shapes averaged over MLP seeds 1-3 (mean of their softmaxes)', {
+    ensemble: [1, 2, 3].map((seed) => ({ input: 'all' as const, kind: 'quality' as const, mlp: P3_MLP, seed, weight: 1 / 3 })),
+  }),
+  p3Candidate('p3-cv-h256', 'p3-concat-static-mlp-shapes with 256 hidden units', { mlp: { ...P3_MLP, hidden: [256] } }),
+  p3Candidate('p3-cv-static2', 'p3-concat-static-mlp-shapes with the static member weighted 2:1 over lexical in the concat', {
+    embedder: { ...CONCAT_STATIC, weights: [1, 2] },
+  }),
+  p3Candidate('p3-cv-stem-chat', 'p3-concat-static-mlp-shapes trained with option-less and chat copies only', { augment: 'stem-chat' }),
+  p3Candidate('p3-cv-mlp-lr', 'one graph: 0.5 x the MLP of p3-concat-static-mlp-shapes + 0.5 x p3-lexical-lr on the lexical part', {
+    ensemble: [
+      { input: 'all', kind: 'quality', mlp: P3_MLP, seed: 1, weight: 0.5 },
+      { input: 0, kind: 'quality', mlp: P3_LR, seed: 1, weight: 0.5 },
+    ],
+  }),
+  p3Candidate('p3-cv-copyw025', 'p3-concat-static-mlp-shapes with each copy weighted 0.25 (the 4 copies of a row weigh as much as it)', {
+    copyWeight: 0.25,
+  }),
+  p3Candidate('p3-cv-mlp-lr-copyw025', 'p3-cv-mlp-lr with each copy weighted 0.25 (p3-cv-copyw025)', {
+    ensemble: [
+      { input: 'all', kind: 'quality', mlp: P3_MLP, seed: 1, weight: 0.5 },
+      { input: 0, kind: 'quality', mlp: P3_LR, seed: 1, weight: 0.5 },
+    ],
+    copyWeight: 0.25,
+  }),
+  p3Candidate('p3-cv-reg', 'p3-concat-static-mlp-shapes with more regularisation: dropout 0.3, l2 3e-4, 20 epochs', {
+    mlp: { ...P3_MLP, dropout: 0.3, l2: 3e-4, epochs: 20 },
+  }),
 ];
 
 export const RECIPES: readonly Recipe[] = [
@@ -276,6 +330,7 @@ export const RECIPES: readonly Recipe[] = [
     best: true,
     note: 'p3-concat-static-mlp trained on the train rows plus their option-less, chat, system-prompt and multi-turn copies (same labels), so an in-domain question asked conversationally is not taken for out-of-domain',
   },
+  ...P3_CV_CANDIDATES,
 ];
 
 export function findRecipe(name: string): Recipe {

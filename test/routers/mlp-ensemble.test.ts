@@ -125,6 +125,41 @@ describe('ensemble of MLPs', () => {
     ).rejects.toThrow(/needs 0\/1 targets/);
   });
 
+  it('softmax ensembles: seeds of a classifier averaged into probabilities, with sample weights; same in onnxruntime', async () => {
+    const rows = makeRows(10, 2);
+    const labels = ['math', 'geo', 'code'] as const;
+    const Y = rows.topics.map((t) => Float32Array.from(labels, (l) => (l === t ? 1 : 0)));
+    const mlp = { hidden: [6], epochs: 30, lr: 0.01, batchSize: 8 };
+    const members: EnsembleMemberRecipe[] = [1, 2].map((seed) => ({ input: 'all', kind: 'quality', mlp, seed, weight: 0.5 }));
+    const sampleWeights = Float32Array.from(rows.topics, (t) => (t === 'code' ? 2 : 1));
+    const m = await trainEnsemble(members, { X: rows.vectors, Y, slices: SLICES, output: 'softmax', sampleWeights });
+    expect(m.spec.output).toBe('softmax');
+    // A weighted mean of softmaxes: a probability vector, each seed's own predictor halved.
+    const x = embedder.embedSync(prompt('geo', 700));
+    const p = m.predict(x);
+    expect(p.reduce((s, v) => s + v, 0)).toBeCloseTo(1, 5);
+    const parts = m.ensemble.parts.map((part) => part.mlp.predict(x));
+    p.forEach((v, o) => expect(v).toBeCloseTo(0.5 * parts[0]![o]! + 0.5 * parts[1]![o]!, 6));
+    expect(parts[0]).not.toEqual(parts[1]); // the seeds differ
+    expect(Array.from(p).indexOf(Math.max(...p))).toBe(1); // geo
+    const dir = await tempDir();
+    await writeMlpArtifact(dir, m, manifestFor(['strong', 'weak'], rows.vectors.length, { labels: [...labels] }));
+    const ort = await OnnxMlp.load(dir);
+    onTestFinished(() => ort.close());
+    for (const v of rows.vectors.slice(0, 5)) {
+      const js = m.predict(v);
+      const rt = await ort.run(v);
+      for (let i = 0; i < 3; i++) expect(rt[i]).toBeCloseTo(js[i]!, 5);
+    }
+    // Only plain members classify, and weights belong to classifiers.
+    await expect(
+      trainEnsemble([{ ...members[0]!, kind: 'joint', weight: 1 }], { X: rows.vectors, Y, slices: SLICES, output: 'softmax' }),
+    ).rejects.toThrow(/'quality' members only/);
+    await expect(trainEnsemble(MEMBERS, { X: rows.vectors, Y: rows.scores, slices: SLICES, sampleWeights })).rejects.toThrow(
+      /softmax ensembles only/,
+    );
+  });
+
   it("centroid priors: k-means clusters, a softmax over them, each cluster's mean outcome; same in onnxruntime", async () => {
     const rows = makeRows(10, 2);
     const members: EnsembleMemberRecipe[] = [

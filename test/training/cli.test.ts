@@ -120,7 +120,7 @@ describe('signalman eval on a small datasets folder', () => {
 });
 
 describe('signalman eval --cv', () => {
-  it('cross-validates P1 and P2 inside the train rows only, on folds that split them evenly by hash', async () => {
+  it('cross-validates P1, P2 and P3 inside the train rows only, on folds that split them evenly by hash', async () => {
     const stdout = quiet();
     const res = join(out, 'cv.json');
     const code = await evalCommand([...LEX, '--data', data, '--no-cache', '--cv', '3', '--results', res]);
@@ -128,8 +128,8 @@ describe('signalman eval --cv', () => {
     expect(code).toBe(0);
     expect(stdout.join('')).toContain('3-fold cross-validation');
     const { cv } = JSON.parse(readFileSync(res, 'utf8')) as { cv: CvRun[] };
-    expect(cv.map((r) => r.protocol)).toEqual(['p1', 'p2']); // P3 has no CV: it is skipped, not failed
-    const [p1, p2] = cv as [CvRun, CvRun];
+    expect(cv.map((r) => r.protocol)).toEqual(['p1', 'p2', 'p3']);
+    const [p1, p2, p3] = cv as [CvRun, CvRun, CvRun];
     // The fixture's MMLU has 10 subjects x 40 rows, one contaminated each: 390 clean rows, about half train.
     const trainRows = p1.perFold.reduce((s, f) => s + f.testRows, 0);
     const all = lines(join(data, 'routellm', 'mmlu.jsonl')).filter((r) => r.contaminated !== true);
@@ -140,6 +140,9 @@ describe('signalman eval --cv', () => {
     expect(p1.mean.apgrStems).toBeGreaterThan(0.6);
     expect(p1.mean.apgr).toBeCloseTo(p1.perFold.reduce((s, f) => s + f.metrics.apgr!, 0) / 3, 12);
     expect(p2.mean.aiq).toBeGreaterThan(p2.mean.zeroRouterAiq!);
+    // P3 (test/training/cv-p3.test.ts checks its folds): the guard's harmonic mean per fold.
+    expect(p3.perFold).toHaveLength(3);
+    expect(p3.mean.score).toBeGreaterThan(0.8);
   }, 60_000);
 
   it('trains an augmented recipe on its train rows plus their option-less copies, and on nothing else', async () => {
@@ -163,9 +166,8 @@ describe('signalman eval --cv', () => {
     for (let i = 0; i < 200; i++) expect(foldOf(`mmlu/x/${i}`, 'p1-val/', 2)).toBe(bucket(`p1-val/mmlu/x/${i}`));
   });
 
-  it('refuses P3, test files and a single fold', async () => {
+  it('refuses test files and a single fold', async () => {
     quiet();
-    expect(await evalCommand(['--cv', '2', '--protocol', 'p3'])).toBe(2);
     expect(await evalCommand(['--cv', '2', '--protocol', 'p1', '--test', 'x.jsonl'])).toBe(2);
     expect(await evalCommand(['--cv', '1'])).toBe(2);
     vi.restoreAllMocks();

@@ -94,9 +94,9 @@ describe('fitRecipe with an ensemble recipe', () => {
       const rt = await ort.run(v);
       for (let i = 0; i < 2; i++) expect(rt[i]).toBeCloseTo(js[i]!, 5);
     }
-    // Ensembles predict quality only.
+    // A classifier (softmax) ensemble takes plain members only: no priors or joint-outcome tables.
     await expect(fitRecipe(recipe, X, rows, Y, 'softmax', { dataDir: '', cacheDir: null, progress: false })).rejects.toThrow(
-      /ensembles predict quality/,
+      /'quality' members only/,
     );
   });
 

@@ -74,6 +74,7 @@ const AUGMENT_NOTE = {
   stems: ', plus a copy of each without its lettered options (src/training/augment.ts)',
   shapes:
     ', plus copies of each without options, as a chat request, behind a system prompt, after an unrelated exchange (src/training/shapes.ts)',
+  'stem-chat': ', plus copies of each without options and as a chat request (src/training/shapes.ts)',
 } as const;
 
 export function scoreOf(pred: Float32Array, i: number): number {

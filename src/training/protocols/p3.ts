@@ -8,6 +8,7 @@ import {
   dataPath,
   overlapChecker,
   p3DomainOf,
+  type P3Split,
   p3Split,
   readDataset,
   rowText,
@@ -18,10 +19,10 @@ import { type EmbedderPool, type RunContext, embedAll, fitRecipe, range } from '
 import { rowOf, type Matrix } from '../embed-cache.js';
 import type { TrainedMlp } from '../mlp-train.js';
 import type { Recipe } from '../recipes.js';
-import { bestHarmonicThreshold } from '../calibrate-router.js';
+import { type HarmonicThreshold, bestHarmonicThreshold } from '../calibrate-router.js';
 import { maxProbScore } from '../../routers/guard.js';
 import type { Embedder } from '../../embedders/types.js';
-import { type Agreement, type RobustnessOptions, agreement, sampleRows, shapedTests } from '../robustness.js';
+import { type Agreement, type RobustnessOptions, type ShapedTest, agreement, sampleRows, shapedTests } from '../robustness.js';
 import type { Shape } from '../shapes.js';
 import { copySets } from '../augment-copies.js';
 
@@ -73,8 +74,10 @@ export interface P3Options {
   robustness?: RobustnessOptions;
 }
 
-interface Item extends LabeledRow {
+export interface Item extends LabeledRow {
   x: Float32Array;
+  /** An augmentation copy of `row` (augmentItems), weighted by the recipe's copyWeight. */
+  copy?: true;
 }
 
 /**
@@ -90,9 +93,20 @@ export function p3Decide(p: Float32Array, threshold: number): { label: P3Label; 
 
 const oneHot = (l: P3Label): Float32Array => Float32Array.from(P3_LABELS, (x) => (x === l ? 1 : 0));
 
+/**
+ * What P3's held-out parts (and its cross-validation folds, cv.ts) are cut by: MMLU negatives by
+ * subject, so that held-out negatives are unseen subjects as the test's are; every other row by id.
+ */
+export const p3GroupKey = (it: LabeledRow): string => (it.label === 'ood' && it.row.benchmark === 'mmlu' ? it.row.category : it.row.id);
+
+/** The held-out part of a set of P3 train rows: bucket(salt + group key) == 1. */
+export const p3HeldOut =
+  (salt: string) =>
+  (it: LabeledRow): boolean =>
+    bucket(salt + p3GroupKey(it)) === 1;
+
 /** Validation part of the train split: held-out ids, and held-out whole subjects for MMLU negatives. */
-const isValidation = (it: LabeledRow): boolean =>
-  it.label === 'ood' && it.row.benchmark === 'mmlu' ? bucket(`p3-val/${it.row.category}`) === 1 : bucket(`p3-val/${it.row.id}`) === 1;
+const isValidation = p3HeldOut('p3-val/');
 
 async function fit(recipe: Recipe, items: readonly Item[], ctx: RunContext): Promise<TrainedMlp> {
   const X: Matrix = { rows: items.length, dim: items[0]!.x.length, data: new Float32Array(0) };
@@ -101,9 +115,15 @@ async function fit(recipe: Recipe, items: readonly Item[], ctx: RunContext): Pro
   items.forEach((it, i) => X.data.set(it.x, i * X.dim));
   // Balanced classes: negatives outnumber each domain several times, and an unweighted softmax would
   // let 'ood' win on in-domain prompts the guard should pass.
+  // A copy counts copyWeight times an original row, in its class's total too.
+  const own = (it: Item): number => (it.copy === true ? (recipe.copyWeight ?? 1) : 1);
   const count = new Map<P3Label, number>();
-  for (const it of items) count.set(it.label, (count.get(it.label) ?? 0) + 1);
-  const weights = Float32Array.from(items, (it) => items.length / (count.size * count.get(it.label)!));
+  let total = 0;
+  for (const it of items) {
+    count.set(it.label, (count.get(it.label) ?? 0) + own(it));
+    total += own(it);
+  }
+  const weights = Float32Array.from(items, (it) => (own(it) * total) / (count.size * count.get(it.label)!));
   return fitRecipe(
     recipe,
     X,
@@ -119,7 +139,13 @@ async function fit(recipe: Recipe, items: readonly Item[], ctx: RunContext): Pro
  * The recipe's augmentation copies of the train items (same label; `row` stays the original, so the
  * validation split and the quote filter treat a copy like its source). Made per source file.
  */
-async function augmentItems(recipe: Recipe, items: readonly Item[], sources: readonly Dataset[], embedder: Embedder, ctx: RunContext) {
+export async function augmentItems(
+  recipe: Recipe,
+  items: readonly Item[],
+  sources: readonly Dataset[],
+  embedder: Embedder,
+  ctx: RunContext,
+) {
   if (recipe.augment === undefined) return [];
   const byRow = new Map(items.map((it) => [it.row, it]));
   const out: Item[] = [];
@@ -127,10 +153,31 @@ async function augmentItems(recipe: Recipe, items: readonly Item[], sources: rea
     const rows = ds.rows.flatMap((r, i) => (byRow.has(r) ? [i] : []));
     for (const set of copySets(ds, rows, recipe.augment)) {
       const X = await embedAll(embedder, set.ds, ctx);
-      set.source.forEach((i, k) => out.push({ ...byRow.get(ds.rows[i]!)!, x: rowOf(X, k) }));
+      set.source.forEach((i, k) => out.push({ ...byRow.get(ds.rows[i]!)!, x: rowOf(X, k), copy: true }));
     }
   }
   return out;
+}
+
+/**
+ * The 'eval'-pool shaped copies of `items` (src/training/shapes.ts), embedded; `source` indexes
+ * `items`. The items come from several files: they are made into one dataset whose cache key is
+ * sha256(`key`), so `key` must identify the files and the items taken from them.
+ */
+export async function shapedItems(
+  items: readonly LabeledRow[],
+  embedder: Embedder,
+  key: string,
+  ctx: RunContext,
+  file = 'p3-test',
+): Promise<ShapedTest[]> {
+  const ds: Dataset = {
+    file,
+    sha256: sha256Hex(key),
+    contaminated: 0,
+    rows: items.map((it) => it.row),
+  };
+  return shapedTests(embedder, ds, range(items.length), ctx);
 }
 
 /** Labels and P3 score of the test items against the same on their shaped copies. */
@@ -143,18 +190,11 @@ async function p3Robustness(
   opts: RobustnessOptions,
   ctx: RunContext,
 ): Promise<P3Robustness> {
-  // The test items come from several files: one dataset of the sampled ones, keyed by those files' hash.
   const picked = sampleRows(
     { rows: test.map((it) => it.row) },
     test.map((_, i) => i),
     opts.sample,
   );
-  const ds: Dataset = {
-    file: 'p3-test',
-    sha256: sha256Hex(`${sha256}\0${picked.join(',')}`),
-    contaminated: 0,
-    rows: picked.map((i) => test[i]!.row),
-  };
   const compare = (shape: Shape | 'all', source: readonly number[], labels: readonly P3Label[]): P3ShapeResult => {
     const truth = source.map((k) => test[picked[k]!]!.label);
     const orig = source.map((k) => predicted[picked[k]!]!);
@@ -166,7 +206,13 @@ async function p3Robustness(
       shaped: p3Evaluate(truth, labels),
     };
   };
-  const sets = await shapedTests(embedder, ds, range(picked.length), ctx);
+  // The test items come from several files: one dataset of the sampled ones, keyed by those files' hash.
+  const sets = await shapedItems(
+    picked.map((i) => test[i]!),
+    embedder,
+    `${sha256}\0${picked.join(',')}`,
+    ctx,
+  );
   const scored = sets.map((t) => ({ t, labels: range(t.source.length).map((k) => decide(rowOf(t.X, k))) }));
   const shapes = scored.map(({ t, labels }) => compare(t.shape, t.source, labels));
   if (scored.length > 1)
@@ -180,42 +226,88 @@ async function p3Robustness(
   return { rows: picked.length, shapes };
 }
 
-export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
+export interface P3Data {
+  mmlu: Dataset;
+  llm: Dataset;
+  /** Out-of-domain test sets: read for the quote filter (and runP3's test), never trained on. */
+  gsm: Dataset;
+  mtb: Dataset;
+  embedder: Embedder;
+  split: P3Split;
+  /** The train split minus rows quoting GSM8K/MT-Bench, with their vectors. */
+  train: Item[];
+  /** How many train rows the quote filter dropped. */
+  dropped: number;
+  /** Vector of every embedded row (MMLU and llmrouter; GSM8K and MT-Bench when asked). */
+  vec: Map<OutcomeRow, Float32Array>;
+}
+
+/**
+ * Reads the four files, splits them (PROTOCOLS.md P3) and embeds them with the recipe's embedder.
+ * `embedOod` false (cross-validation): GSM8K and MT-Bench are read for the quote filter only.
+ */
+export async function loadP3(recipe: Recipe, pool: EmbedderPool, ctx: RunContext, embedOod = true): Promise<P3Data> {
   const mmlu = await readDataset(dataPath(ctx.dataDir, 'mmlu'));
   const llm = await readDataset(dataPath(ctx.dataDir, 'llmrouter'));
   const gsm = await readDataset(dataPath(ctx.dataDir, 'gsm8k'));
   const mtb = await readDataset(dataPath(ctx.dataDir, 'mtBench'));
-  const embedder = await opts.pool.get(opts.recipe.embedder);
+  const embedder = await pool.get(recipe.embedder);
   const vec = new Map<OutcomeRow, Float32Array>();
-  for (const ds of [mmlu, llm, gsm, mtb]) {
+  for (const ds of embedOod ? [mmlu, llm, gsm, mtb] : [mmlu, llm]) {
     const X = await embedAll(embedder, ds, ctx);
     ds.rows.forEach((r, i) => vec.set(r, rowOf(X, i)));
   }
   const split = p3Split(mmlu.rows, llm.rows, [...gsm.rows, ...mtb.rows]);
   const quotes = overlapChecker([...gsm.rows, ...mtb.rows]);
   const train: Item[] = split.train.filter((it) => !quotes(it.row)).map((it) => ({ ...it, x: vec.get(it.row)! }));
-  const dropped = split.train.length - train.length;
-  const copies = await augmentItems(opts.recipe, train, [mmlu, llm], embedder, ctx);
+  return { mmlu, llm, gsm, mtb, embedder, split, train, dropped: split.train.length - train.length, vec };
+}
 
-  // 1) fit on the inner part, pick the threshold on validation; 2) refit on all train rows.
-  // Copies train with their source's part; the threshold is chosen on original validation rows only.
-  const inner = await fit(
-    opts.recipe,
-    [...train, ...copies].filter((it) => !isValidation(it)),
-    ctx,
-  );
-  const val = train.filter(isValidation);
+export interface P3Guard {
+  model: TrainedMlp;
+  threshold: HarmonicThreshold;
+}
+
+/** The max_prob threshold that maximises the ID/OOD harmonic mean of `model` on `items` (and that mean). */
+export function harmonicThreshold(model: TrainedMlp, items: readonly Item[]): HarmonicThreshold {
   const idVal: Array<{ score: number; correct: boolean }> = [];
   const oodVal: number[] = [];
-  for (const it of val) {
-    const r = maxProbScore(inner.predict(it.x), P3_LABELS);
+  for (const it of items) {
+    const r = maxProbScore(model.predict(it.x), P3_LABELS);
     // 'ood' winning outright rejects at any threshold: -1 sits below every candidate (>= 0).
     const score = r.oodWins ? -1 : r.score;
     if (it.label === 'ood') oodVal.push(score);
     else idVal.push({ score, correct: !r.oodWins && r.label === it.label });
   }
-  const threshold = bestHarmonicThreshold(idVal, oodVal, 0);
-  const model = await fit(opts.recipe, [...train, ...copies], ctx);
+  return bestHarmonicThreshold(idVal, oodVal, 0);
+}
+
+/**
+ * P3's training procedure on a set of train rows and their copies: 1) fit on the part outside
+ * `heldOut`, pick the threshold on the held-out original rows (copies train with their source's part
+ * and are never used to pick it); 2) refit on all rows and copies.
+ */
+export async function fitGuard(
+  recipe: Recipe,
+  train: readonly Item[],
+  copies: readonly Item[],
+  ctx: RunContext,
+  heldOut: (it: LabeledRow) => boolean = isValidation,
+): Promise<P3Guard> {
+  const inner = await fit(
+    recipe,
+    [...train, ...copies].filter((it) => !heldOut(it)),
+    ctx,
+  );
+  const threshold = harmonicThreshold(inner, train.filter(heldOut));
+  const model = await fit(recipe, [...train, ...copies], ctx);
+  return { model, threshold };
+}
+
+export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
+  const { mmlu, llm, gsm, mtb, embedder, split, train, dropped, vec } = await loadP3(opts.recipe, opts.pool, ctx);
+  const copies = await augmentItems(opts.recipe, train, [mmlu, llm], embedder, ctx);
+  const { model, threshold } = await fitGuard(opts.recipe, train, copies, ctx);
 
   let test: Item[];
   if (opts.testFile !== undefined) {
