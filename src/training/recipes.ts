@@ -27,6 +27,12 @@ export interface Recipe {
   augment?: Augment;
   /** P3: sample weight of each augmentation copy relative to an original row (default 1). */
   copyWeight?: number;
+  /**
+   * P3: how the guard's threshold is picked. 'inner' (default): the model fitted outside the held-out
+   * part scores the held-out rows. 'both': also the model fitted on the held-out part scores the rest,
+   * and the threshold is the best one over both halves' scores pooled (every train row votes once).
+   */
+  thresholdPick?: 'inner' | 'both';
   seed: number;
   /** Has a trained artifact in routers/<name>/. */
   shipped: boolean;
@@ -124,6 +130,21 @@ const P3_CV_CANDIDATES: readonly Recipe[] = [
       { input: 0, kind: 'quality', mlp: P3_LR, seed: 1, weight: 0.5 },
     ],
     copyWeight: 0.25,
+  }),
+  p3Candidate(
+    'p3-cv-both',
+    'p3-concat-static-mlp-shapes with its threshold picked on both halves of the train split (thresholdPick both)',
+    {
+      thresholdPick: 'both',
+    },
+  ),
+  p3Candidate('p3-cv-mlp-lr-copyw025-both', 'p3-cv-mlp-lr-copyw025 with its threshold picked on both halves (thresholdPick both)', {
+    ensemble: [
+      { input: 'all', kind: 'quality', mlp: P3_MLP, seed: 1, weight: 0.5 },
+      { input: 0, kind: 'quality', mlp: P3_LR, seed: 1, weight: 0.5 },
+    ],
+    copyWeight: 0.25,
+    thresholdPick: 'both',
   }),
   p3Candidate('p3-cv-reg', 'p3-concat-static-mlp-shapes with more regularisation: dropout 0.3, l2 3e-4, 20 epochs', {
     mlp: { ...P3_MLP, dropout: 0.3, l2: 3e-4, epochs: 20 },

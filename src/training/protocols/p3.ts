@@ -269,16 +269,23 @@ export interface P3Guard {
 }
 
 /** The max_prob threshold that maximises the ID/OOD harmonic mean of `model` on `items` (and that mean). */
-export function harmonicThreshold(model: TrainedMlp, items: readonly Item[]): HarmonicThreshold {
+/** The threshold best for `items` as `model` scores them (and `also.items` as `also.model` scores those). */
+export function harmonicThreshold(
+  model: TrainedMlp,
+  items: readonly Item[],
+  also?: { model: TrainedMlp; items: readonly Item[] },
+): HarmonicThreshold {
   const idVal: Array<{ score: number; correct: boolean }> = [];
   const oodVal: number[] = [];
-  for (const it of items) {
-    const r = maxProbScore(model.predict(it.x), P3_LABELS);
+  const add = (m: TrainedMlp, it: Item): void => {
+    const r = maxProbScore(m.predict(it.x), P3_LABELS);
     // 'ood' winning outright rejects at any threshold: -1 sits below every candidate (>= 0).
     const score = r.oodWins ? -1 : r.score;
     if (it.label === 'ood') oodVal.push(score);
     else idVal.push({ score, correct: !r.oodWins && r.label === it.label });
-  }
+  };
+  for (const it of items) add(model, it);
+  if (also !== undefined) for (const it of also.items) add(also.model, it);
   return bestHarmonicThreshold(idVal, oodVal, 0);
 }
 
@@ -299,7 +306,16 @@ export async function fitGuard(
     [...train, ...copies].filter((it) => !heldOut(it)),
     ctx,
   );
-  const threshold = harmonicThreshold(inner, train.filter(heldOut));
+  let threshold: HarmonicThreshold;
+  if (recipe.thresholdPick === 'both') {
+    // The other way round too: fitted on the held-out part, scoring the rest; one pick over both.
+    const other = await fit(
+      recipe,
+      [...train, ...copies].filter((it) => heldOut(it)),
+      ctx,
+    );
+    threshold = harmonicThreshold(inner, train.filter(heldOut), { model: other, items: train.filter((it) => !heldOut(it)) });
+  } else threshold = harmonicThreshold(inner, train.filter(heldOut));
   const model = await fit(recipe, [...train, ...copies], ctx);
   return { model, threshold };
 }
