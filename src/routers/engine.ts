@@ -230,7 +230,7 @@ export interface Scored {
 }
 
 /**
- * Embed, guard and score one prompt text under a policy: stages 6-7, the part of a decision that is a
+ * Embed, guard and score one prompt text under a policy: the part of a decision that is a
  * function of the text and the request's metadata alone (so a scoring thread can run it too).
  */
 export async function scoreText(
