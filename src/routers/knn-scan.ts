@@ -225,9 +225,6 @@ function int8DotModule(): Uint8Array {
     A0 = 8,
     A1 = 9;
   const simd = (...op: number[]): number[] => [0xfd, ...op];
-  const get = (i: number) => [0x20, i];
-  const set = (i: number) => [0x21, i];
-  const tee = (i: number) => [0x22, i];
   const load = (offset: number) => simd(0x00, 4, offset);
   const EXT_LO = simd(0x87, 0x01); // i16x8.extend_low_i8x16_s
   const EXT_HI = simd(0x88, 0x01); // i16x8.extend_high_i8x16_s
