@@ -20,6 +20,7 @@ const ROUTERS = join(import.meta.dirname, '../../routers');
 const SHIPPED_MLPS = [
   'p1-ensemble-static',
   'p2-ensemble-static',
+  'p3-concat-static-mlp-lr',
   'p3-concat-static-mlp-shapes',
   'p1-lexical-lr',
   'p2-use-lite-mlp',
