@@ -19,6 +19,7 @@ const { onnx } = onnxProto;
 const ROUTERS = join(import.meta.dirname, '../../routers');
 const SHIPPED_MLPS = [
   'p1-ensemble-static',
+  'p2-ensemble-static-h256',
   'p2-ensemble-static',
   'p3-concat-static-mlp-lr',
   'p3-concat-static-mlp-shapes',
