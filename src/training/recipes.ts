@@ -90,6 +90,11 @@ const P2_ENSEMBLE = p2Ensemble(128);
 const P3_MLP = { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 };
 /** p3-lexical-lr's softmax regression. */
 const P3_LR = { hidden: [], epochs: 30, lr: 0.01, batchSize: 256, l2: 5e-6 };
+/** One softmax graph: 0.5 x P3_MLP on the whole concat vector + 0.5 x P3_LR on its lexical part. */
+const P3_MLP_LR: EnsembleMemberRecipe[] = [
+  { input: 'all', kind: 'quality', mlp: P3_MLP, seed: 1, weight: 0.5 },
+  { input: 0, kind: 'quality', mlp: P3_LR, seed: 1, weight: 0.5 },
+];
 
 /**
  * P3 CV candidates (not shipped; no artifact): variants of p3-concat-static-mlp-shapes compared only by
@@ -117,19 +122,13 @@ const P3_CV_CANDIDATES: readonly Recipe[] = [
   }),
   p3Candidate('p3-cv-stem-chat', 'p3-concat-static-mlp-shapes trained with option-less and chat copies only', { augment: 'stem-chat' }),
   p3Candidate('p3-cv-mlp-lr', 'one graph: 0.5 x the MLP of p3-concat-static-mlp-shapes + 0.5 x p3-lexical-lr on the lexical part', {
-    ensemble: [
-      { input: 'all', kind: 'quality', mlp: P3_MLP, seed: 1, weight: 0.5 },
-      { input: 0, kind: 'quality', mlp: P3_LR, seed: 1, weight: 0.5 },
-    ],
+    ensemble: P3_MLP_LR,
   }),
   p3Candidate('p3-cv-copyw025', 'p3-concat-static-mlp-shapes with each copy weighted 0.25 (the 4 copies of a row weigh as much as it)', {
     copyWeight: 0.25,
   }),
   p3Candidate('p3-cv-mlp-lr-copyw025', 'p3-cv-mlp-lr with each copy weighted 0.25 (p3-cv-copyw025)', {
-    ensemble: [
-      { input: 'all', kind: 'quality', mlp: P3_MLP, seed: 1, weight: 0.5 },
-      { input: 0, kind: 'quality', mlp: P3_LR, seed: 1, weight: 0.5 },
-    ],
+    ensemble: P3_MLP_LR,
     copyWeight: 0.25,
   }),
   p3Candidate(
@@ -140,10 +139,7 @@ const P3_CV_CANDIDATES: readonly Recipe[] = [
     },
   ),
   p3Candidate('p3-cv-mlp-lr-copyw025-both', 'p3-cv-mlp-lr-copyw025 with its threshold picked on both halves (thresholdPick both)', {
-    ensemble: [
-      { input: 'all', kind: 'quality', mlp: P3_MLP, seed: 1, weight: 0.5 },
-      { input: 0, kind: 'quality', mlp: P3_LR, seed: 1, weight: 0.5 },
-    ],
+    ensemble: P3_MLP_LR,
     copyWeight: 0.25,
     thresholdPick: 'both',
   }),
@@ -365,10 +361,7 @@ export const RECIPES: readonly Recipe[] = [
     name: 'p3-concat-static-mlp-lr',
     protocol: 'p3',
     embedder: CONCAT_STATIC,
-    ensemble: [
-      { input: 'all', kind: 'quality', mlp: P3_MLP, seed: 1, weight: 0.5 },
-      { input: 0, kind: 'quality', mlp: P3_LR, seed: 1, weight: 0.5 },
-    ],
+    ensemble: P3_MLP_LR,
     augment: 'shapes',
     copyWeight: 0.25,
     thresholdPick: 'both',
