@@ -54,6 +54,11 @@ class ExactSearcher implements AnnSearcher {
     this.candRow = new Int32Array(rows);
   }
 
+  /** Leading dimensions the int8 scan reads (all of them without one). */
+  get scanDim(): number {
+    return this.prefilter?.scanDim ?? this.dim;
+  }
+
   get kind(): 'int8-prefilter' | 'js' {
     return this.prefilter === null ? 'js' : 'int8-prefilter';
   }
@@ -163,9 +168,11 @@ export class KnnIndex {
   }
 
   /** How the last search ran: the scan used and how many rows were scored exactly (benchmarks, tests). */
-  get stats(): { scan: string; exactRows: number } {
+  get stats(): { scan: string; scanDim: number; exactRows: number } {
     const s = this.searcher;
-    return s instanceof ExactSearcher ? { scan: s.kind, exactRows: s.lastCandidates } : { scan: 'hnsw', exactRows: 0 };
+    return s instanceof ExactSearcher
+      ? { scan: s.kind, scanDim: s.scanDim, exactRows: s.lastCandidates }
+      : { scan: 'hnsw', scanDim: this.dim, exactRows: 0 };
   }
 
   /**

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import knn from '../../src/routers/knn.js';
 import { KnnIndex, selectTopK } from '../../src/routers/knn-index.js';
+import { prefixDim } from '../../src/routers/knn-scan.js';
 import { seededRandom } from '../../src/util/random.js';
 import { writeHnswIndex, writeKnnArtifact } from '../../src/training/knn-build.js';
 import { candidatesFor, ctxFor, embedder, makeKnnArtifact, manifestFor, prompt, tempDir } from './helpers.js';
@@ -68,6 +69,38 @@ describe('KnnIndex', () => {
         fast.query(randomUnitRows(1, dim, 7)[0]!, k);
         expect(fast.stats.exactRows).toBeLessThan(rows / 4); // the prefilter does prune
       }
+    }
+  });
+
+  it('scans only the leading dimensions of PCA-ordered rows, and still finds exactly the float scan neighbours', () => {
+    // Rows whose length sits mostly in their first dimensions (as in the static table's PCA order).
+    const decaying = (rows: number, dim: number, seed: number): Float32Array[] =>
+      randomUnitRows(rows, dim, seed).map((v) => unit(...v.map((x, j) => x * Math.exp(-j / 12))));
+    const isotropic = randomUnitRows(500, 64, 3);
+    expect(
+      prefixDim(
+        isotropic.reduce((a, v, i) => (a.set(v, i * 64), a), new Float32Array(500 * 64)),
+        500,
+        64,
+      ),
+    ).toBe(64);
+    for (const [rows, dim, k] of [
+      [2000, 128, 1],
+      [2000, 128, 20],
+      [600, 256, 5],
+    ] as const) {
+      const vectors = decaying(rows, dim, rows + dim);
+      for (let i = 0; i < rows / 4; i++) vectors[i * 2 + 1] = unit(...vectors[i * 2]!.map((x, j) => x + (j === dim - 1 ? 1e-4 : 0)));
+      const scores = vectors.map((_, i) => Float32Array.of((i % 10) / 9));
+      const fast = KnnIndex.fromRows(vectors, scores);
+      const slow = KnnIndex.fromRows(vectors, scores, { scan: 'js' });
+      fast.query(vectors[0]!, k);
+      expect(fast.stats.scanDim).toBeLessThan(dim);
+      for (const q of [...decaying(20, dim, 77), ...randomUnitRows(5, dim, 78), vectors[1]!, vectors[3]!, new Float32Array(dim)]) {
+        expect(fast.query(q, k)).toEqual(slow.query(q, k));
+      }
+      fast.query(decaying(1, dim, 9)[0]!, k);
+      expect(fast.stats.exactRows).toBeLessThan(rows / 4);
     }
   });
 
