@@ -3,6 +3,7 @@
 // so the caller can point at the right line of the YAML.
 import type { EmbedderConfig, PolicyConfig } from '../config/schema.js';
 import { withEmbedCache, type CachedEmbedder } from '../embedders/cache.js';
+import { defaultCacheEntries } from '../embedders/common.js';
 import { isSyncEmbedder } from '../embedders/common.js';
 import { isConcatEmbedder } from '../embedders/concat.js';
 import { getEmbedderPlugin } from '../embedders/registry.js';
@@ -43,9 +44,10 @@ export async function compilePolicy(
     if (!plugin) throw Object.assign(new Error(`unknown embedder type '${opts.type}'`), { stage: 'embedder' });
     try {
       // Policies with equal embedder settings (and successive configs) share one instance.
-      embedder = await holdEmbedder(`${opts.type}:${JSON.stringify(opts)}:${resolvePath('.')}`, async () =>
-        withEmbedCache(await plugin.create(opts, { resolvePath }), (opts as { cache_size?: number }).cache_size ?? 10_000),
-      );
+      embedder = await holdEmbedder(`${opts.type}:${JSON.stringify(opts)}:${resolvePath('.')}`, async () => {
+        const inner = await plugin.create(opts, { resolvePath });
+        return withEmbedCache(inner, opts.cache_size ?? defaultCacheEntries(inner.dim));
+      });
     } catch (err) {
       throw Object.assign(new Error(`embedder '${opts.type}' failed to load: ${(err as Error).message}`), { stage: 'embedder' });
     }

@@ -1,3 +1,5 @@
+import { compileRuntime, createSharedPools } from '../../src/runtime/compile.js';
+import { parseConfigText } from '../../src/config/load.js';
 import { describe, expect, it } from 'vitest';
 import { withEmbedCache } from '../../src/embedders/cache.js';
 import { createLexicalEmbedder, LexicalOptions } from '../../src/embedders/lexical.js';
@@ -122,5 +124,30 @@ describe('withEmbedCache', () => {
     expect(() => withEmbedCache(m.e, -1)).toThrow(/non-negative/);
     await c.close();
     expect(m.closedCount()).toBe(1);
+  });
+});
+
+describe('embed cache capacity in a compiled policy', () => {
+  it('holds a memory budget by default, not 10,000 vectors of any width; cache_size overrides it', async () => {
+    const text = `version: 1
+backends:
+  - { name: a, base_url: "http://127.0.0.1:1/v1", model: a }
+policies:
+  - { name: wide, candidates: [a], embedder: { type: lexical, dim: 4096 } }
+  - { name: narrow, candidates: [a], embedder: { type: lexical, dim: 256 } }
+  - { name: set, candidates: [a], embedder: { type: lexical, dim: 4096, cache_size: 50 } }
+`;
+    const shared = createSharedPools();
+    const rt = await compileRuntime(parseConfigText(text, '/cfg/signalman.yaml', {}), shared, 1);
+    try {
+      const capacity = (name: string) => rt.policies.get(name)?.embedder?.stats().capacity;
+      expect(capacity('wide')).toBe((16 * 2 ** 20) / (4 * 4096)); // 1,024 vectors of 16 KB
+      expect(capacity('narrow')).toBe(10_000);
+      expect(capacity('set')).toBe(50);
+    } finally {
+      await rt.dispose();
+      await shared.pools.closeAll();
+      await shared.embedders.closeAll();
+    }
   });
 });
