@@ -39,6 +39,12 @@ export interface GwCell extends LoadCell {
   cpuUsPerReq: number;
   /** The main thread's share of it (the event loop; scoring and embedding threads excluded). */
   loopCpuUsPerReq: number;
+  /**
+   * The rest of the machine's work per request: the mock upstream (when runThroughput was given it) and
+   * this process, the load generator. The three share the cores with the gateway.
+   */
+  mockCpuUsPerReq: number;
+  loadCpuUsPerReq: number;
   rssBytes: number;
 }
 
@@ -110,11 +116,23 @@ async function cell(
   c: number,
   k: GatewayKnobs,
   passthrough = PASSTHROUGH_MODEL,
-): Promise<{ r: LoadResult; cpuUsPerReq: number; loopCpuUsPerReq: number; cores: number }> {
+  mock?: ServerProc,
+): Promise<{
+  r: LoadResult;
+  cpuUsPerReq: number;
+  loopCpuUsPerReq: number;
+  mockCpuUsPerReq: number;
+  loadCpuUsPerReq: number;
+  cores: number;
+}> {
   let cpu0 = Number.NaN;
   let cpu1 = Number.NaN;
   let loop0 = Number.NaN;
   let loop1 = Number.NaN;
+  let mock0 = Number.NaN;
+  let mock1 = Number.NaN;
+  let load0: NodeJS.CpuUsage | null = null;
+  let loadUs = Number.NaN;
   const r = await runLoad({
     origin: gw.origin,
     path: PATH,
@@ -128,15 +146,27 @@ async function cell(
       if (edge === 'start') {
         cpu0 = cpuSeconds(gw.pid) ?? Number.NaN;
         loop0 = mainThreadCpuSeconds(gw.pid) ?? Number.NaN;
+        if (mock) mock0 = cpuSeconds(mock.pid) ?? Number.NaN;
+        load0 = process.cpuUsage();
       } else {
         cpu1 = cpuSeconds(gw.pid) ?? Number.NaN;
         loop1 = mainThreadCpuSeconds(gw.pid) ?? Number.NaN;
+        if (mock) mock1 = cpuSeconds(mock.pid) ?? Number.NaN;
+        const d = process.cpuUsage(load0 ?? undefined);
+        loadUs = d.user + d.system;
       }
     },
   });
   const n = r.totalMs.length;
   const perReq = (s: number) => (n > 0 ? (s * 1e6) / n : Number.NaN);
-  return { r, cpuUsPerReq: perReq(cpu1 - cpu0), loopCpuUsPerReq: perReq(loop1 - loop0), cores: (cpu1 - cpu0) / r.elapsedS };
+  return {
+    r,
+    cpuUsPerReq: perReq(cpu1 - cpu0),
+    loopCpuUsPerReq: perReq(loop1 - loop0),
+    mockCpuUsPerReq: perReq(mock1 - mock0),
+    loadCpuUsPerReq: perReq(loadUs / 1e6),
+    cores: (cpu1 - cpu0) / r.elapsedS,
+  };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -154,6 +184,8 @@ export async function runThroughput(
   log: (line: string) => void,
   /** The backend 'passthrough' requests name (the bench's own config: 'strong'). */
   passthrough = PASSTHROUGH_MODEL,
+  /** The mock upstream, to count its CPU per request too. */
+  mock?: ServerProc,
 ): Promise<GwCell[]> {
   const fast: GwTarget[] = ['passthrough', ...policies.filter((p) => !p.slow).map((p) => p.name)];
   const slow: GwTarget[] = policies.filter((p) => p.slow).map((p) => p.name);
@@ -175,7 +207,15 @@ export async function runThroughput(
     const shift = round % fast.length;
     const line: string[] = [];
     for (const [position, t] of [...fast.slice(shift), ...fast.slice(0, shift), ...slow].entries()) {
-      const { r, cpuUsPerReq, loopCpuUsPerReq } = await cell(gw, t, STREAM.gateway, k.concurrency, k, passthrough);
+      const { r, cpuUsPerReq, loopCpuUsPerReq, mockCpuUsPerReq, loadCpuUsPerReq } = await cell(
+        gw,
+        t,
+        STREAM.gateway,
+        k.concurrency,
+        k,
+        passthrough,
+        mock,
+      );
       const n = r.totalMs.length;
       cells.push({
         round,
@@ -189,6 +229,8 @@ export async function runThroughput(
         totalMs: summarize(r.totalMs),
         cpuUsPerReq,
         loopCpuUsPerReq,
+        mockCpuUsPerReq,
+        loadCpuUsPerReq,
         rssBytes: rssBytes(gw.pid) ?? Number.NaN,
       });
       line.push(`${t} ${Math.round(n / r.elapsedS)}/s${r.errors ? ` ERR ${r.errors}` : ''}`);

@@ -84,6 +84,7 @@ export async function runShipped(
         k,
         (line) => log(`shipped ${line}`),
         SHIPPED_PASSTHROUGH,
+        mock,
       );
       return { cells, timings };
     } finally {

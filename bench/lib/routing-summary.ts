@@ -1,4 +1,5 @@
 // Routing bench output: medians over rounds, the issue's targets, and the tables.
+import { availableParallelism } from 'node:os';
 import { fmt, median, printTable, type Cell } from './report.js';
 import type { PolicySpec } from './routing-config.js';
 import type { GwCell, InterferenceCell } from './routing-gateway.js';
@@ -62,6 +63,11 @@ export interface GwRow {
   cpuUsPerReq: number;
   /** The event loop's (main thread's) part of cpuUsPerReq. */
   loopCpuUsPerReq: number;
+  /** The mock upstream's and the load generator's CPU per request (NaN where not measured). */
+  mockCpuUsPerReq: number;
+  loadCpuUsPerReq: number;
+  /** Share of the machine's cores busy with the three (gateway, mock, load generator) over the window. */
+  busy: number;
   rssBytes: number;
   errors: number;
 }
@@ -83,6 +89,9 @@ export function aggregateGateway(cells: readonly GwCell[], labels: ReadonlyMap<s
       xPassthrough: median(g.map((c) => (base.get(c.round) ? c.rps / base.get(c.round)!.rps : Number.NaN))),
       cpuUsPerReq: median(g.map((c) => c.cpuUsPerReq)),
       loopCpuUsPerReq: median(g.map((c) => c.loopCpuUsPerReq)),
+      mockCpuUsPerReq: median(g.map((c) => c.mockCpuUsPerReq)),
+      loadCpuUsPerReq: median(g.map((c) => c.loadCpuUsPerReq)),
+      busy: median(g.map((c) => ((c.cpuUsPerReq + c.mockCpuUsPerReq + c.loadCpuUsPerReq) * c.rps) / (1e6 * availableParallelism()))),
       rssBytes: Math.max(...g.map((c) => c.rssBytes)),
       errors: g.reduce((s, c) => s + c.errors, 0),
     };
@@ -341,6 +350,9 @@ export function printRouting(o: {
         'x pass-through',
         'CPU us/req',
         'event loop us/req',
+        'mock us/req',
+        'load gen us/req',
+        'cores busy',
         'errors',
       ],
       sh.rows.map((r) => {
@@ -356,6 +368,9 @@ export function printRouting(o: {
           fmt.ratio(r.xPassthrough),
           fmt.int(r.cpuUsPerReq),
           fmt.int(r.loopCpuUsPerReq),
+          fmt.int(r.mockCpuUsPerReq),
+          fmt.int(r.loadCpuUsPerReq),
+          `${Math.round(r.busy * 100)} %`,
           r.errors,
         ];
       }),
