@@ -3,7 +3,9 @@
 // of rows. Both return the same shape, so the router and the guard do not care which one runs.
 import { E } from '../errors.js';
 import { ArtifactError, HNSW_FILE, readF32, readManifest, SCORES_FILE, VECTORS_FILE } from './artifacts.js';
-import { createInt8Prefilter, rowDot, type Prefilter } from './knn-scan.js';
+import { createInt8Prefilter, rowDot, selectTopK, type Prefilter } from './knn-scan.js';
+
+export { selectTopK };
 import { loadHnsw, type AnnSearcher } from './knn-hnsw.js';
 
 export interface KnnQueryResult {
@@ -78,26 +80,6 @@ class ExactSearcher implements AnnSearcher {
     for (let i = 0; i < m; i++) outIdx[i] = this.candRow[outIdx[i]!]!;
     return m;
   }
-}
-
-/** The k largest similarities, descending; ties keep the lower row first so results are deterministic. */
-export function selectTopK(sims: Float32Array, rows: number, k: number, idx: Int32Array, sim: Float32Array): number {
-  let n = 0;
-  let floor = -Infinity;
-  for (let r = 0; r < rows; r++) {
-    const s = sims[r]!;
-    if (n === k && !(s > floor)) continue;
-    let j = n < k ? n++ : k - 1;
-    while (j > 0 && sim[j - 1]! < s) {
-      sim[j] = sim[j - 1]!;
-      idx[j] = idx[j - 1]!;
-      j--;
-    }
-    sim[j] = s;
-    idx[j] = r;
-    if (n === k) floor = sim[k - 1]!;
-  }
-  return n;
 }
 
 export class KnnIndex {

@@ -49,6 +49,26 @@ export function rowDot(x: Float32Array, r: number, dim: number, q: Float32Array)
   return a0 + a1 + a2 + a3;
 }
 
+/** The k largest similarities, descending; ties keep the lower row first so results are deterministic. */
+export function selectTopK(sims: Float32Array, rows: number, k: number, idx: Int32Array, sim: Float32Array): number {
+  let n = 0;
+  let floor = -Infinity;
+  for (let r = 0; r < rows; r++) {
+    const s = sims[r]!;
+    if (n === k && !(s > floor)) continue;
+    let j = n < k ? n++ : k - 1;
+    while (j > 0 && sim[j - 1]! < s) {
+      sim[j] = sim[j - 1]!;
+      idx[j] = idx[j - 1]!;
+      j--;
+    }
+    sim[j] = s;
+    idx[j] = r;
+    if (n === k) floor = sim[k - 1]!;
+  }
+  return n;
+}
+
 /**
  * The rows that can be among the k nearest: those whose upper bound (approximation + error bound) reaches
  * the k-th largest lower bound, in row order. Writes them to `out` (at least `rows` long) and returns how many.
@@ -152,12 +172,13 @@ class Int8Prefilter implements Prefilter {
   private readonly upper: Float64Array | null;
   private readonly restAt: number;
   private readonly upperAt: number;
-  /** k = 1 over a prefix: every row's upper bound into upper; returns the byte offset (4 a row) of the best approximation. */
+  /** Over a prefix: every row's approximation and upper bound; returns the byte offset (4 a row) of the best approximation. */
   private readonly prefixBounds: (
     dots: number,
     scale: number,
     l1: number,
     rest: number,
+    approx: number,
     upper: number,
     rowBytes: number,
     sq: number,
@@ -167,7 +188,7 @@ class Int8Prefilter implements Prefilter {
   ) => number;
   /** A prefix search's k seed rows (best approximations), grown to k on demand. */
   private seedRow = new Int32Array(16);
-  private seedApprox = new Float64Array(16);
+  private seedApprox = new Float32Array(16);
 
   constructor(
     exports: Record<string, unknown>,
@@ -219,7 +240,7 @@ class Int8Prefilter implements Prefilter {
   }
 
   candidates(q: Float32Array, k: number, out: Int32Array): number {
-    if (this.rest !== null) return this.prefixCandidates(q, k, out, this.rest, this.upper as Float64Array);
+    if (this.upper !== null) return this.prefixCandidates(q, k, out, this.upper);
     let max = 0;
     let qL1 = 0;
     for (let j = 0; j < this.dim; j++) {
@@ -283,8 +304,8 @@ class Int8Prefilter implements Prefilter {
    * similarities of the k rows with the best approximations (k rows reach it, so the k-th best of all does
    * too). Every row whose upper bound reaches it is a candidate: a superset of the answer, in row order.
    */
-  private prefixCandidates(q: Float32Array, k: number, out: Int32Array, rest: Float64Array, upper: Float64Array): number {
-    const { rows, dim, scanDim, dots, scale, l1, vectors } = this;
+  private prefixCandidates(q: Float32Array, k: number, out: Int32Array, upper: Float64Array): number {
+    const { rows, dim, scanDim, vectors } = this;
     let max = 0;
     let qL1 = 0;
     for (let j = 0; j < scanDim; j++) {
@@ -298,37 +319,19 @@ class Int8Prefilter implements Prefilter {
     const sq = max > 0 ? max / this.qMax : 1;
     for (let j = 0; j < scanDim; j++) this.q16[j] = Math.round(q[j]! / sq);
     this.run(0, this.xAt, rows, this.padDim, this.q16.byteLength);
+    const { at } = this;
+    const best =
+      this.prefixBounds(at.dots, at.scale, at.l1, this.restAt, at.approx, this.upperAt, rows * 4, sq, 0.5 * qL1, 0.5 * sq, qRest) >>> 2;
     const kk = Math.min(k, rows);
     if (this.seedRow.length < kk) {
       this.seedRow = new Int32Array(kk);
-      this.seedApprox = new Float64Array(kk);
+      this.seedApprox = new Float32Array(kk);
     }
-    const { seedRow, seedApprox } = this;
-    const halfQL1 = 0.5 * qL1;
-    const halfSq = 0.5 * sq;
-    let n = 0;
-    if (kk === 1) {
-      // A guard's search: one seed, the row with the best approximation (the pass in wasm).
-      const { at } = this;
-      seedRow[0] = this.prefixBounds(at.dots, at.scale, at.l1, this.restAt, this.upperAt, rows * 4, sq, halfQL1, halfSq, qRest) >>> 2;
-      n = 1;
-    } else {
-      for (let r = 0; r < rows; r++) {
-        const s = scale[r]!;
-        const a = dots[r]! * sq * s;
-        upper[r] = a + s * halfQL1 + halfSq * l1[r]! + qRest * rest[r]! + ROUNDING_SLACK;
-        if (n < kk || a > seedApprox[kk - 1]!) {
-          let j = n < kk ? n++ : kk - 1;
-          while (j > 0 && seedApprox[j - 1]! < a) {
-            seedApprox[j] = seedApprox[j - 1]!;
-            seedRow[j] = seedRow[j - 1]!;
-            j--;
-          }
-          seedApprox[j] = a;
-          seedRow[j] = r;
-        }
-      }
-    }
+    const { seedRow } = this;
+    // A guard's search has one seed, the row with the best approximation; a router's, its k best.
+    let n = 1;
+    if (kk === 1) seedRow[0] = best;
+    else n = selectTopK(this.approx, rows, kk, seedRow, this.seedApprox);
     // The searcher ranks float32 similarities: the floor is the k-th seed's, rounded the same way.
     let floor = Infinity;
     for (let i = 0; i < n; i++) floor = Math.min(floor, Math.fround(rowDot(vectors, seedRow[i]!, dim, q)));
@@ -486,6 +489,11 @@ function int8DotModule(): Uint8Array {
   ]);
 }
 
+// Scalar opcodes the two bound passes below share.
+const F64_MUL = [0xa2];
+const F64_ADD = [0xa0];
+const F32_DEMOTE = [0xb6]; // f32.demote_f64
+
 // (func (export "bounds") (param $dots $scale $l1 $approx $bound $rowBytes i32) (param $sq $qL1 f64) (result f32)
 //   per row, as candidates() computes it in JS: s = scale[r]; a = f32(f64(dots[r]) * sq * s);
 //   b = f32(0.5 * (s * qL1 + sq * l1[r]) + slack); approx[r] = a; bound[r] = b; floor = max(floor, a - b)
@@ -496,9 +504,6 @@ function boundsFunction(): { type: number[]; code: number[] } {
   const F32 = 0x7d;
   const at = (base: number) => [...get(base), ...get(O), ...I32_ADD];
   const f32c = (x: number) => [0x43, ...new Uint8Array(Float32Array.of(x).buffer)];
-  const F64_MUL = [0xa2];
-  const F64_ADD = [0xa0];
-  const F32_DEMOTE = [0xb6];
   const body = [
     ...f32c(-Infinity),
     ...set(FLOOR),
@@ -569,17 +574,15 @@ function boundsFunction(): { type: number[]; code: number[] } {
   return { type: [0x60, 8, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7c, 0x7c, 1, F32], code: [...uleb(code.length), ...code] };
 }
 
-// (func (export "prefixBounds") (param $dots $scale $l1 $rest $upper $rowBytes i32) (param $sq $halfQL1 $halfSq $qRest f64)
-//   (result i32)
-//   per row, as prefixCandidates() computes it in JS for k > 1: a = f64(dots[r]) * sq * s;
-//   upper[r] = a + s * halfQL1 + halfSq * l1[r] + qRest * rest[r] + slack (float64 arrays);
+// (func (export "prefixBounds") (param $dots $scale $l1 $rest $approx $upper $rowBytes i32)
+//   (param $sq $halfQL1 $halfSq $qRest f64) (result i32)
+//   per row: a = f64(dots[r]) * sq * s; approx[r] = f32(a);
+//   upper[r] = a + s * halfQL1 + halfSq * l1[r] + qRest * rest[r] + slack (rest and upper float64);
 //   returns the byte offset (4 per row) of the first row with the largest a.
 function prefixBoundsFunction(): { type: number[]; code: number[] } {
-  const [DOTS, SCALE, L1, REST, UPPER, RB, SQ, HALF_QL1, HALF_SQ, Q_REST] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-  const [O, P, BEST_ROW, S, A, BEST] = [10, 11, 12, 13, 14, 15];
+  const [DOTS, SCALE, L1, REST, APPROX, UPPER, RB, SQ, HALF_QL1, HALF_SQ, Q_REST] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const [O, P, BEST_ROW, S, A, BEST] = [11, 12, 13, 14, 15, 16];
   const at = (base: number, off: number) => [...get(base), ...get(off), ...I32_ADD];
-  const F64_MUL = [0xa2];
-  const F64_ADD = [0xa0];
   const f64load = [0x2b, 3, 0];
   const body = [
     ...f64c(-Infinity),
@@ -601,6 +604,12 @@ function prefixBoundsFunction(): { type: number[]; code: number[] } {
     ...get(S),
     ...F64_MUL,
     ...set(A),
+    ...at(APPROX, O),
+    ...get(A),
+    ...F32_DEMOTE,
+    0x38, // f32.store
+    2,
+    0,
     ...at(UPPER, P),
     ...get(A),
     ...get(S),
@@ -646,7 +655,7 @@ function prefixBoundsFunction(): { type: number[]; code: number[] } {
   const decl = [2, 3, 0x7f, 3, 0x7c]; // $o $p $bestRow : i32; $s $a $best : f64
   const code = [...decl, ...body, ...END];
   return {
-    type: [0x60, 10, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7c, 0x7c, 0x7c, 0x7c, 1, 0x7f],
+    type: [0x60, 11, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7c, 0x7c, 0x7c, 0x7c, 1, 0x7f],
     code: [...uleb(code.length), ...code],
   };
 }
