@@ -3,8 +3,7 @@
 // so the caller can point at the right line of the YAML.
 import type { EmbedderConfig, PolicyConfig } from '../config/schema.js';
 import { withEmbedCache, type CachedEmbedder } from '../embedders/cache.js';
-import { defaultCacheEntries } from '../embedders/common.js';
-import { isSyncEmbedder } from '../embedders/common.js';
+import { defaultCacheEntries, isSyncEmbedder } from '../embedders/common.js';
 import { isConcatEmbedder } from '../embedders/concat.js';
 import { getEmbedderPlugin } from '../embedders/registry.js';
 import { loadGuard } from './guard.js';

@@ -4,8 +4,6 @@
 import { E } from '../errors.js';
 import { ArtifactError, HNSW_FILE, readF32, readManifest, SCORES_FILE, VECTORS_FILE } from './artifacts.js';
 import { createInt8Prefilter, rowDot, selectTopK, type Prefilter } from './knn-scan.js';
-
-export { selectTopK };
 import { loadHnsw, type AnnSearcher } from './knn-hnsw.js';
 
 export interface KnnQueryResult {

@@ -2,8 +2,8 @@
 // score its feedback gave, usually for one backend only. They live in memory next to the artifact's index,
 // at most `maxRows` of them (the oldest is overwritten first), and are searched exactly: a few thousand
 // rows scan in well under a millisecond. knn.ts merges their neighbours with the artifact's.
-import { selectTopK, type KnnIndex, type KnnNeighbours } from './knn-index.js';
-import { rowDot } from './knn-scan.js';
+import type { KnnIndex, KnnNeighbours } from './knn-index.js';
+import { rowDot, selectTopK } from './knn-scan.js';
 import type { LiveRow } from './types.js';
 
 const INITIAL_CAPACITY = 64;
