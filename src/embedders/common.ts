@@ -17,8 +17,7 @@ export const cacheSizeOption = z
 
 /**
  * The embed cache's default capacity: a memory budget, not a count. 10,000 entries of a 4352-d concat
- * vector held 174 MB per thread that scores, and at distinct prompts that churn cost the gateway's GC
- * threads ~14 µs a routed request (bench: `auto` at c=16, GC threads 28 -> 14 µs with no concat cache).
+ * vector held 174 MB on every thread that scores (the event loop and each scoring thread).
  */
 export const CACHE_BUDGET_BYTES = 16 * 2 ** 20;
 export const defaultCacheEntries = (dim: number): number => Math.max(1, Math.min(10_000, Math.floor(CACHE_BUDGET_BYTES / (4 * dim))));
