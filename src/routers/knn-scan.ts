@@ -167,8 +167,7 @@ class Int8Prefilter implements Prefilter {
   /** Largest |q| code such that no i32 lane can overflow: 127 * qMax * (padDim / 4) < 2^31. */
   private readonly qMax: number;
   private readonly xAt: number;
-  /** Scanning a prefix (scanDim < dim): each row's length past it, and each row's upper bound of a search. */
-  private readonly rest: Float64Array | null;
+  /** Scanning a prefix (scanDim < dim): each row's upper bound of a search; where rows' lengths past it and the bounds are. */
   private readonly upper: Float64Array | null;
   private readonly restAt: number;
   private readonly upperAt: number;
@@ -215,10 +214,10 @@ class Int8Prefilter implements Prefilter {
     this.approx = new Float32Array(buf, this.at.approx, rows);
     this.bound = new Float32Array(buf, this.at.bound, rows);
     this.qMax = Math.min(16_383, Math.floor((2 ** 31 - 1) / (127 * (padDim / 4))));
-    this.rest = scanDim < dim ? new Float64Array(buf, f32At + 4 * outBytes, rows) : null;
-    this.upper = scanDim < dim ? new Float64Array(buf, f32At + 6 * outBytes, rows) : null;
     this.restAt = f32At + 4 * outBytes;
     this.upperAt = f32At + 6 * outBytes;
+    const rest = scanDim < dim ? new Float64Array(buf, this.restAt, rows) : null;
+    this.upper = scanDim < dim ? new Float64Array(buf, this.upperAt, rows) : null;
     for (let r = 0; r < rows; r++) {
       let max = 0;
       for (let j = 0; j < scanDim; j++) max = Math.max(max, Math.abs(vectors[r * dim + j]!));
@@ -231,10 +230,10 @@ class Int8Prefilter implements Prefilter {
       }
       this.scale[r] = s;
       this.l1[r] = l1 * s;
-      if (this.rest !== null) {
+      if (rest !== null) {
         let ss = 0;
         for (let j = scanDim; j < dim; j++) ss += vectors[r * dim + j]! * vectors[r * dim + j]!;
-        this.rest[r] = Math.sqrt(ss);
+        rest[r] = Math.sqrt(ss);
       }
     }
   }
