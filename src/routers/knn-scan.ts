@@ -100,16 +100,18 @@ const MIN_PREFIX_ROWS = 256;
  * search, 114 / 28 / 12 / 9 rows scored exactly; the looser 0.25 would pick 96.)
  */
 export function prefixDim(vectors: Float32Array, rows: number, dim: number): number {
-  if (rows < MIN_PREFIX_ROWS) return dim;
-  for (let d = PAD; d <= dim / 2; d += PAD) {
-    let sum = 0;
-    for (let r = 0; r < rows; r++) {
-      let ss = 0;
-      for (let j = r * dim + d; j < (r + 1) * dim; j++) ss += vectors[j]! * vectors[j]!;
-      sum += Math.sqrt(ss);
+  const cuts = Math.floor(dim / 2 / PAD); // prefixes PAD, 2 PAD, ... up to half the row
+  if (rows < MIN_PREFIX_ROWS || cuts === 0) return dim;
+  // One pass (index load time): each row's length past every cut, summed per cut.
+  const restSum = new Float64Array(cuts + 1);
+  for (let r = 0; r < rows; r++) {
+    let ss = 0;
+    for (let c = cuts, j = (r + 1) * dim - 1; c >= 1; c--) {
+      for (const end = r * dim + c * PAD; j >= end; j--) ss += vectors[j]! * vectors[j]!;
+      restSum[c] = restSum[c]! + Math.sqrt(ss);
     }
-    if (sum / rows <= MAX_MEAN_REST) return d;
   }
+  for (let c = 1; c <= cuts; c++) if (restSum[c]! / rows <= MAX_MEAN_REST) return c * PAD;
   return dim;
 }
 
