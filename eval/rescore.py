@@ -35,6 +35,16 @@ def dump(dumps, name):
         return [json.loads(line) for line in fh if line.strip()]
 
 
+def first_reach(curve, target):
+    """The x at which a curve of (x, y) points, in order of x, first reaches y >= target, interpolated
+    linearly on the segment that crosses it; None when it never does."""
+    for i, (x1, y1) in enumerate(curve):
+        if y1 >= target:
+            x0, y0 = curve[i - 1] if i > 0 else (x1, y1)
+            return x1 if y1 == y0 else x0 + (target - y0) * (x1 - x0) / (y1 - y0)
+    return None
+
+
 def p1(rs, score, strong, weak):
     """APGR and CPT(50%) of one test set. The protocol's '11 edges of 10 equal-count bins': the score
     quantiles at 0, 0.1, ..., 1, each interpolated linearly between the two nearest sorted scores (the
@@ -60,13 +70,7 @@ def p1(rs, score, strong, weak):
         curve.append((sum(go) / n, quality))
     curve.sort()
     auc = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in zip(curve, curve[1:]))
-    target = q_weak + 0.5 * (q_strong - q_weak)
-    cpt = None
-    for i, (x1, y1) in enumerate(curve):
-        if y1 >= target:
-            x0, y0 = curve[i - 1] if i > 0 else (x1, y1)
-            cpt = x1 if y1 == y0 else x0 + (target - y0) * (x1 - x0) / (y1 - y0)
-            break
+    cpt = first_reach(curve, q_weak + 0.5 * (q_strong - q_weak))
     return n, (auc - q_weak) / (q_strong - q_weak), cpt
 
 
@@ -140,12 +144,7 @@ def main():
     router, hull = aiq(points, lo, hi)
     zero, _ = aiq(single, lo, hi)
     # Cost to match: where the router's hull first reaches the best single model's accuracy.
-    match = None
-    for i, (x1, y1) in enumerate(hull):
-        if y1 >= best_acc:
-            x0, y0 = hull[i - 1] if i > 0 else (x1, y1)
-            match = x1 if y1 == y0 else x0 + (best_acc - y0) * (x1 - x0) / (y1 - y0)
-            break
+    match = first_reach(hull, best_acc)
     matched = 'not reached' if match is None else f'{match:.4f}'
     out['p2'] = {'aiq': router, 'zeroRouterAiq': zero, 'costToMatch': match}
     say(f'P2 n={len(test)}, {len(points)} knob settings  AIQ {router:.4f} (zero router {zero:.4f})  '
