@@ -1,5 +1,6 @@
 import type { Embedder } from './types.js';
 import { hashText53 } from '../util/hash.js';
+import { Lru } from '../util/lru.js';
 import { abortReason, isSyncEmbedder } from './common.js';
 
 // Stage 5 of the request path. One cache per embedder instance, so the key needs only the text:
@@ -47,8 +48,7 @@ export interface CachedEmbedder extends Embedder {
 export function withEmbedCache(inner: Embedder, capacity: number): CachedEmbedder {
   if (!Number.isInteger(capacity) || capacity < 0)
     throw new RangeError(`embed cache capacity must be a non-negative integer, got ${capacity}`);
-  // Map keeps insertion order: re-inserting on a hit makes the first key the least recently used.
-  const lru = new Map<number, Float32Array>();
+  const lru = new Lru<number, Float32Array>(capacity);
   const pending = new Map<number, Pending>();
   let hits = 0;
   let misses = 0;
@@ -56,11 +56,7 @@ export function withEmbedCache(inner: Embedder, capacity: number): CachedEmbedde
   // in flight to share or cancel: a miss is one call (no AbortController, pending entry or extra promise).
   const sync = isSyncEmbedder(inner) ? inner : null;
 
-  const remember = (key: number, vec: Float32Array): void => {
-    if (capacity === 0) return;
-    lru.set(key, vec);
-    if (lru.size > capacity) lru.delete(lru.keys().next().value as number);
-  };
+  const remember = (key: number, vec: Float32Array): void => lru.set(key, vec);
 
   const join = (p: Pending, key: number, signal: AbortSignal | undefined): Promise<Float32Array> => {
     p.waiters++;
@@ -99,8 +95,6 @@ export function withEmbedCache(inner: Embedder, capacity: number): CachedEmbedde
     const key = hashText53(text);
     const vec = lru.get(key);
     if (vec !== undefined) {
-      lru.delete(key);
-      lru.set(key, vec);
       hits++;
       return { vec, hit: true };
     }

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { StickyConfig } from '../config/schema.js';
 import { contentText } from './prompt-text.js';
 import { hashText53 } from '../util/hash.js';
+import { Lru } from '../util/lru.js';
 
 type Sticky = z.infer<typeof StickyConfig>;
 
@@ -37,12 +38,14 @@ export function conversationKey(cfg: Sticky, body: Record<string, unknown>, head
 
 /** Bounded LRU of conversation → backend with a TTL; shared by all configs (survives reloads). */
 export class StickyStore {
-  private readonly map = new Map<string, { backend: string; expires: number }>();
+  private readonly map: Lru<string, { backend: string; expires: number }>;
 
-  constructor(private readonly maxEntries: number) {}
+  constructor(maxEntries: number) {
+    this.map = new Lru(maxEntries);
+  }
 
   get(key: string, now: number): string | undefined {
-    const hit = this.map.get(key);
+    const hit = this.map.peek(key);
     if (hit === undefined) return undefined;
     if (hit.expires <= now) {
       this.map.delete(key);
@@ -52,9 +55,7 @@ export class StickyStore {
   }
 
   set(key: string, backend: string, expires: number): void {
-    this.map.delete(key); // re-insert: most recently used last
     this.map.set(key, { backend, expires });
-    if (this.map.size > this.maxEntries) this.map.delete(this.map.keys().next().value as string);
   }
 
   get size(): number {

@@ -2,6 +2,7 @@
 // (oldest dropped first, expired on read), learned rows in a bounded list per policy so a config reload
 // can replay them into the new router. Nothing survives a restart and nothing is shared between replicas.
 import type { LearnedEntry } from './learn-keys.js';
+import { Lru } from '../util/lru.js';
 
 interface Kept {
   embedding: Float32Array;
@@ -9,18 +10,19 @@ interface Kept {
 }
 
 export class MemoryLearnStore {
-  /** Policy -> request id -> embedding; Map order is insertion order, i.e. oldest first. */
-  private readonly pending = new Map<string, Map<string, Kept>>();
+  /** Policy -> request id -> embedding, oldest first (read with peek, so the order stays insertion order). */
+  private readonly pending = new Map<string, Lru<string, Kept>>();
   private readonly rows = new Map<string, LearnedEntry[]>();
   private seq = 0;
   remembered = 0;
 
   remember(policy: string, requestId: string, embedding: Float32Array, o: { ttlS: number; maxPending: number }, now = Date.now()): void {
     let kept = this.pending.get(policy);
-    if (kept === undefined) this.pending.set(policy, (kept = new Map()));
-    for (const [id, k] of kept) {
+    // Bounded by hand below: max_pending may change with a reload while the store lives on.
+    if (kept === undefined) this.pending.set(policy, (kept = new Lru(Number.MAX_SAFE_INTEGER)));
+    for (let id = kept.oldest(); id !== undefined; id = kept.oldest()) {
       // Drop the expired and, past the bound, the oldest: both sit at the front.
-      if (k.expires > now && kept.size < o.maxPending) break;
+      if ((kept.peek(id) as Kept).expires > now && kept.size < o.maxPending) break;
       kept.delete(id);
     }
     kept.set(requestId, { embedding: Float32Array.from(embedding), expires: now + o.ttlS * 1000 });
@@ -28,7 +30,7 @@ export class MemoryLearnStore {
   }
 
   embedding(policy: string, requestId: string, now = Date.now()): Float32Array | null {
-    const k = this.pending.get(policy)?.get(requestId);
+    const k = this.pending.get(policy)?.peek(requestId);
     return k === undefined || k.expires <= now ? null : k.embedding;
   }
 

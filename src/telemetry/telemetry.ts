@@ -10,6 +10,7 @@ import { redact, type RedisClient } from './redis-client.js';
 import { RedisSink, type SinkLogger } from './redis-sink.js';
 import { getRecord, putFeedback, type FeedbackInput } from './redis-store.js';
 import type { TelemetrySink } from './sink.js';
+import { Lru } from '../util/lru.js';
 import { Stages } from './stages.js';
 
 export interface TelemetryOptions {
@@ -34,7 +35,7 @@ export class Telemetry {
   readonly sinks: readonly TelemetrySink[];
   readonly config: TelemetryConfig;
   /** Feedback kept in memory when there is no Redis: request id -> source -> feedback (bounded like records). */
-  private readonly localFeedback = new Map<string, Map<string, FeedbackInput>>();
+  private readonly localFeedback: Lru<string, Map<string, FeedbackInput>>;
 
   constructor(o: TelemetryOptions) {
     this.config = o.config;
@@ -42,6 +43,7 @@ export class Telemetry {
     const url = r?.url ?? o.env.REDIS_URL ?? (r !== undefined ? DEFAULT_REDIS_URL : undefined);
     this.redis = url !== undefined && url !== '' && r?.enabled !== false ? new RedisSink({ ...r, url }, o.logger) : null;
     this.memory = new MemorySink(o.config.memory_records);
+    this.localFeedback = new Lru(Math.max(1, this.memory.capacity));
     this.prometheus = o.config.metrics.enabled ? new PrometheusSink() : null;
     const sinks: TelemetrySink[] = [new AccessLogSink(o.accessLog, o.accessLogOn), this.memory];
     if (this.prometheus !== null) sinks.push(this.prometheus);
@@ -84,13 +86,9 @@ export class Telemetry {
       const o = this.redis.options;
       return putFeedback(this.redis.client, o.key_prefix, id, source, fb, { ttlS: o.record_ttl_s });
     }
-    let bySource = this.localFeedback.get(id);
+    let bySource = this.localFeedback.peek(id);
     if (bySource === undefined) {
       // Bounded like the records it refers to: the oldest request's feedback goes first.
-      if (this.localFeedback.size >= Math.max(1, this.memory.capacity)) {
-        const oldest = this.localFeedback.keys().next().value;
-        if (oldest !== undefined) this.localFeedback.delete(oldest);
-      }
       bySource = new Map();
       this.localFeedback.set(id, bySource);
     }
