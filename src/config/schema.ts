@@ -241,7 +241,9 @@ export const Policy = z
       .int()
       .min(0)
       .default(10_000)
-      .describe('Prompt texts whose router scores are kept (kNN and MLP routers); 0 turns the cache off.'),
+      .describe(
+        'Prompt texts whose router scores are kept (kNN and MLP routers, rules routers with no `meta` condition); 0 turns the cache off.',
+      ),
     fallbacks: z.array(Name).default([]).describe('Backends tried in order after the chosen one fails.'),
     guard: GuardConfig.optional().describe('Out-of-domain check before scoring.'),
     sticky: StickyConfig.default(StickyConfig.parse({})).describe('Multi-turn conversations stay on their first-turn model.'),

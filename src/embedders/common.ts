@@ -12,7 +12,7 @@ export const cacheSizeOption = z
   .max(1_000_000)
   .optional()
   .describe(
-    'Entries in the LRU cache of embeddings in front of this embedder, keyed by a hash of the text; 0 disables it. Default: as many vectors as fit in 16 MiB, at most 10,000 (a 4352-d concat vector is 17 KB).',
+    "Entries in the LRU cache of embeddings in front of this embedder, keyed by a hash of the text; 0 disables it. Default: as many vectors as fit in 16 MiB, at most 10,000 (a 4352-d concat vector is 17 KB). Kept on the event loop only: scoring threads (server.routing_threads) see a text after the policy's score cache missed it, and keep no vectors.",
   );
 
 /**

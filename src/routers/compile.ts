@@ -34,6 +34,8 @@ export async function compilePolicy(
   p: PolicyConfig,
   resolvePath: (p: string) => string,
   holdEmbedder: HoldEmbedder,
+  /** false: embedders keep no vectors (scoring threads: see scoring.worker.ts). */
+  embedCache = true,
 ): Promise<CompiledPolicy> {
   const candidates = p.candidates.map((c) => (typeof c === 'string' ? { backend: c, as: c } : { backend: c.backend, as: c.as }));
   let embedder: CachedEmbedder | null = null;
@@ -45,7 +47,7 @@ export async function compilePolicy(
       // Policies with equal embedder settings (and successive configs) share one instance.
       embedder = await holdEmbedder(`${opts.type}:${JSON.stringify(opts)}:${resolvePath('.')}`, async () => {
         const inner = await plugin.create(opts, { resolvePath });
-        return withEmbedCache(inner, opts.cache_size ?? defaultCacheEntries(inner.dim));
+        return withEmbedCache(inner, embedCache ? (opts.cache_size ?? defaultCacheEntries(inner.dim)) : 0);
       });
     } catch (err) {
       throw Object.assign(new Error(`embedder '${opts.type}' failed to load: ${(err as Error).message}`), { stage: 'embedder' });

@@ -201,6 +201,8 @@ export default defineRouter({
     return {
       type: 'rules',
       needsEmbedding: classify !== null,
+      // Keywords, regexes, lengths and the classifier read the text alone; a `meta` condition reads the request.
+      textOnly: opts.rules.every((r) => r.when.meta === undefined),
       async score(q): Promise<CandidateScore[]> {
         for (const r of rules) if (r.test(q)) return toScores(q, r.outcome, { rule: r.name });
         if (classify !== null) {

@@ -13,17 +13,21 @@ const send = (m: ScoreReply): void => port.postMessage(m);
 
 async function load(data: ScoringWorkerData): Promise<CompiledPolicy[]> {
   const resolvePath = (p: string) => (isAbsolute(p) ? p : resolve(data.baseDir, p));
-  // Policies with equal embedder settings share one instance, as on the event loop.
+  // Policies with equal embedder settings share one instance, as on the event loop. Without vector caches:
+  // a text only gets here when the event loop's score cache missed it (text-only routers), so a cache
+  // here would mostly hold vectors never asked for again, and each one kept outlives the young
+  // generation (the 4352-d concat's are 17 KB): with them, V8's GC helper threads spent ~40 µs of CPU per
+  // `expert` request at c=16, without ~11. Routers that read request metadata (rules with `when.meta`)
+  // re-embed a repeated text here: the embedders served on threads take microseconds.
   const embedders = new Map<string, Promise<CachedEmbedder>>();
   const out: CompiledPolicy[] = [];
   for (const p of data.policies) {
-    out.push(
-      await compilePolicy(p, resolvePath, (key, create) => {
-        let e = embedders.get(key);
-        if (e === undefined) embedders.set(key, (e = create()));
-        return e;
-      }),
-    );
+    const hold = (key: string, create: () => Promise<CachedEmbedder>) => {
+      let e = embedders.get(key);
+      if (e === undefined) embedders.set(key, (e = create()));
+      return e;
+    };
+    out.push(await compilePolicy(p, resolvePath, hold, false));
   }
   return out;
 }

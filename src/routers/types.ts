@@ -26,7 +26,8 @@ export interface Router {
   readonly needsEmbedding: boolean;
   /**
    * true: scores are a pure function of the prompt text (no request metadata, no clock), so the engine
-   * may cache them per text. kNN and MLP routers are; rules read request metadata and are not.
+   * may cache them per text. kNN (without online learning) and MLP routers are; rules are unless one of
+   * them reads request metadata (`when.meta`).
    */
   readonly textOnly?: boolean;
   /** Exactly one score per candidate. */

@@ -37,6 +37,13 @@ describe('rules router', () => {
     default: { scores: { weak: 0.7, strong: 0.6 } },
   };
 
+  it('is text-only (its scores cached per prompt text) unless a rule reads request metadata', async () => {
+    expect((await make(base)).textOnly).toBe(false); // 'premium' reads meta.tier
+    const textRules = base.rules.filter((r) => !('meta' in r.when));
+    expect((await make({ ...base, rules: textRules })).textOnly).toBe(true);
+    expect((await make({ type: 'rules', default: { prefer: 'weak' } })).textOnly).toBe(true);
+  });
+
   it('takes the first rule whose conditions all hold', async () => {
     const r = await make(base);
     expect(r.needsEmbedding).toBe(false);
