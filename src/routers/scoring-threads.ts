@@ -24,7 +24,7 @@ export interface ScoringThreads {
   score(policy: string, text: string, meta: RouteQuery['meta']): Promise<Scored | null> | undefined;
 }
 
-/** Parent -> worker: the texts of one event-loop turn, in one message (ScoreRequest[]). */
+/** Parent -> worker: the texts handed over in one run of the event loop's callbacks, in one message (ScoreRequest[]). */
 export interface ScoreRequest {
   id: number;
   /** Index into the policies the worker was started with. */
@@ -43,8 +43,8 @@ export interface WireError {
 export type ScoreReply =
   | { kind: 'ready' }
   | { kind: 'init_error'; message: string }
-  /** One per ScoreRequest[] message, in its order. */
-  | { kind: 'scored'; items: ScoreResult[] };
+  /** One per text, as soon as it is scored. */
+  | { kind: 'scored'; item: ScoreResult };
 
 export type ScoreResult = { id: number; r: Scored } | { id: number; e: WireError };
 
@@ -89,7 +89,12 @@ interface Pending {
 interface Slot {
   worker: Worker | null;
   pending: Map<number, Pending>;
-  /** Requests of this event-loop turn, posted together at its end (one message, one wake-up). */
+  /**
+   * Texts handed over since the last post, posted as soon as the current callback and its microtasks are
+   * done. Not held to the end of the event-loop turn (setImmediate): a turn can take in most of the
+   * requests in flight, and the worker then sat idle while the event loop parsed them all (with replies
+   * per text, scoring.worker.ts, the routing bench's routed rates at c=16 rose: README, Performance).
+   */
   outbox: ScoreRequest[];
   /** Next restart's wait (doubles per failed start, reset once one is ready) and its timer. */
   restartMs: number;
@@ -179,7 +184,7 @@ export class ScoringThreadPool implements ScoringThreads {
     }
     const id = this.nextId++;
     const slot = best;
-    if (slot.outbox.length === 0) setImmediate(this.flush, slot);
+    if (slot.outbox.length === 0) queueMicrotask(() => this.flush(slot));
     slot.outbox.push({ id, p, text, meta });
     return new Promise<Scored | null>((resolve, reject) => slot.pending.set(id, { resolve, reject }));
   }
@@ -225,17 +230,17 @@ export class ScoringThreadPool implements ScoringThreads {
       let ready = false;
       worker.on('message', (m: ScoreReply) => {
         switch (m.kind) {
-          case 'scored':
-            for (const it of m.items) {
-              const p = slot.pending.get(it.id);
-              if (p === undefined) continue;
-              slot.pending.delete(it.id);
-              if ('r' in it) {
-                this.scored++;
-                p.resolve(it.r);
-              } else p.reject(fromWire(it.e));
-            }
+          case 'scored': {
+            const it = m.item;
+            const p = slot.pending.get(it.id);
+            if (p === undefined) return;
+            slot.pending.delete(it.id);
+            if ('r' in it) {
+              this.scored++;
+              p.resolve(it.r);
+            } else p.reject(fromWire(it.e));
             return;
+          }
           case 'ready':
             ready = true;
             slot.restartMs = RESTART_MIN_MS;

@@ -39,9 +39,14 @@ load(workerData as ScoringWorkerData).then(
         (r) => ({ id: m.id, r }),
         (e: unknown) => ({ id: m.id, e: toWire(e) }),
       );
-    // Answers a batch in one message (the on-thread stages settle within the same turn).
+    // Each text is answered as soon as it is scored, one after the other, not with the rest of its batch:
+    // a batch is every text of an event-loop turn (at c=16 often 8-16 of them), and answering them
+    // together kept the event loop, the upstream and the clients idle until the last was scored (a
+    // convoy). Now the event loop forwards the first request while the next text is scored.
     port.on('message', (batch: ScoreRequest[]) => {
-      void Promise.all(batch.map(one)).then((items) => send({ kind: 'scored', items }));
+      void (async () => {
+        for (const m of batch) send({ kind: 'scored', item: await one(m) });
+      })();
     });
     send({ kind: 'ready' });
   },

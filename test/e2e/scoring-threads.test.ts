@@ -117,7 +117,7 @@ describe('scoring threads', () => {
     const client = new OpenAI({ baseURL: `${onThread.url}/v1`, apiKey: 'unused' });
     const before = pool(onThread).stats().scored;
     const { data, response } = await client.chat.completions
-      .create({ model: 'expert', messages: [{ role: 'user', content: PROMPTS[3] as string }] })
+      .create({ model: 'expert', messages: [{ role: 'user', content: `${PROMPTS[3]} (asked again)` }] }) // not seen yet: no score-cache hit
       .withResponse();
     expect(data.choices[0]?.message.content).toBeTruthy();
     expect(response.headers.get('x-signalman-policy')).toBe('expert');
@@ -136,6 +136,25 @@ describe('scoring threads', () => {
     expect(text.length).toBeGreaterThan(0);
     expect(usage).toBe(true);
     expect(pool(onThread).stats().scored).toBe(before + 2);
+  });
+
+  it('answer each text as soon as it is scored, not once its whole batch is', async () => {
+    const p = pool(onThread);
+    const [w] = p.workers();
+    let replies = 0;
+    const count = (m: { kind: string }) => {
+      if (m.kind === 'scored') replies++;
+    };
+    w!.on('message', count);
+    try {
+      // Asked in one turn of the event loop: the worker gets them together, and answers one by one.
+      const asked = PROMPTS.map((c) => p.score('auto-open', `${c} (one by one)`, {}));
+      const scored = await Promise.all(asked);
+      expect(scored.every((s) => s !== null && (s.guard?.inDomain === false || s.scores.length === 9))).toBe(true);
+      expect(replies).toBe(PROMPTS.length);
+    } finally {
+      w!.off('message', count);
+    }
   });
 
   it('lose no request when a worker dies: the event loop scores until the worker is back', async () => {
