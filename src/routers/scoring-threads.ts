@@ -93,7 +93,7 @@ interface Slot {
    * Texts handed over since the last post, posted as soon as the current callback and its microtasks are
    * done. Not held to the end of the event-loop turn (setImmediate): a turn can take in most of the
    * requests in flight, and the worker then sat idle while the event loop parsed them all (with replies
-   * per text, scoring.worker.ts, the routing bench's routed rates at c=16 rose: README, Performance).
+   * per text, scoring.worker.ts, more routed requests a second at c=16: README, Benchmarks).
    */
   outbox: ScoreRequest[];
   /** Next restart's wait (doubles per failed start, reset once one is ready) and its timer. */

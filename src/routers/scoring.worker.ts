@@ -20,15 +20,13 @@ async function load(data: ScoringWorkerData): Promise<CompiledPolicy[]> {
   // `expert` request at c=16, without ~11. Routers that read request metadata (rules with `when.meta`)
   // re-embed a repeated text here: the embedders served on threads take microseconds.
   const embedders = new Map<string, Promise<CachedEmbedder>>();
+  const hold = (key: string, create: () => Promise<CachedEmbedder>) => {
+    let e = embedders.get(key);
+    if (e === undefined) embedders.set(key, (e = create()));
+    return e;
+  };
   const out: CompiledPolicy[] = [];
-  for (const p of data.policies) {
-    const hold = (key: string, create: () => Promise<CachedEmbedder>) => {
-      let e = embedders.get(key);
-      if (e === undefined) embedders.set(key, (e = create()));
-      return e;
-    };
-    out.push(await compilePolicy(p, resolvePath, hold, false));
-  }
+  for (const p of data.policies) out.push(await compilePolicy(p, resolvePath, hold, false));
   return out;
 }
 
