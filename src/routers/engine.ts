@@ -153,7 +153,9 @@ export async function routeRequest(input: RouteInput): Promise<Decision> {
   if (hit === undefined) {
     // A scoring thread takes the work when the policy is served by one and has room; a worker lost
     // mid-request (null) or none at all: the event loop scores, with the same code.
-    const away = input.onEmbedding === undefined ? input.scoring?.score(policy.name, text, input.meta) : undefined;
+    // A text-only router never reads the request's metadata: it is not copied to the thread.
+    const meta = policy.router.textOnly === true ? null : input.meta;
+    const away = input.onEmbedding === undefined ? input.scoring?.score(policy.name, text, meta) : undefined;
     const remote = away === undefined ? null : await away;
     if (remote !== null) scoredOn = 'worker';
     found = remote ?? (await scoreText(policy, text, input.meta, input.cancel, input.onEmbedding));

@@ -9,10 +9,10 @@
 // `maxInFlight` texts waiting already, when a worker is lost mid-request, or while one restarts.
 import type { Worker } from 'node:worker_threads';
 import type { PolicyConfig } from '../config/schema.js';
-import { SignalmanError, type OpenAIErrorType } from '../errors.js';
 import { newWorker, workerFileFor } from '../embedders/worker-pool.js';
 import type { Scored } from './engine.js';
 import type { RouteQuery } from './types.js';
+import { fromWire, ScoredDecoder, type ScoreBatch, type ScoreReply } from './scoring-wire.js';
 
 /** What the engine needs from scoring threads. */
 export interface ScoringThreads {
@@ -21,32 +21,8 @@ export interface ScoringThreads {
    * score on the event loop. Resolves null when the worker was lost first: score on the event loop.
    * Rejects with the error the engine would have thrown.
    */
-  score(policy: string, text: string, meta: RouteQuery['meta']): Promise<Scored | null> | undefined;
+  score(policy: string, text: string, meta: RouteQuery['meta'] | null): Promise<Scored | null> | undefined;
 }
-
-/** Parent -> worker: the texts handed over in one run of the event loop's callbacks, in one message (ScoreRequest[]). */
-export interface ScoreRequest {
-  id: number;
-  /** Index into the policies the worker was started with. */
-  p: number;
-  text: string;
-  meta: RouteQuery['meta'];
-}
-
-/** A thrown error, as it crosses threads. */
-export interface WireError {
-  message: string;
-  signalman?: { code: string; status: number; type: OpenAIErrorType; param: string | null };
-}
-
-/** Worker -> parent. */
-export type ScoreReply =
-  | { kind: 'ready' }
-  | { kind: 'init_error'; message: string }
-  /** One per text, as soon as it is scored. */
-  | { kind: 'scored'; item: ScoreResult };
-
-export type ScoreResult = { id: number; r: Scored } | { id: number; e: WireError };
 
 export interface ScoringWorkerData {
   policies: PolicyConfig[];
@@ -95,21 +71,10 @@ interface Slot {
    * requests in flight, and the worker then sat idle while the event loop parsed them all (with replies
    * per text, scoring.worker.ts, more routed requests a second at c=16: README, Benchmarks).
    */
-  outbox: ScoreRequest[];
+  outbox: ScoreBatch;
   /** Next restart's wait (doubles per failed start, reset once one is ready) and its timer. */
   restartMs: number;
   timer: NodeJS.Timeout | null;
-}
-
-export function fromWire(e: WireError): Error {
-  const s = e.signalman;
-  return s === undefined ? new Error(e.message) : new SignalmanError(s.code, s.status, s.type, e.message, s.param);
-}
-
-export function toWire(e: unknown): WireError {
-  if (e instanceof SignalmanError)
-    return { message: e.message, signalman: { code: e.code, status: e.status, type: e.type, param: e.param } };
-  return { message: e instanceof Error ? e.message : String(e) };
 }
 
 const RESTART_MIN_MS = 500;
@@ -166,7 +131,8 @@ export class ScoringThreadPool implements ScoringThreads {
     return this.index.has(policy);
   }
 
-  score(policy: string, text: string, meta: RouteQuery['meta']): Promise<Scored | null> | undefined {
+  /** meta: null when the policy's router never reads it (text-only), so it is not copied across. */
+  score(policy: string, text: string, meta: RouteQuery['meta'] | null): Promise<Scored | null> | undefined {
     const p = this.index.get(policy);
     if (p === undefined) return undefined;
     if (!this.busy) {
@@ -185,7 +151,7 @@ export class ScoringThreadPool implements ScoringThreads {
     const id = this.nextId++;
     const slot = best;
     if (slot.outbox.length === 0) queueMicrotask(() => this.flush(slot));
-    slot.outbox.push({ id, p, text, meta });
+    slot.outbox.push(id, p, text, meta);
     return new Promise<Scored | null>((resolve, reject) => slot.pending.set(id, { resolve, reject }));
   }
 
@@ -228,19 +194,22 @@ export class ScoringThreadPool implements ScoringThreads {
     const worker = newWorker(file, tsLoader, { workerData: data, name: `signalman-scoring#${this.slots.indexOf(slot)}` });
     return new Promise<void>((resolve, reject) => {
       let ready = false;
+      const wire = new ScoredDecoder(); // in step with this worker's encoder only
       worker.on('message', (m: ScoreReply) => {
-        switch (m.kind) {
-          case 'scored': {
-            const it = m.item;
-            const p = slot.pending.get(it.id);
-            if (p === undefined) return;
-            slot.pending.delete(it.id);
-            if ('r' in it) {
-              this.scored++;
-              p.resolve(it.r);
-            } else p.reject(fromWire(it.e));
-            return;
+        if (Array.isArray(m)) {
+          // Decoded even when nobody waits any more: the next reply's shape may be "as this one".
+          const r = m[2] === null ? fromWire(m[3]) : wire.decode(m[1], m[2], m[3]);
+          const p = slot.pending.get(m[0]);
+          if (p === undefined) return;
+          slot.pending.delete(m[0]);
+          if (r instanceof Error) p.reject(r);
+          else {
+            this.scored++;
+            p.resolve(r);
           }
+          return;
+        }
+        switch (m.kind) {
           case 'ready':
             ready = true;
             slot.restartMs = RESTART_MIN_MS;

@@ -5,7 +5,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { CachedEmbedder } from '../embedders/cache.js';
 import { compilePolicy, type CompiledPolicy } from './compile.js';
 import { scoreText } from './engine.js';
-import { toWire, type ScoreReply, type ScoreRequest, type ScoreResult, type ScoringWorkerData } from './scoring-threads.js';
+import type { ScoringWorkerData } from './scoring-threads.js';
+import { BATCH_STRIDE, ScoredEncoder, toWire, type ScoreBatch, type ScoreReply, type ScoredWire } from './scoring-wire.js';
+import type { RouteQuery } from './types.js';
 
 const port = parentPort;
 if (port === null) throw new Error('scoring.worker runs inside a worker thread');
@@ -32,18 +34,23 @@ async function load(data: ScoringWorkerData): Promise<CompiledPolicy[]> {
 
 load(workerData as ScoringWorkerData).then(
   (policies) => {
-    const one = (m: ScoreRequest): Promise<ScoreResult> =>
-      scoreText(policies[m.p]!, m.text, m.meta).then(
-        (r) => ({ id: m.id, r }),
-        (e: unknown) => ({ id: m.id, e: toWire(e) }),
+    const wire = new ScoredEncoder();
+    const NO_META: RouteQuery['meta'] = Object.freeze({});
+    const one = (id: number, p: number, text: string, meta: RouteQuery['meta'] | null): Promise<ScoredWire> =>
+      scoreText(policies[p]!, text, meta ?? NO_META).then(
+        (r) => wire.encode(id, p, r),
+        (e: unknown): ScoredWire => [id, p, null, toWire(e)],
       );
     // Each text is answered as soon as it is scored, one after the other, not with the rest of its batch:
     // a batch is every text of an event-loop turn (at c=16 often 8-16 of them), and answering them
     // together kept the event loop, the upstream and the clients idle until the last was scored (a
     // convoy). Now the event loop forwards the first request while the next text is scored.
-    port.on('message', (batch: ScoreRequest[]) => {
+    port.on('message', (batch: ScoreBatch) => {
       void (async () => {
-        for (const m of batch) send({ kind: 'scored', item: await one(m) });
+        for (let i = 0; i < batch.length; i += BATCH_STRIDE) {
+          const meta = batch[i + 3] as RouteQuery['meta'] | null;
+          send(await one(batch[i] as number, batch[i + 1] as number, batch[i + 2] as string, meta));
+        }
       })();
     });
     send({ kind: 'ready' });

@@ -11,6 +11,7 @@ import { parseConfigText } from '../../src/config/load.js';
 import { startMockUpstream, type MockUpstream } from '../../src/mock/server.js';
 import { startGateway, type Gateway } from '../../src/server/listen.js';
 import type { ScoringThreadPool } from '../../src/routers/scoring-threads.js';
+import type { ScoreReply } from '../../src/routers/scoring-wire.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const SHIPPED = readFileSync(join(ROOT, 'configs/default.yaml'), 'utf8');
@@ -142,8 +143,8 @@ describe('scoring threads', () => {
     const p = pool(onThread);
     const [w] = p.workers();
     let replies = 0;
-    const count = (m: { kind: string }) => {
-      if (m.kind === 'scored') replies++;
+    const count = (m: ScoreReply) => {
+      if (Array.isArray(m)) replies++; // a scored text (scoring-wire.ts); control messages are objects
     };
     w!.on('message', count);
     try {

@@ -127,6 +127,7 @@ describe('sticky conversations', () => {
     expect(t2?.followUp).toBe(true);
     const other = conversationKey(cfg, { messages: [{ role: 'user', content: 'q9' }] }, undefined);
     expect(other?.key).not.toBe(t1?.key);
+    expect(typeof t1?.key).toBe('number'); // a hash, never equal to a header's 'h:' key
     expect(conversationKey(cfg, {}, 'abc')).toEqual({ key: 'h:abc', followUp: true });
   });
 
