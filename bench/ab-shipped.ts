@@ -4,7 +4,8 @@
 // pass-through rate alone moves by ±20% from one window to the next; a change measured in separate
 // runs (`npm run bench`) is lost in that, while interleaved windows see the same weather. Prints, per
 // side, the median over rounds of each policy's rate divided by the same side's pass-through rate of
-// the same round, and writes the rounds to JSON.
+// the same round; then, per target, the median of B's rate over A's in the same round (adjacent windows);
+// and writes the rounds to JSON.
 //   npx tsc -p tsconfig.json && node dist/bench/ab-shipped.js --a ../other-checkout --b . [--rounds 12]
 //     [--ms 1000] [--a-server 'routing_threads_min_utilization: 0'] [--b-server ...]
 // Both trees must be built (`npx tsc -p tsconfig.json` in each); each side's gateway runs its own tree.
@@ -105,8 +106,18 @@ try {
     );
     console.log(`${s.name}     ${median(pt).toFixed(0).padStart(11)}  ${cells.join('  ')}`);
   }
+  // Each policy's B window sits next to its A window, so B/A of the same round cancels most of the weather
+  // that a side's own pass-through (another window) does not; pass-through's B/A shows the sides' spread.
+  const [A, B] = sides as [Side, Side];
+  const paired = Object.fromEntries(TARGETS.map((t) => [t, median(B.rps[t].map((v, i) => v / A.rps[t][i]!))]));
+  console.log(
+    `B/A   ${TARGETS.map((t) => `${t} ${paired[t]!.toFixed(3)}`).join('  ')}   (median over rounds of B's req/s over A's, same target and round)`,
+  );
   const file = join(import.meta.dirname, `../../bench/results/ab-shipped-${stamp()}.json`);
-  writeFileSync(file, JSON.stringify({ machine: machine(), rounds: ROUNDS, ms: MS, sides: sides.map(({ gw: _gw, ...s }) => s) }, null, 2));
+  writeFileSync(
+    file,
+    JSON.stringify({ machine: machine(), rounds: ROUNDS, ms: MS, paired, sides: sides.map(({ gw: _gw, ...s }) => s) }, null, 2),
+  );
   console.log(`\nwrote ${file}`);
 } finally {
   for (const s of sides) await s.gw.stop();
