@@ -77,6 +77,10 @@ const MARK_BEGIN = 0x02; // token boundary marks for char n-grams, outside any p
 const MARK_END = 0x03;
 const NON_ASCII = /[\x80-\uffff]/; // any code unit above ASCII
 
+/** Math.log1p of the counts a bucket usually holds, computed by Math.log1p itself. */
+const LOG1P_COUNTS = 256;
+const LOG1P = Float64Array.from({ length: LOG1P_COUNTS }, (_, k) => Math.log1p(k));
+
 /** One hashed feature group with a list of the buckets it touched, so reset and read skip the zeros. */
 class Group {
   readonly acc: Float32Array;
@@ -108,7 +112,9 @@ class Group {
     for (let i = 0; i < this.n; i++) {
       const b = this.touched[i]!;
       const x = this.acc[b]!;
-      const y = x < 0 ? -Math.log1p(-x) : Math.log1p(x);
+      // A bucket holds a signed count, so log1p is looked up: the same values, a few ns instead of ~15
+      // per bucket (a prompt touches hundreds).
+      const y = x < 0 ? (x > -LOG1P_COUNTS ? -LOG1P[-x]! : -Math.log1p(-x)) : x < LOG1P_COUNTS ? LOG1P[x]! : Math.log1p(x);
       this.acc[b] = y;
       s += y * y;
     }
