@@ -198,7 +198,19 @@ export class ScoringThreadPool implements ScoringThreads {
       worker.on('message', (m: ScoreReply) => {
         if (Array.isArray(m)) {
           // Decoded even when nobody waits any more: the next reply's shape may be "as this one".
-          const r = m[2] === null ? fromWire(m[3]) : wire.decode(m[1], m[2], m[3]);
+          let r: Scored | Error;
+          try {
+            r = m[2] === null ? fromWire(m[3]) : wire.decode(m[1], m[2], m[3]);
+          } catch (err) {
+            // Out of step with the thread (a bug): its texts go back to the event loop (exit -> orphan)
+            // and a new thread starts afresh on both sides, rather than the event loop throwing here.
+            this.o.onEvent?.(
+              'scoring thread sent a reply that could not be read; replacing it',
+              err instanceof Error ? err : new Error(String(err)),
+            );
+            void worker.terminate();
+            return;
+          }
           const p = slot.pending.get(m[0]);
           if (p === undefined) return;
           slot.pending.delete(m[0]);

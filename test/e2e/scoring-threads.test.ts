@@ -185,6 +185,21 @@ describe('scoring threads', () => {
     expect(value('signalman_scoring_thread_texts_total{where="worker"}')).toBeGreaterThan(30);
   });
 
+  it('replace a thread whose reply cannot be read, and answer its texts on the event loop', async () => {
+    const p = pool(onThread);
+    const [w] = p.workers();
+    const lost = p.stats().lost;
+    // Scores for a policy whose shape (names, evidence) this side never received: out of step.
+    w!.emit('message', [1e9, 99, [0, 0, 0, 0, 0, 0, 0.5], null] satisfies ScoreReply);
+    const until = Date.now() + 20_000;
+    while (p.stats().lost === lost && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    expect(p.stats().lost).toBe(lost + 1);
+    expect(p.workers()).not.toContain(w);
+    expect((await route(onThread, 'auto', 'What is 14 squared?')).reason).toBeDefined(); // answered meanwhile
+    while (p.stats().alive === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect((await route(onThread, 'auto-open', 'What is 15 squared?')).scoredOn).toBe('worker');
+  });
+
   it('come with each config: a reload starts new ones and retires the old', async () => {
     const old = pool(onThread);
     const status = await onThread.ref.reload('test');
