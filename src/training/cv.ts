@@ -276,7 +276,7 @@ async function cvP3(opts: CvOptions, ctx: RunContext): Promise<CvRun> {
   for (let f = 0; f < opts.folds; f++) {
     const rest = parts.flatMap((p, k) => (k === f ? [] : p));
     const restCopies = copies.filter((c) => p3FoldOf(c, opts.folds) !== f);
-    const { model, threshold } = await fitGuard(opts.recipe, rest, restCopies, ctx, heldOut);
+    const { model, threshold } = await fitGuard(opts.recipe, rest, restCopies, embedder, ctx, heldOut);
     const decide = (x: Float32Array): P3Label => p3Decide(model.predict(x), threshold.threshold).label;
     const test = parts[f]!;
     const predicted = test.map((it) => decide(it.x));

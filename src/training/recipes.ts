@@ -90,10 +90,14 @@ const P2_ENSEMBLE = p2Ensemble(128);
 const P3_MLP = { hidden: [128], epochs: 30, lr: 0.001, batchSize: 64, l2: 1e-4, dropout: 0.2 };
 /** p3-lexical-lr's softmax regression. */
 const P3_LR = { hidden: [], epochs: 30, lr: 0.01, batchSize: 256, l2: 5e-6 };
-/** One softmax graph: 0.5 x P3_MLP on the whole concat vector + 0.5 x P3_LR on its lexical part. */
+/**
+ * One softmax graph: 0.5 x P3_MLP + 0.5 x a softmax regression with P3_LR's settings, both on the whole
+ * concat vector. (Until session 14 the regression said `input: 0`, meant as the lexical part, but P3's
+ * trainer gave ensembles no member slices, so it read the whole vector; it is written here as trained.)
+ */
 const P3_MLP_LR: EnsembleMemberRecipe[] = [
   { input: 'all', kind: 'quality', mlp: P3_MLP, seed: 1, weight: 0.5 },
-  { input: 0, kind: 'quality', mlp: P3_LR, seed: 1, weight: 0.5 },
+  { input: 'all', kind: 'quality', mlp: P3_LR, seed: 1, weight: 0.5 },
 ];
 
 /**
@@ -121,9 +125,13 @@ const P3_CV_CANDIDATES: readonly Recipe[] = [
     embedder: { ...CONCAT_STATIC, weights: [1, 2] },
   }),
   p3Candidate('p3-cv-stem-chat', 'p3-concat-static-mlp-shapes trained with option-less and chat copies only', { augment: 'stem-chat' }),
-  p3Candidate('p3-cv-mlp-lr', 'one graph: 0.5 x the MLP of p3-concat-static-mlp-shapes + 0.5 x p3-lexical-lr on the lexical part', {
-    ensemble: P3_MLP_LR,
-  }),
+  p3Candidate(
+    'p3-cv-mlp-lr',
+    'one graph: 0.5 x the MLP of p3-concat-static-mlp-shapes + 0.5 x a softmax regression (p3-lexical-lr settings) on the same vector',
+    {
+      ensemble: P3_MLP_LR,
+    },
+  ),
   p3Candidate('p3-cv-copyw025', 'p3-concat-static-mlp-shapes with each copy weighted 0.25 (the 4 copies of a row weigh as much as it)', {
     copyWeight: 0.25,
   }),
@@ -140,6 +148,37 @@ const P3_CV_CANDIDATES: readonly Recipe[] = [
   ),
   p3Candidate('p3-cv-mlp-lr-copyw025-both', 'p3-cv-mlp-lr-copyw025 with its threshold picked on both halves (thresholdPick both)', {
     ensemble: P3_MLP_LR,
+    copyWeight: 0.25,
+    thresholdPick: 'both',
+  }),
+  // Session 14, on top of the shipped p3-concat-static-mlp-lr (copies at 0.25, threshold over both halves).
+  p3Candidate('p3-cv-lrlex', 'p3-concat-static-mlp-lr with its regression on the lexical part only (as its recipe once meant)', {
+    ensemble: [P3_MLP_LR[0]!, { ...P3_MLP_LR[1]!, input: 0 }],
+    copyWeight: 0.25,
+    thresholdPick: 'both',
+  }),
+  p3Candidate('p3-cv-three', 'p3-concat-static-mlp-lr plus an MLP on the static part: 0.4 / 0.3 / 0.3', {
+    ensemble: [
+      { ...P3_MLP_LR[0]!, weight: 0.4 },
+      { ...P3_MLP_LR[1]!, weight: 0.3 },
+      { input: 1, kind: 'quality', mlp: P3_MLP, seed: 2, weight: 0.3 },
+    ],
+    copyWeight: 0.25,
+    thresholdPick: 'both',
+  }),
+  p3Candidate('p3-cv-mix65', 'p3-concat-static-mlp-lr weighted 0.65 MLP / 0.35 regression', {
+    ensemble: [
+      { ...P3_MLP_LR[0]!, weight: 0.65 },
+      { ...P3_MLP_LR[1]!, weight: 0.35 },
+    ],
+    copyWeight: 0.25,
+    thresholdPick: 'both',
+  }),
+  p3Candidate('p3-cv-mix35', 'p3-concat-static-mlp-lr weighted 0.35 MLP / 0.65 regression', {
+    ensemble: [
+      { ...P3_MLP_LR[0]!, weight: 0.35 },
+      { ...P3_MLP_LR[1]!, weight: 0.65 },
+    ],
     copyWeight: 0.25,
     thresholdPick: 'both',
   }),
@@ -368,7 +407,7 @@ export const RECIPES: readonly Recipe[] = [
     seed: 1,
     shipped: true,
     best: true,
-    note: "chosen by P3 cross-validation (routers/README.md; the CV candidate p3-cv-mlp-lr-copyw025-both): one softmax graph, 0.5 x p3-concat-static-mlp-shapes's MLP + 0.5 x p3-lexical-lr's regression on the lexical part; shaped copies weighted 0.25 each; guard threshold picked over both halves of the train split",
+    note: "chosen by P3 cross-validation (routers/README.md; the CV candidate p3-cv-mlp-lr-copyw025-both): one softmax graph, 0.5 x p3-concat-static-mlp-shapes's MLP + 0.5 x a softmax regression with p3-lexical-lr's settings, both on the whole lexical + static vector; shaped copies weighted 0.25 each; guard threshold picked over both halves of the train split",
   },
   ...P3_CV_CANDIDATES,
 ];

@@ -110,7 +110,8 @@ export const p3HeldOut =
 /** Validation part of the train split: held-out ids, and held-out whole subjects for MMLU negatives. */
 const isValidation = p3HeldOut('p3-val/');
 
-async function fit(recipe: Recipe, items: readonly Item[], ctx: RunContext): Promise<TrainedMlp> {
+/** `embedder` made the items' vectors: an ensemble member's `input: N` reads its Nth concat member's part. */
+async function fit(recipe: Recipe, items: readonly Item[], embedder: Embedder, ctx: RunContext): Promise<TrainedMlp> {
   const X: Matrix = { rows: items.length, dim: items[0]!.x.length, data: new Float32Array(0) };
   // fitRecipe reads rows through rowOf(X, i): hand it a matrix built from the items' vectors.
   X.data = new Float32Array(items.length * X.dim);
@@ -134,6 +135,7 @@ async function fit(recipe: Recipe, items: readonly Item[], ctx: RunContext): Pro
     'softmax',
     ctx,
     weights,
+    { embedder },
   );
 }
 
@@ -300,12 +302,14 @@ export async function fitGuard(
   recipe: Recipe,
   train: readonly Item[],
   copies: readonly Item[],
+  embedder: Embedder,
   ctx: RunContext,
   heldOut: (it: LabeledRow) => boolean = isValidation,
 ): Promise<P3Guard> {
   const inner = await fit(
     recipe,
     [...train, ...copies].filter((it) => !heldOut(it)),
+    embedder,
     ctx,
   );
   let threshold: HarmonicThreshold;
@@ -314,18 +318,19 @@ export async function fitGuard(
     const other = await fit(
       recipe,
       [...train, ...copies].filter((it) => heldOut(it)),
+      embedder,
       ctx,
     );
     threshold = harmonicThreshold(inner, train.filter(heldOut), { model: other, items: train.filter((it) => !heldOut(it)) });
   } else threshold = harmonicThreshold(inner, train.filter(heldOut));
-  const model = await fit(recipe, [...train, ...copies], ctx);
+  const model = await fit(recipe, [...train, ...copies], embedder, ctx);
   return { model, threshold };
 }
 
 export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
   const { mmlu, llm, gsm, mtb, embedder, split, train, dropped, vec } = await loadP3(opts.recipe, opts.pool, ctx);
   const copies = await augmentItems(opts.recipe, train, [mmlu, llm], embedder, ctx);
-  const { model, threshold } = await fitGuard(opts.recipe, train, copies, ctx);
+  const { model, threshold } = await fitGuard(opts.recipe, train, copies, embedder, ctx);
 
   let test: Item[];
   if (opts.testFile !== undefined) {
