@@ -11,6 +11,7 @@ export type Run = P1Run | P2Run | P3Run;
 
 const pct = (x: number | null): string => (x === null ? 'never' : `${(x * 100).toFixed(1)}%`);
 export const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
+const f4 = (x: number): string => (Number.isFinite(x) ? x.toFixed(4) : 'n/a');
 
 export function table(head: string[], rows: string[][]): string {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -96,8 +97,9 @@ export function cvTable(runs: readonly CvRun[]): string {
   const first = runs[0];
   if (first === undefined) return '';
   const keys = Object.keys(first.mean);
+  // Four digits: recipes are compared fold by fold, and at three a tie may not be one.
   const fmt = (k: string, x: number | null | undefined): string =>
-    x === undefined ? '-' : k.startsWith('cpt') ? pct(x) : x === null ? 'never' : f3(x);
+    x === undefined ? '-' : k.startsWith('cpt') ? pct(x) : x === null ? 'never' : f4(x);
   const rows = runs.map((r) => [
     r.recipe,
     r.embedder,
