@@ -166,22 +166,16 @@ const P3_CV_CANDIDATES: readonly Recipe[] = [
     copyWeight: 0.25,
     thresholdPick: 'both',
   }),
-  p3Candidate('p3-cv-mix65', 'p3-concat-static-mlp-lr weighted 0.65 MLP / 0.35 regression', {
-    ensemble: [
-      { ...P3_MLP_LR[0]!, weight: 0.65 },
-      { ...P3_MLP_LR[1]!, weight: 0.35 },
-    ],
-    copyWeight: 0.25,
-    thresholdPick: 'both',
-  }),
-  p3Candidate('p3-cv-mix35', 'p3-concat-static-mlp-lr weighted 0.35 MLP / 0.65 regression', {
-    ensemble: [
-      { ...P3_MLP_LR[0]!, weight: 0.35 },
-      { ...P3_MLP_LR[1]!, weight: 0.65 },
-    ],
-    copyWeight: 0.25,
-    thresholdPick: 'both',
-  }),
+  ...[0.65, 0.35].map((w) =>
+    p3Candidate(`p3-cv-mix${w * 100}`, `p3-concat-static-mlp-lr weighted ${w} MLP / ${1 - w} regression`, {
+      ensemble: [
+        { ...P3_MLP_LR[0]!, weight: w },
+        { ...P3_MLP_LR[1]!, weight: 1 - w },
+      ],
+      copyWeight: 0.25,
+      thresholdPick: 'both',
+    }),
+  ),
   p3Candidate('p3-cv-reg', 'p3-concat-static-mlp-shapes with more regularisation: dropout 0.3, l2 3e-4, 20 epochs', {
     mlp: { ...P3_MLP, dropout: 0.3, l2: 3e-4, epochs: 20 },
   }),

@@ -2,13 +2,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { createConcatEmbedder, ConcatOptions } from '../../src/embedders/concat.js';
 import { OnnxMlp } from '../../src/routers/mlp.js';
 import { fitRecipe, slicesOf } from '../../src/training/fit.js';
 import { isEnsemble } from '../../src/training/ensemble.js';
 import { writeMlpArtifact } from '../../src/training/onnx-export.js';
 import { RECIPES, shippedRecipe, type Recipe } from '../../src/training/recipes.js';
 import type { Matrix } from '../../src/training/embed-cache.js';
+import { smallConcat } from './fixture.js';
 
 // fitRecipe with an ensemble recipe on a real concat embedder (two lexical members, so it is fast):
 // members read their own parts of the joined vector, and the artifact runs in onnxruntime.
@@ -21,16 +21,7 @@ const TOPICS = {
 
 describe('fitRecipe with an ensemble recipe', () => {
   it('trains each member on its slice of a concat vector and exports one graph', async () => {
-    const embedder = await createConcatEmbedder(
-      ConcatOptions.parse({
-        type: 'concat',
-        members: [
-          { type: 'lexical', dim: 64 },
-          { type: 'lexical', dim: 32, char_ngram_max: 3 },
-        ],
-      }),
-      { resolvePath: (p) => p },
-    );
+    const embedder = await smallConcat();
     onTestFinished(() => embedder.close());
     expect(slicesOf(embedder)).toEqual([
       [0, 64],

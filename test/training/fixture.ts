@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { vi } from 'vitest';
+import { createConcatEmbedder, ConcatOptions, type ConcatEmbedder } from '../../src/embedders/concat.js';
 import { seededRandom } from '../../src/util/random.js';
 
 // A tiny datasets folder with the layout and schema of ../shared/datasets, written by the tests
@@ -91,4 +92,18 @@ export function quiet(): string[] {
   vi.spyOn(process.stdout, 'write').mockImplementation((s) => (stdout.push(String(s)), true));
   vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
   return stdout;
+}
+
+/** A real concat embedder that is fast to train on: two lexical members of 64 and 32 dims ([0, 64), [64, 96)). */
+export async function smallConcat(): Promise<ConcatEmbedder> {
+  return createConcatEmbedder(
+    ConcatOptions.parse({
+      type: 'concat',
+      members: [
+        { type: 'lexical', dim: 64 },
+        { type: 'lexical', dim: 32, char_ngram_max: 3 },
+      ],
+    }),
+    { resolvePath: (p) => p },
+  );
 }

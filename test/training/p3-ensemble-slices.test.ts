@@ -1,9 +1,9 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { createConcatEmbedder, ConcatOptions } from '../../src/embedders/concat.js';
 import { isEnsemble } from '../../src/training/ensemble.js';
 import { fitGuard, type Item } from '../../src/training/protocols/p3.js';
 import type { P3Label } from '../../src/training/dataset.js';
 import type { Recipe } from '../../src/training/recipes.js';
+import { smallConcat } from './fixture.js';
 
 // P3's trainer hands an ensemble its embedder's member slices, as P1's and P2's do: `input: 0` is the
 // first concat member's part, not the whole vector (until session 14 it silently read the whole vector).
@@ -17,16 +17,7 @@ const WORDS: Record<P3Label, string[]> = {
 
 describe('P3 training with an ensemble recipe', () => {
   it('gives each member its own slice of a concat vector', async () => {
-    const embedder = await createConcatEmbedder(
-      ConcatOptions.parse({
-        type: 'concat',
-        members: [
-          { type: 'lexical', dim: 64 },
-          { type: 'lexical', dim: 32, char_ngram_max: 3 },
-        ],
-      }),
-      { resolvePath: (p) => p },
-    );
+    const embedder = await smallConcat();
     onTestFinished(() => embedder.close());
     const items: Item[] = [];
     for (const [label, words] of Object.entries(WORDS) as Array<[P3Label, string[]]>) {
