@@ -100,6 +100,9 @@ const P3_MLP_LR: EnsembleMemberRecipe[] = [
   { input: 'all', kind: 'quality', mlp: P3_LR, seed: 1, weight: 0.5 },
 ];
 
+/** How the shipped P3 recipe trains besides its members: copies at a quarter weight, threshold over both halves. */
+const P3_SHIPPED_TRAINING = { copyWeight: 0.25, thresholdPick: 'both' } as const;
+
 /**
  * P3 CV candidates (not shipped; no artifact): variants of p3-concat-static-mlp-shapes compared only by
  * `signalman eval --cv 2 --protocol p3` inside the train split (routers/README.md, the P3 CV table); none was scored on a test set.
@@ -154,8 +157,7 @@ const P3_CV_CANDIDATES: readonly Recipe[] = [
   // Session 14, on top of the shipped p3-concat-static-mlp-lr (copies at 0.25, threshold over both halves).
   p3Candidate('p3-cv-lrlex', 'p3-concat-static-mlp-lr with its regression on the lexical part only (as its recipe once meant)', {
     ensemble: [P3_MLP_LR[0]!, { ...P3_MLP_LR[1]!, input: 0 }],
-    copyWeight: 0.25,
-    thresholdPick: 'both',
+    ...P3_SHIPPED_TRAINING,
   }),
   p3Candidate('p3-cv-three', 'p3-concat-static-mlp-lr plus an MLP on the static part: 0.4 / 0.3 / 0.3', {
     ensemble: [
@@ -163,8 +165,7 @@ const P3_CV_CANDIDATES: readonly Recipe[] = [
       { ...P3_MLP_LR[1]!, weight: 0.3 },
       { input: 1, kind: 'quality', mlp: P3_MLP, seed: 2, weight: 0.3 },
     ],
-    copyWeight: 0.25,
-    thresholdPick: 'both',
+    ...P3_SHIPPED_TRAINING,
   }),
   ...[0.65, 0.35].map((w) =>
     p3Candidate(`p3-cv-mix${w * 100}`, `p3-concat-static-mlp-lr weighted ${w} MLP / ${1 - w} regression`, {
@@ -172,8 +173,7 @@ const P3_CV_CANDIDATES: readonly Recipe[] = [
         { ...P3_MLP_LR[0]!, weight: w },
         { ...P3_MLP_LR[1]!, weight: 1 - w },
       ],
-      copyWeight: 0.25,
-      thresholdPick: 'both',
+      ...P3_SHIPPED_TRAINING,
     }),
   ),
   p3Candidate('p3-cv-reg', 'p3-concat-static-mlp-shapes with more regularisation: dropout 0.3, l2 3e-4, 20 epochs', {
