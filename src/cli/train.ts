@@ -123,7 +123,7 @@ async function trainProtocol(
       models: [...r.labels],
       labels: [...r.labels],
       trained_on: {
-        file: 'routellm/mmlu.jsonl + llmrouter/train.jsonl',
+        file: `routellm/mmlu.jsonl + llmrouter/train.jsonl${recipe.extra === undefined ? '' : ` + ${recipe.extra.file}`}`,
         sha256: r.train.sha256,
         split: r.train.split,
         seed: recipe.seed,

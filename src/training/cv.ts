@@ -10,6 +10,7 @@ import {
   augmentItems,
   fitGuard,
   harmonicThreshold,
+  extraItems,
   loadP3,
   p3Decide,
   p3GroupKey,
@@ -261,6 +262,8 @@ async function cvP3(opts: CvOptions, ctx: RunContext): Promise<CvRun> {
   // Copies are made for every train row once (their embeddings are cached per copy set) and then go
   // with their source row's fold: a fold never trains on a copy of a row it is scored on.
   const copies = await augmentItems(opts.recipe, train, [mmlu, llm], embedder, ctx);
+  // The recipe's own extra prompts are never validation rows: every fold trains on all of them.
+  const { items: extra } = await extraItems(opts.recipe, embedder, ctx);
   const shaped =
     opts.robustness === false
       ? []
@@ -275,7 +278,7 @@ async function cvP3(opts: CvOptions, ctx: RunContext): Promise<CvRun> {
   const perFold: CvFold[] = [];
   for (let f = 0; f < opts.folds; f++) {
     const rest = parts.flatMap((p, k) => (k === f ? [] : p));
-    const restCopies = copies.filter((c) => p3FoldOf(c, opts.folds) !== f);
+    const restCopies = [...copies.filter((c) => p3FoldOf(c, opts.folds) !== f), ...extra];
     const { model, threshold } = await fitGuard(opts.recipe, rest, restCopies, embedder, ctx, heldOut);
     const decide = (x: Float32Array): P3Label => p3Decide(model.predict(x), threshold.threshold).label;
     const test = parts[f]!;

@@ -170,9 +170,18 @@ const domainOfCategory = new Map<string, P3Domain>(
   (Object.entries(P3_DOMAINS) as [P3Domain, readonly string[]][]).flatMap(([d, cats]) => cats.map((c) => [c, d] as const)),
 );
 
-/** The P3 domain of an MMLU row, or null when its subject is outside law/finance/health. */
+const isP3Domain = (s: string): s is P3Domain => Object.hasOwn(P3_DOMAINS, s);
+
+/**
+ * The P3 domain of a row, or null when it is out of domain: an MMLU row by its subject; a row of the
+ * project's own chat prompts (benchmark 'chat', data/chat/) by its category, which is its label.
+ */
 export const p3DomainOf = (row: OutcomeRow): P3Domain | null =>
-  row.benchmark === 'mmlu' ? (domainOfCategory.get(row.category) ?? null) : null;
+  row.benchmark === 'mmlu'
+    ? (domainOfCategory.get(row.category) ?? null)
+    : row.benchmark === 'chat' && isP3Domain(row.category)
+      ? row.category
+      : null;
 
 export interface LabeledRow {
   row: OutcomeRow;

@@ -33,6 +33,12 @@ export interface Recipe {
    * and the threshold is the best one over both halves' scores pooled (every train row votes once).
    */
   thresholdPick?: 'inner' | 'both';
+  /**
+   * P3: also train on the project's own labelled prompts (a file of the dataset schema, benchmark 'chat',
+   * category = label; path from the project root, e.g. data/chat/train.jsonl), each weighing `weight`
+   * original rows. They are never scored and never pick the threshold.
+   */
+  extra?: { file: string; weight: number };
   seed: number;
   /** Has a trained artifact in routers/<name>/. */
   shipped: boolean;
@@ -99,6 +105,9 @@ const P3_MLP_LR: EnsembleMemberRecipe[] = [
   { input: 'all', kind: 'quality', mlp: P3_MLP, seed: 1, weight: 0.5 },
   { input: 'all', kind: 'quality', mlp: P3_LR, seed: 1, weight: 0.5 },
 ];
+
+/** The project's own labelled everyday chat prompts (data/chat/README.md): law, finance, health and ood. */
+const CHAT_TRAIN = 'data/chat/train.jsonl';
 
 /** How the shipped P3 recipe trains besides its members: copies at a quarter weight, threshold over both halves. */
 const P3_SHIPPED_TRAINING = { copyWeight: 0.25, thresholdPick: 'both' } as const;
@@ -174,6 +183,14 @@ const P3_CV_CANDIDATES: readonly Recipe[] = [
         { ...P3_MLP_LR[1]!, weight: 1 - w },
       ],
       ...P3_SHIPPED_TRAINING,
+    }),
+  ),
+  // Session 15: the shipped recipe plus the project's own everyday chat prompts (data/chat/train.jsonl).
+  ...[0.5, 1, 2, 3].map((weight) =>
+    p3Candidate(`p3-cv-chat${String(weight).replace('.', '')}`, `p3-concat-static-mlp-lr plus data/chat/train.jsonl at weight ${weight}`, {
+      ensemble: P3_MLP_LR,
+      ...P3_SHIPPED_TRAINING,
+      extra: { file: CHAT_TRAIN, weight },
     }),
   ),
   p3Candidate('p3-cv-reg', 'p3-concat-static-mlp-shapes with more regularisation: dropout 0.3, l2 3e-4, 20 epochs', {

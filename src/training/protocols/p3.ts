@@ -55,7 +55,7 @@ export interface P3Run {
   labels: readonly P3Label[];
   threshold: number;
   calibration: string;
-  /** sha256 = sha256(mmlu file hash + llmrouter file hash): both files the guard learnt from. */
+  /** sha256 = sha256(mmlu file hash + llmrouter file hash + the extra file's hash, if any): the files the guard learnt from. */
   train: { rows: number; droppedOverlap: number; split: string; sha256: string };
   result: P3Result;
   /** OOD accuracy per out-of-domain source. */
@@ -80,6 +80,8 @@ export interface Item extends LabeledRow {
   x: Float32Array;
   /** An augmentation copy of `row` (augmentItems), weighted by the recipe's copyWeight. */
   copy?: true;
+  /** One of the recipe's own extra prompts (extraItems), weighted by its extra.weight. */
+  extra?: true;
 }
 
 /**
@@ -119,7 +121,7 @@ async function fit(recipe: Recipe, items: readonly Item[], embedder: Embedder, c
   // Balanced classes: negatives outnumber each domain several times, and an unweighted softmax would
   // let 'ood' win on in-domain prompts the guard should pass.
   // A copy counts copyWeight times an original row, in its class's total too.
-  const own = (it: Item): number => (it.copy === true ? (recipe.copyWeight ?? 1) : 1);
+  const own = (it: Item): number => (it.copy === true ? (recipe.copyWeight ?? 1) : it.extra === true ? (recipe.extra?.weight ?? 1) : 1);
   const count = new Map<P3Label, number>();
   let total = 0;
   for (const it of items) {
@@ -161,6 +163,14 @@ export async function augmentItems(
     }
   }
   return out;
+}
+
+/** The recipe's extra prompts (Recipe.extra), labelled by p3DomainOf, embedded; [] when it has none. */
+export async function extraItems(recipe: Recipe, embedder: Embedder, ctx: RunContext): Promise<{ items: Item[]; sha256: string }> {
+  if (recipe.extra === undefined) return { items: [], sha256: '' };
+  const ds = await readDataset(recipe.extra.file);
+  const X = await embedAll(embedder, ds, ctx);
+  return { items: ds.rows.map((row, i) => ({ row, label: p3DomainOf(row) ?? 'ood', x: rowOf(X, i), extra: true })), sha256: ds.sha256 };
 }
 
 /**
@@ -329,7 +339,9 @@ export async function fitGuard(
 
 export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
   const { mmlu, llm, gsm, mtb, embedder, split, train, dropped, vec } = await loadP3(opts.recipe, opts.pool, ctx);
-  const copies = await augmentItems(opts.recipe, train, [mmlu, llm], embedder, ctx);
+  const extra = await extraItems(opts.recipe, embedder, ctx);
+  // The extra prompts train like copies: in both halves' fits by their ids, never picking the threshold.
+  const copies = [...(await augmentItems(opts.recipe, train, [mmlu, llm], embedder, ctx)), ...extra.items];
   const { model, threshold } = await fitGuard(opts.recipe, train, copies, embedder, ctx);
 
   let test: Item[];
@@ -395,9 +407,12 @@ export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
     train: {
       rows: train.length + copies.length,
       droppedOverlap: dropped,
-      sha256: sha256Hex(mmlu.sha256 + llm.sha256),
-      split:
-        'in-domain MMLU bucket(id) == 0; negatives MMLU bucket(category) == 0 and llmrouter bucket(id) == 0, minus rows quoting GSM8K/MT-Bench',
+      sha256: sha256Hex(mmlu.sha256 + llm.sha256 + extra.sha256),
+      split: `in-domain MMLU bucket(id) == 0; negatives MMLU bucket(category) == 0 and llmrouter bucket(id) == 0, minus rows quoting GSM8K/MT-Bench${
+        opts.recipe.extra === undefined
+          ? ''
+          : `; plus the ${extra.items.length} project-written prompts of ${opts.recipe.extra.file} (weight ${opts.recipe.extra.weight})`
+      }`,
     },
     result,
     oodBySource,
