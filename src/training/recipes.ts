@@ -112,6 +112,9 @@ const CHAT_TRAIN = 'data/chat/train.jsonl';
 /** How the shipped P3 recipe trains besides its members: copies at a quarter weight, threshold over both halves. */
 const P3_SHIPPED_TRAINING = { copyWeight: 0.25, thresholdPick: 'both' } as const;
 
+/** p3-concat-static-mlp-lr's members and training plus the project's chat prompts, each weighing `weight` rows. */
+const p3WithChat = (weight: number) => ({ ensemble: P3_MLP_LR, ...P3_SHIPPED_TRAINING, extra: { file: CHAT_TRAIN, weight } });
+
 /**
  * P3 CV candidates (not shipped; no artifact): variants of p3-concat-static-mlp-shapes compared only by
  * `signalman eval --cv 2 --protocol p3` inside the train split (routers/README.md, the P3 CV table); none was scored on a test set.
@@ -187,11 +190,11 @@ const P3_CV_CANDIDATES: readonly Recipe[] = [
   ),
   // Session 15: the shipped recipe plus the project's own everyday chat prompts (data/chat/train.jsonl).
   ...[0.5, 1, 2, 3].map((weight) =>
-    p3Candidate(`p3-cv-chat${String(weight).replace('.', '')}`, `p3-concat-static-mlp-lr plus data/chat/train.jsonl at weight ${weight}`, {
-      ensemble: P3_MLP_LR,
-      ...P3_SHIPPED_TRAINING,
-      extra: { file: CHAT_TRAIN, weight },
-    }),
+    p3Candidate(
+      `p3-cv-chat${String(weight).replace('.', '')}`,
+      `p3-concat-static-mlp-lr plus data/chat/train.jsonl at weight ${weight}`,
+      p3WithChat(weight),
+    ),
   ),
   p3Candidate('p3-cv-reg', 'p3-concat-static-mlp-shapes with more regularisation: dropout 0.3, l2 3e-4, 20 epochs', {
     mlp: { ...P3_MLP, dropout: 0.3, l2: 3e-4, epochs: 20 },
@@ -423,10 +426,8 @@ export const RECIPES: readonly Recipe[] = [
     name: 'p3-concat-static-mlp-lr-chat',
     protocol: 'p3',
     embedder: CONCAT_STATIC,
-    ensemble: P3_MLP_LR,
-    ...P3_SHIPPED_TRAINING,
     augment: 'shapes',
-    extra: { file: CHAT_TRAIN, weight: 0.5 },
+    ...p3WithChat(0.5),
     seed: 1,
     shipped: true,
     best: true,
