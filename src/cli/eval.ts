@@ -2,26 +2,26 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
+import { performance } from 'node:perf_hooks';
 import { DATA_OPTIONS } from './args.js';
 import { EmbedderPool, type RunContext } from '../training/fit.js';
 import { writeCurvesPng } from '../training/plot.js';
-import { runP1, type P1Run } from '../training/protocols/p1.js';
-import { runP2, type P2Run } from '../training/protocols/p2.js';
-import { runP3, type P3Run } from '../training/protocols/p3.js';
 import { type Protocol, type Recipe, findRecipe, recipesFor, shippedRecipe } from '../training/recipes.js';
-import { type Run, cvTable, p1Table, p2Table, p3Table, panels, summarize } from '../training/report.js';
+import { cvTable } from '../training/report.js';
+import { type ProtocolJob, type ProtocolReport, reportProtocol, reportProtocolInThread } from '../training/protocol-report.js';
 import { type CvProtocol, type CvRun, crossValidate, isCvProtocol } from '../training/cv.js';
-import { robustnessTable } from '../training/report-robustness.js';
 import type { RobustnessOptions } from '../training/robustness.js';
 
 const USAGE = `usage: signalman eval [--protocol p1|p2|p3] [--router NAME|all]... [--test FILE]...
                       [--data DIR] [--dump FILE | --dump-dir DIR] [--results FILE] [--plot FILE]
-                      [--cache-dir DIR | --no-cache] [--bootstrap N] [--no-robustness | --robustness-sample N]
+                      [--cache-dir DIR | --no-cache] [--bootstrap N] [--no-robustness | --robustness-sample N] [--serial]
        signalman eval --cv K [--protocol p1|p2|p3] [--router NAME|all]... [--data DIR] [--results FILE] [--no-robustness]
 
 Runs the evaluation protocols of ../shared/datasets/PROTOCOLS.md (all three unless --protocol) and
 prints a table per router against the random, zero-router and oracle baselines. Each router is
-trained by its protocol (deterministic: recipe + seed) before it is scored.
+trained by its protocol (deterministic: recipe + seed) before it is scored. The protocols run side by
+side, each in a thread of its own, and print in order; what they print and write is the same as one
+after another.
   --data DIR       datasets folder (default ../shared/datasets)
   --router NAME    a recipe name (see routers/README.md), or 'all' for every recipe of the protocol;
                    default: the shipped router of each protocol
@@ -34,6 +34,7 @@ trained by its protocol (deterministic: recipe + seed) before it is scored.
                    also scored as a chat request, behind a system prompt, after an unrelated exchange
                    and without its options (src/training/shapes.ts); one more embedding per shape
   --robustness-sample N   reshape only N test rows per test set (hash-ordered sample; slow embedders)
+  --serial         run the protocols one after another in this thread (less memory; progress bars on a terminal)
   --cv K           K-fold cross-validation inside the train rows instead: compare or tune recipes
                    without ever scoring a test half or an out-of-domain set. P3: folds of its train
                    split (MMLU negatives folded by whole subject, so each fold's negatives are unseen
@@ -60,6 +61,7 @@ export function parseEvalArgs(argv: string[]) {
       cv: { type: 'string' },
       'no-robustness': { type: 'boolean', default: false },
       'robustness-sample': { type: 'string' },
+      serial: { type: 'boolean', default: false },
     },
     strict: true,
     allowPositionals: false,
@@ -102,8 +104,6 @@ export function parseEvalArgs(argv: string[]) {
   };
   return { values, protocols, recipes, bootstrap, folds, robustness };
 }
-
-const jsonl = (rows: readonly object[]): string => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
 
 /** Writes `text` to `file`, gzipped when the name ends in .gz (the per-prompt dumps: outputs, kept small). */
 async function writeOut(file: string, text: string | Uint8Array): Promise<void> {
@@ -161,31 +161,61 @@ export async function evalCommand(argv: string[]): Promise<number> {
     return closing(pool, () =>
       crossValidateAll(protocols.filter(isCvProtocol), recipes, { folds, robustness: robustness !== undefined }, values.results, pool, ctx),
     );
+  const jobs: ProtocolJob[] = protocols.map((protocol) => ({
+    protocol,
+    recipes: recipes(protocol).map((r) => r.name),
+    bootstrap,
+    ...(values.test === undefined ? {} : { testFiles: values.test }),
+    ...(robustness === undefined ? {} : { robustness }),
+    ctx,
+  }));
   return closing(pool, async () => {
-    const runs: Run[] = [];
-    for (const proto of protocols) {
-      const done: Run[] = [];
-      for (const recipe of recipes(proto)) {
-        const common = { recipe, pool, ...(robustness === undefined ? {} : { robustness }) };
-        if (proto === 'p1') done.push(await runP1({ ...common, bootstrap, ...(values.test ? { testFiles: values.test } : {}) }, ctx));
-        else if (proto === 'p2') done.push(await runP2({ ...common, ...(values.test ? { testFile: values.test[0]! } : {}) }, ctx));
-        else done.push(await runP3({ ...common, ...(values.test ? { testFile: values.test[0]! } : {}) }, ctx));
-      }
-      const text = proto === 'p1' ? p1Table(done as P1Run[]) : proto === 'p2' ? p2Table(done as P2Run[]) : p3Table(done as P3Run[]);
-      process.stdout.write(`\n${text}\n`);
-      const robust = robustnessTable(done);
-      if (robust !== '') process.stdout.write(`\n${robust}\n`);
-      const head = done[0]!;
-      if (values.dump !== undefined) await writeOut(values.dump, jsonl(head.dump));
-      if (values['dump-dir'] !== undefined) await writeOut(join(values['dump-dir'], `${proto}.jsonl.gz`), jsonl(head.dump));
-      runs.push(...done);
+    const reports = values.serial || jobs.length === 1 ? serially(jobs, pool) : sideBySide(jobs);
+    const all: ProtocolReport[] = [];
+    // Printed and written in protocol order, each as soon as it and those before it are done.
+    for (const pending of reports) {
+      const r = await pending;
+      process.stdout.write(r.text);
+      if (values.dump !== undefined) await writeOut(values.dump, r.dump);
+      if (values['dump-dir'] !== undefined) await writeOut(join(values['dump-dir'], `${r.protocol}.jsonl.gz`), r.dump);
+      all.push(r);
     }
     if (values.results !== undefined) {
-      await writeOut(values.results, `${JSON.stringify({ data: values.data, runs: runs.map(summarize) }, null, 2)}\n`);
+      await writeOut(values.results, `${JSON.stringify({ data: values.data, runs: all.flatMap((r) => r.summaries) }, null, 2)}\n`);
     }
     if (values.plot !== undefined) {
-      const ps = panels(runs);
+      const ps = all.flatMap((r) => r.panels);
       if (ps.length > 0) await writeCurvesPng(values.plot, ps);
     }
+  });
+}
+
+/** One protocol after another in this thread (progress bars on a terminal); each starts when awaited. */
+function* serially(jobs: readonly ProtocolJob[], pool: EmbedderPool): Generator<Promise<ProtocolReport>> {
+  for (const job of jobs) yield reportProtocol(job, pool);
+}
+
+/** Every protocol in a thread of its own, all started now; the first failure stops the others and is what each reports. */
+function sideBySide(jobs: readonly ProtocolJob[]): Array<Promise<ProtocolReport>> {
+  const threads = jobs.map(reportProtocolInThread);
+  const started = performance.now();
+  let failure: { err: unknown } | undefined;
+  return threads.map((t, i) => {
+    const p = t.report.then(
+      (r) => {
+        // The tables tell nothing of time; a line per protocol on stderr shows a long run moving.
+        process.stderr.write(`signalman eval: ${jobs[i]!.protocol} done after ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
+        return r;
+      },
+      async (err: unknown) => {
+        if (failure === undefined) {
+          failure = { err };
+          await Promise.allSettled(threads.map((x) => x.stop()));
+        }
+        throw failure.err;
+      },
+    );
+    p.catch(() => {}); // awaited in order by the caller, which stops at the first rejection
+    return p;
   });
 }

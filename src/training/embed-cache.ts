@@ -1,5 +1,6 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { z } from 'zod';
 import type { Embedder } from '../embedders/types.js';
 import { isConcatEmbedder, type ConcatEmbedder } from '../embedders/concat.js';
@@ -129,8 +130,9 @@ export async function embedTexts(
   const m: Matrix = { rows: texts.length, dim: embedder.dim, data };
   if (base !== null && dir !== null) {
     await mkdir(dir, { recursive: true });
-    // Write then rename, so a crash never leaves a half file under the final name.
-    const tmp = `${base}.${process.pid}.tmp`;
+    // Write then rename, so a crash never leaves a half file under the final name; the temporary name is
+    // this thread's own (eval's protocol threads may fill the same entry at once, the last rename wins).
+    const tmp = `${base}.${process.pid}-${threadId}.tmp`;
     await writeFile(`${tmp}.f32`, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     await rename(`${tmp}.f32`, `${base}.f32`);
     await writeFile(`${tmp}.json`, JSON.stringify(meta));
