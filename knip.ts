@@ -6,9 +6,10 @@ const config: KnipConfig = {
   // src/cli/main.ts (package.json bin, mapped from dist/ through tsconfig), vitest.config.ts (vitest),
   // eslint.config.js (eslint).
   entry: [
-    // Worker threads are started by file path (worker-pool.ts, scoring-threads.ts), never imported.
+    // Worker threads are started by file path (worker-pool.ts, scoring-threads.ts, protocol-report.ts), never imported.
     'src/embedders/*.worker.ts',
     'src/routers/*.worker.ts',
+    'src/training/*.worker.ts',
     'bench/*.ts',
     // Spawned as a child process by path from bench/lib/servers.ts (startBareProxy).
     'bench/lib/bare-proxy.ts',

@@ -73,7 +73,10 @@ export async function reportProtocol(job: ProtocolJob, pool: EmbedderPool): Prom
 /** reportProtocol() in a worker thread of its own (own embedders, no progress bars: threads would interleave them). */
 export function reportProtocolInThread(job: ProtocolJob): { report: Promise<ProtocolReport>; stop: () => Promise<void> } {
   const { worker: file, tsLoader } = workerFileFor(import.meta.url, 'protocol.worker');
-  const worker = newWorker(file, tsLoader, { workerData: { ...job, ctx: { ...job.ctx, progress: false } }, name: `signalman-eval-${job.protocol}` });
+  const worker = newWorker(file, tsLoader, {
+    workerData: { ...job, ctx: { ...job.ctx, progress: false } },
+    name: `signalman-eval-${job.protocol}`,
+  });
   const report = new Promise<ProtocolReport>((resolve, reject) => {
     let got: ProtocolReport | undefined;
     worker.once('message', (m: ProtocolReport) => (got = m));

@@ -1,5 +1,5 @@
 import { gunzipSync } from 'node:zlib';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
@@ -72,6 +72,51 @@ describe('signalman eval on a small datasets folder', () => {
     const r2 = results.runs.find((r) => r.protocol === 'p2')!;
     expect(r2.router.aiq).toBeGreaterThan(r2.zeroRouter.aiq);
     expect(readFileSync(join(out, 'curves.png')).subarray(1, 4).toString()).toBe('PNG');
+  }, 60_000);
+
+  it('prints and writes the same bytes with the protocols side by side (threads) as one after another (--serial)', async () => {
+    const run = async (dir: string, extra: string[]) => {
+      const stdout = quiet();
+      const args = [
+        ...LEX,
+        '--data',
+        data,
+        '--no-cache',
+        '--bootstrap',
+        '20',
+        '--dump-dir',
+        join(dir, 'd'),
+        '--results',
+        join(dir, 'r.json'),
+      ];
+      const code = await evalCommand([...args, ...extra]);
+      vi.restoreAllMocks();
+      expect(code).toBe(0);
+      return stdout.join('').replace(/\d+ µs/, 'timed'); // P3's decision time, a measurement
+    };
+    const threads = await run(join(out, 'threads'), []);
+    const serial = await run(join(out, 'serial'), ['--serial']);
+    expect(threads).toBe(serial);
+    expect(threads.indexOf('P1 strong')).toBeLessThan(threads.indexOf('P2 on'));
+    expect(threads.indexOf('P2 on')).toBeLessThan(threads.indexOf('P3 guarded'));
+    const results = (dir: string) =>
+      readFileSync(join(dir, 'r.json'), 'utf8').replace(/"decisionMicros": [\d.e+-]+/, '"decisionMicros": 0');
+    expect(results(join(out, 'threads'))).toBe(results(join(out, 'serial')));
+    for (const p of ['p1', 'p2', 'p3'])
+      expect(readFileSync(join(out, 'threads', 'd', `${p}.jsonl.gz`))).toEqual(readFileSync(join(out, 'serial', 'd', `${p}.jsonl.gz`)));
+  }, 120_000);
+
+  it('fails with the message of the protocol that failed in its thread', async () => {
+    const broken = mkdtempSync(join(tmpdir(), 'sm-broken-'));
+    cpSync(data, broken, { recursive: true });
+    rmSync(join(broken, 'llmrouter', 'models.json')); // P2's prices; P1 and P3 never read it
+    const stderr: string[] = [];
+    quiet();
+    vi.spyOn(process.stderr, 'write').mockImplementation((s) => (stderr.push(String(s)), true));
+    const code = await evalCommand([...LEX, '--data', broken, '--no-cache', '--bootstrap', '0']);
+    vi.restoreAllMocks();
+    expect(code).toBe(1);
+    expect(stderr.join('')).toMatch(/signalman eval: .*llmrouter[/\\]models\.json/);
   }, 60_000);
 
   it('refuses bad flags with a usage message and exit code 2', async () => {
