@@ -2,14 +2,23 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
+import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { DATA_OPTIONS } from './args.js';
 import { EmbedderPool, type RunContext } from '../training/fit.js';
 import { writeCurvesPng } from '../training/plot.js';
 import { type Protocol, type Recipe, findRecipe, recipesFor, shippedRecipe } from '../training/recipes.js';
 import { cvTable } from '../training/report.js';
-import { type ProtocolJob, type ProtocolReport, reportProtocol, reportProtocolInThread } from '../training/protocol-report.js';
-import { type CvProtocol, type CvRun, crossValidate, isCvProtocol } from '../training/cv.js';
+import {
+  type CvJob,
+  type InThread,
+  type ProtocolJob,
+  type ProtocolReport,
+  crossValidateJob,
+  inThread,
+  reportProtocol,
+} from '../training/protocol-report.js';
+import { type CvProtocol, type CvRun, isCvProtocol } from '../training/cv.js';
 import type { RobustnessOptions } from '../training/robustness.js';
 
 const USAGE = `usage: signalman eval [--protocol p1|p2|p3] [--router NAME|all]... [--test FILE]...
@@ -34,7 +43,9 @@ after another.
                    also scored as a chat request, behind a system prompt, after an unrelated exchange
                    and without its options (src/training/shapes.ts); one more embedding per shape
   --robustness-sample N   reshape only N test rows per test set (hash-ordered sample; slow embedders)
-  --serial         run the protocols one after another in this thread (less memory; progress bars on a terminal)
+  --serial         run the protocols (with --cv: the recipes) one after another in this thread; less memory,
+                   progress bars on a terminal. Without it each protocol runs in a thread of its own, and
+                   with --cv each recipe, as many at once as the machine has cores; the output is the same
   --cv K           K-fold cross-validation inside the train rows instead: compare or tune recipes
                    without ever scoring a test half or an out-of-domain set. P3: folds of its train
                    split (MMLU negatives folded by whole subject, so each fold's negatives are unseen
@@ -127,15 +138,26 @@ async function closing(pool: EmbedderPool, work: () => Promise<void>): Promise<n
 async function crossValidateAll(
   protocols: readonly CvProtocol[],
   recipes: (p: Protocol) => Recipe[],
-  cv: { folds: number; robustness: boolean },
+  cv: { folds: number; robustness: boolean; serial: boolean },
   results: string | undefined,
   pool: EmbedderPool,
   ctx: RunContext,
 ): Promise<void> {
+  const jobs: CvJob[] = protocols.flatMap((protocol) =>
+    recipes(protocol).map((r) => ({ protocol, recipe: r.name, folds: cv.folds, robustness: cv.robustness, ctx })),
+  );
+  // One recipe per core at a time: a CV job holds a protocol's vectors and trains fold after fold.
+  const pending =
+    cv.serial || jobs.length === 1
+      ? jobs.map((job) => () => crossValidateJob(job, pool))
+      : sideBySide(
+          jobs.map((job) => ({ what: `${job.protocol} ${job.recipe}`, start: () => inThread({ kind: 'cv', job }) })),
+          availableParallelism(),
+        ).map((p) => () => p);
   const runs: CvRun[] = [];
   for (const proto of protocols) {
     const done: CvRun[] = [];
-    for (const recipe of recipes(proto)) done.push(await crossValidate(proto, { recipe, pool, ...cv }, ctx));
+    for (let i = 0; i < jobs.length; i++) if (jobs[i]!.protocol === proto) done.push(await pending[i]!());
     process.stdout.write(`\n${cvTable(done)}\n`);
     runs.push(...done);
   }
@@ -159,7 +181,14 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const pool = new EmbedderPool();
   if (folds !== undefined)
     return closing(pool, () =>
-      crossValidateAll(protocols.filter(isCvProtocol), recipes, { folds, robustness: robustness !== undefined }, values.results, pool, ctx),
+      crossValidateAll(
+        protocols.filter(isCvProtocol),
+        recipes,
+        { folds, robustness: robustness !== undefined, serial: values.serial },
+        values.results,
+        pool,
+        ctx,
+      ),
     );
   const jobs: ProtocolJob[] = protocols.map((protocol) => ({
     protocol,
@@ -170,7 +199,14 @@ export async function evalCommand(argv: string[]): Promise<number> {
     ctx,
   }));
   return closing(pool, async () => {
-    const reports = values.serial || jobs.length === 1 ? serially(jobs, pool) : sideBySide(jobs);
+    const reports =
+      values.serial || jobs.length === 1
+        ? serially(jobs, pool)
+        : // Three threads on any machine: P3 (the longest) is on a core from the start.
+          sideBySide(
+            jobs.map((job) => ({ what: job.protocol, start: () => inThread({ kind: 'report', job }) })),
+            jobs.length,
+          );
     const all: ProtocolReport[] = [];
     // Printed and written in protocol order, each as soon as it and those before it are done.
     for (const pending of reports) {
@@ -195,27 +231,46 @@ function* serially(jobs: readonly ProtocolJob[], pool: EmbedderPool): Generator<
   for (const job of jobs) yield reportProtocol(job, pool);
 }
 
-/** Every protocol in a thread of its own, all started now; the first failure stops the others and is what each reports. */
-function sideBySide(jobs: readonly ProtocolJob[]): Array<Promise<ProtocolReport>> {
-  const threads = jobs.map(reportProtocolInThread);
-  const started = performance.now();
+/**
+ * Starts each job in a thread of its own, at most `lanes` at a time, in order; the promises settle in any
+ * order and are awaited in order by the caller. The first failure stops every thread and is what each
+ * unfinished job reports.
+ */
+function sideBySide<T>(jobs: ReadonlyArray<{ what: string; start: () => InThread<T> }>, lanes: number): Array<Promise<T>> {
+  const t0 = performance.now();
+  const running = new Set<InThread<T>>();
   let failure: { err: unknown } | undefined;
-  return threads.map((t, i) => {
-    const p = t.report.then(
-      (r) => {
-        // The tables tell nothing of time; a line per protocol on stderr shows a long run moving.
-        process.stderr.write(`signalman eval: ${jobs[i]!.protocol} done after ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
-        return r;
-      },
-      async (err: unknown) => {
-        if (failure === undefined) {
-          failure = { err };
-          await Promise.allSettled(threads.map((x) => x.stop()));
-        }
-        throw failure.err;
-      },
-    );
-    p.catch(() => {}); // awaited in order by the caller, which stops at the first rejection
-    return p;
+  let next = 0;
+  const settle = jobs.map(() => {
+    const d = {} as { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void };
+    d.promise = new Promise<T>((res, rej) => ((d.resolve = res), (d.reject = rej)));
+    return d;
   });
+  const launch = (): void => {
+    while (failure === undefined && next < jobs.length && running.size < lanes) {
+      const i = next++;
+      const t = jobs[i]!.start();
+      running.add(t);
+      t.result.then(
+        (r) => {
+          running.delete(t);
+          // The tables tell nothing of time; a line per job on stderr shows a long run moving.
+          process.stderr.write(`signalman eval: ${jobs[i]!.what} done after ${((performance.now() - t0) / 1000).toFixed(0)} s\n`);
+          settle[i]!.resolve(r);
+          launch();
+        },
+        async (err: unknown) => {
+          running.delete(t);
+          if (failure === undefined) {
+            failure = { err };
+            await Promise.allSettled([...running].map((x) => x.stop()));
+            for (const s of settle) s.reject(err); // no effect on the ones already settled
+          }
+        },
+      );
+    }
+  };
+  launch();
+  for (const s of settle) s.promise.catch(() => {}); // awaited in order by the caller, which stops at the first rejection
+  return settle.map((s) => s.promise);
 }

@@ -5,6 +5,7 @@ import { runP1, type P1Run } from './protocols/p1.js';
 import { runP2, type P2Run } from './protocols/p2.js';
 import { runP3, type P3Run } from './protocols/p3.js';
 import { type Protocol, findRecipe } from './recipes.js';
+import { type CvProtocol, type CvRun, crossValidate } from './cv.js';
 import { type Run, p1Table, p2Table, p3Table, panels, summarize } from './report.js';
 import { robustnessTable } from './report-robustness.js';
 import type { RobustnessOptions } from './robustness.js';
@@ -70,24 +71,45 @@ export async function reportProtocol(job: ProtocolJob, pool: EmbedderPool): Prom
   };
 }
 
-/** reportProtocol() in a worker thread of its own (own embedders, no progress bars: threads would interleave them). */
-export function reportProtocolInThread(job: ProtocolJob): { report: Promise<ProtocolReport>; stop: () => Promise<void> } {
+/** One recipe's cross-validation (cv.ts), as a job a thread can take. */
+export interface CvJob {
+  protocol: CvProtocol;
+  recipe: string;
+  folds: number;
+  robustness: boolean;
+  ctx: RunContext;
+}
+
+/** What protocol.worker.ts is asked to do. */
+export type ThreadJob = { kind: 'report'; job: ProtocolJob } | { kind: 'cv'; job: CvJob };
+
+export const crossValidateJob = (job: CvJob, pool: EmbedderPool): Promise<CvRun> =>
+  crossValidate(job.protocol, { recipe: findRecipe(job.recipe), pool, folds: job.folds, robustness: job.robustness }, job.ctx);
+
+export interface InThread<T> {
+  result: Promise<T>;
+  stop: () => Promise<void>;
+}
+
+/** A job in a worker thread of its own (own embedders, no progress bars: threads would interleave them). */
+export function inThread(job: { kind: 'report'; job: ProtocolJob }): InThread<ProtocolReport>;
+export function inThread(job: { kind: 'cv'; job: CvJob }): InThread<CvRun>;
+export function inThread(job: ThreadJob): InThread<ProtocolReport | CvRun> {
   const { worker: file, tsLoader } = workerFileFor(import.meta.url, 'protocol.worker');
-  const worker = newWorker(file, tsLoader, {
-    workerData: { ...job, ctx: { ...job.ctx, progress: false } },
-    name: `signalman-eval-${job.protocol}`,
-  });
-  const report = new Promise<ProtocolReport>((resolve, reject) => {
-    let got: ProtocolReport | undefined;
-    worker.once('message', (m: ProtocolReport) => (got = m));
+  const data: ThreadJob = { ...job, job: { ...job.job, ctx: { ...job.job.ctx, progress: false } } } as ThreadJob;
+  const what = job.kind === 'cv' ? `${job.job.protocol} ${job.job.recipe}` : job.job.protocol;
+  const worker = newWorker(file, tsLoader, { workerData: data, name: `signalman-eval ${what}` });
+  const result = new Promise<ProtocolReport | CvRun>((resolve, reject) => {
+    let got: ProtocolReport | CvRun | undefined;
+    worker.once('message', (m: ProtocolReport | CvRun) => (got = m));
     worker.once('error', reject);
     worker.once('exit', (code) => {
       if (got !== undefined) resolve(got);
-      else reject(new Error(`${job.protocol}: its thread stopped (exit code ${code}) before reporting`));
+      else reject(new Error(`${what}: its thread stopped (exit code ${code}) before reporting`));
     });
   });
   return {
-    report,
+    result,
     stop: async () => {
       await worker.terminate();
     },

@@ -190,6 +190,35 @@ describe('signalman eval --cv', () => {
     expect(p3.mean.score).toBeGreaterThan(0.8);
   }, 60_000);
 
+  it('gives the same folds and tables with recipes in threads as one after another (--serial)', async () => {
+    const run = async (res: string, extra: string[]) => {
+      const stdout = quiet();
+      const code = await evalCommand([
+        ...LEX,
+        '--router',
+        'p1-ensemble-static',
+        '--data',
+        data,
+        '--no-cache',
+        '--cv',
+        '2',
+        '--results',
+        res,
+        ...extra,
+      ]);
+      vi.restoreAllMocks();
+      expect(code).toBe(0);
+      return stdout.join('');
+    };
+    const threads = await run(join(out, 'cv-threads.json'), []);
+    const serial = await run(join(out, 'cv-serial.json'), ['--serial']);
+    expect(threads).toBe(serial);
+    expect(threads.indexOf('P1 2-fold')).toBeLessThan(threads.indexOf('P2 2-fold'));
+    expect(readFileSync(join(out, 'cv-threads.json'), 'utf8')).toBe(readFileSync(join(out, 'cv-serial.json'), 'utf8'));
+    const { cv } = JSON.parse(readFileSync(join(out, 'cv-threads.json'), 'utf8')) as { cv: CvRun[] };
+    expect(cv.map((r) => r.recipe)).toEqual(['p1-lexical-lr', 'p1-ensemble-static', 'p2-lexical-lr', 'p3-lexical-lr']);
+  }, 120_000);
+
   it('trains an augmented recipe on its train rows plus their option-less copies, and on nothing else', async () => {
     const mmlu = await readDataset(join(data, 'routellm', 'mmlu.jsonl'));
     const pool = new EmbedderPool();
