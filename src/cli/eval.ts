@@ -24,7 +24,7 @@ import type { RobustnessOptions } from '../training/robustness.js';
 const USAGE = `usage: signalman eval [--protocol p1|p2|p3] [--router NAME|all]... [--test FILE]...
                       [--data DIR] [--dump FILE | --dump-dir DIR] [--results FILE] [--plot FILE]
                       [--cache-dir DIR | --no-cache] [--bootstrap N] [--no-robustness | --robustness-sample N] [--serial]
-       signalman eval --cv K [--protocol p1|p2|p3] [--router NAME|all]... [--data DIR] [--results FILE] [--no-robustness]
+       signalman eval --cv K [--protocol p1|p2|p3] [--router NAME|all]... [--data DIR] [--results FILE] [--no-robustness] [--serial]
 
 Runs the evaluation protocols of ../shared/datasets/PROTOCOLS.md (all three unless --protocol) and
 prints a table per router against the random, zero-router and oracle baselines. Each router is
