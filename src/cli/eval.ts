@@ -25,6 +25,7 @@ const USAGE = `usage: signalman eval [--protocol p1|p2|p3] [--router NAME|all]..
                       [--data DIR] [--dump FILE | --dump-dir DIR] [--results FILE] [--plot FILE]
                       [--cache-dir DIR | --no-cache] [--bootstrap N] [--no-robustness | --robustness-sample N] [--serial]
        signalman eval --cv K [--protocol p1|p2|p3] [--router NAME|all]... [--data DIR] [--results FILE] [--no-robustness] [--serial]
+                      [--cv-extra FILE]
 
 Runs the evaluation protocols of ../shared/datasets/PROTOCOLS.md (all three unless --protocol) and
 prints a table per router against the random, zero-router and oracle baselines. Each router is
@@ -54,7 +55,11 @@ after another.
                    (score), and, as a diagnostic, the score at the threshold best for the fold's own
                    rows (scoreAtBestThreshold); unless --no-robustness also the score on the rows'
                    shaped copies (scoreShapes) and the share of copies labelled like their original
-                   (agreeShapes)`;
+                   (agreeShapes)
+  --cv-extra FILE  P3 with --cv: also cut FILE's rows (dataset schema; label = category when it is law, finance,
+                   health or ood, as for a recipe's extra prompts) into the same K folds by id: each fold's guard
+                   is scored on its part too (extraScore, extraIdAccuracy, extraOodAccuracy), and a recipe that
+                   trains on FILE (its extra) trains on the other folds' part only`;
 
 export function parseEvalArgs(argv: string[]) {
   const { values } = parseArgs({
@@ -73,6 +78,7 @@ export function parseEvalArgs(argv: string[]) {
       'no-robustness': { type: 'boolean', default: false },
       'robustness-sample': { type: 'string' },
       serial: { type: 'boolean', default: false },
+      'cv-extra': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -90,6 +96,8 @@ export function parseEvalArgs(argv: string[]) {
     const clash = (['test', 'dump', 'dump-dir', 'plot'] as const).filter((k) => values[k] !== undefined);
     if (clash.length > 0) throw new Error(`--cv scores folds of the train rows only; it takes no ${clash.map((k) => `--${k}`).join(', ')}`);
   }
+  if (values['cv-extra'] !== undefined && (folds === undefined || !protocols.includes('p3')))
+    throw new Error('--cv-extra FILE folds a file into the P3 cross-validation: it needs --cv K and protocol p3');
   let sample: number | undefined;
   if (values['robustness-sample'] !== undefined) {
     sample = Number(values['robustness-sample']);
@@ -138,13 +146,20 @@ async function closing(pool: EmbedderPool, work: () => Promise<void>): Promise<n
 async function crossValidateAll(
   protocols: readonly CvProtocol[],
   recipes: (p: Protocol) => Recipe[],
-  cv: { folds: number; robustness: boolean; serial: boolean },
+  cv: { folds: number; robustness: boolean; serial: boolean; extra: string | undefined },
   results: string | undefined,
   pool: EmbedderPool,
   ctx: RunContext,
 ): Promise<void> {
   const jobs: CvJob[] = protocols.flatMap((protocol) =>
-    recipes(protocol).map((r) => ({ protocol, recipe: r.name, folds: cv.folds, robustness: cv.robustness, ctx })),
+    recipes(protocol).map((r) => ({
+      protocol,
+      recipe: r.name,
+      folds: cv.folds,
+      robustness: cv.robustness,
+      ...(protocol === 'p3' && cv.extra !== undefined ? { extraFolds: cv.extra } : {}),
+      ctx,
+    })),
   );
   // One recipe per core at a time: a CV job holds a protocol's vectors and trains fold after fold.
   const pending =
@@ -184,7 +199,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
       crossValidateAll(
         protocols.filter(isCvProtocol),
         recipes,
-        { folds, robustness: robustness !== undefined, serial: values.serial },
+        { folds, robustness: robustness !== undefined, serial: values.serial, extra: values['cv-extra'] },
         values.results,
         pool,
         ctx,

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { resolve } from 'node:path';
 import { type Dataset, type LabeledRow, type P3Label, dataPath, readDataset, readPrices, sha256Hex } from './dataset.js';
 import { DEFAULT_KNOBS, mean, p1Evaluate, p3Evaluate, quantiles } from './metrics.js';
 import { type ShapedTest, agreement, shapedTests } from './robustness.js';
@@ -11,6 +12,7 @@ import {
   fitGuard,
   harmonicThreshold,
   extraItems,
+  fileItems,
   loadP3,
   p3Decide,
   p3GroupKey,
@@ -18,6 +20,7 @@ import {
   shapedItems,
 } from './protocols/p3.js';
 import type { Protocol, Recipe } from './recipes.js';
+import type { Embedder } from '../embedders/types.js';
 import { stemDataset } from './augment.js';
 import { type Matrix, rowOf } from './embed-cache.js';
 import type { TrainedMlp } from './mlp-train.js';
@@ -66,6 +69,12 @@ export interface CvOptions {
   folds: number;
   /** P1, P3: also score the validation rows' shaped copies (apgrShapes / scoreShapes, agreeShapes); default true. */
   robustness?: boolean;
+  /**
+   * P3: also fold this file's rows (dataset schema, labelled like a recipe's extra prompts) by id into the
+   * same K folds: each fold's guard is scored on its part (extraScore, extraIdAccuracy, extraOodAccuracy),
+   * and a recipe whose extra file it is trains on the other folds' part only, never on the rows it is scored on.
+   */
+  extraFolds?: string;
   /** P3: called with what each fold trained on and how it labelled its validation rows (tests, diagnostics). */
   onP3Fold?: (fold: P3FoldTrace) => void;
 }
@@ -243,6 +252,38 @@ const P3_SALT = 'p3-val/';
 /** Inside a fold's training part, the part that picks the threshold (runP3 uses 'p3-val/', taken by the folds). */
 const P3_INNER_SALT = 'p3-cv-val/';
 
+/** The salt of extraFolds' folds: by row id, apart from the P3 train split's. */
+const P3_EXTRA_SALT = 'p3-extra-val/';
+
+interface FoldedExtra {
+  items: readonly Item[];
+  fold: readonly number[];
+  /** The recipe trains on this file (Recipe.extra): each fold on the other folds' rows of it. */
+  trainsOn: boolean;
+}
+
+async function foldedExtra(
+  recipe: Recipe,
+  file: string,
+  extra: readonly Item[],
+  embedder: Embedder,
+  folds: number,
+  ctx: RunContext,
+): Promise<FoldedExtra> {
+  const trainsOn = recipe.extra !== undefined && resolve(recipe.extra.file) === resolve(file);
+  const items = trainsOn ? extra : (await fileItems(file, embedder, ctx)).items;
+  return { items, fold: items.map((it) => foldOf(it.row.id, P3_EXTRA_SALT, folds)), trainsOn };
+}
+
+function extraMetrics(x: FoldedExtra, f: number, decide: (v: Float32Array) => P3Label): Record<string, number> {
+  const mine = x.items.filter((_, i) => x.fold[i] === f);
+  const r = p3Evaluate(
+    mine.map((it) => it.label),
+    mine.map((it) => decide(it.x)),
+  );
+  return { extraScore: r.score, extraIdAccuracy: r.idAccuracy, extraOodAccuracy: r.oodAccuracy };
+}
+
 /**
  * P3 inside its train split (minus the rows quoting GSM8K/MT-Bench, as runP3 drops them): each fold's
  * model is trained exactly as runP3 trains the guard, on the other folds' rows plus the recipe's
@@ -262,8 +303,10 @@ async function cvP3(opts: CvOptions, ctx: RunContext): Promise<CvRun> {
   // Copies are made for every train row once (their embeddings are cached per copy set) and then go
   // with their source row's fold: a fold never trains on a copy of a row it is scored on.
   const copies = await augmentItems(opts.recipe, train, [mmlu, llm], embedder, ctx);
-  // The recipe's own extra prompts are never validation rows: every fold trains on all of them.
+  // The recipe's own extra prompts are no validation rows (every fold trains on all of them), unless
+  // their file is folded too (extraFolds).
   const { items: extra } = await extraItems(opts.recipe, embedder, ctx);
+  const folded = opts.extraFolds === undefined ? null : await foldedExtra(opts.recipe, opts.extraFolds, extra, embedder, opts.folds, ctx);
   const shaped =
     opts.robustness === false
       ? []
@@ -278,7 +321,8 @@ async function cvP3(opts: CvOptions, ctx: RunContext): Promise<CvRun> {
   const perFold: CvFold[] = [];
   for (let f = 0; f < opts.folds; f++) {
     const rest = parts.flatMap((p, k) => (k === f ? [] : p));
-    const restCopies = [...copies.filter((c) => p3FoldOf(c, opts.folds) !== f), ...extra];
+    const restExtra = folded?.trainsOn === true ? folded.items.filter((_, i) => folded.fold[i] !== f) : extra;
+    const restCopies = [...copies.filter((c) => p3FoldOf(c, opts.folds) !== f), ...restExtra];
     const { model, threshold } = await fitGuard(opts.recipe, rest, restCopies, embedder, ctx, heldOut);
     const decide = (x: Float32Array): P3Label => p3Decide(model.predict(x), threshold.threshold).label;
     const test = parts[f]!;
@@ -334,6 +378,7 @@ async function cvP3(opts: CvOptions, ctx: RunContext): Promise<CvRun> {
         // Diagnostic, optimistic: the score at the threshold best for this fold's own rows (how much the picked one loses).
         scoreAtBestThreshold: harmonicThreshold(model, test).score,
         ...robust,
+        ...(folded === null ? {} : extraMetrics(folded, f, decide)),
       },
     });
   }

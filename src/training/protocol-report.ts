@@ -77,6 +77,8 @@ export interface CvJob {
   recipe: string;
   folds: number;
   robustness: boolean;
+  /** P3: CvOptions.extraFolds. */
+  extraFolds?: string;
   ctx: RunContext;
 }
 
@@ -84,7 +86,17 @@ export interface CvJob {
 export type ThreadJob = { kind: 'report'; job: ProtocolJob } | { kind: 'cv'; job: CvJob };
 
 export const crossValidateJob = (job: CvJob, pool: EmbedderPool): Promise<CvRun> =>
-  crossValidate(job.protocol, { recipe: findRecipe(job.recipe), pool, folds: job.folds, robustness: job.robustness }, job.ctx);
+  crossValidate(
+    job.protocol,
+    {
+      recipe: findRecipe(job.recipe),
+      pool,
+      folds: job.folds,
+      robustness: job.robustness,
+      ...(job.extraFolds === undefined ? {} : { extraFolds: job.extraFolds }),
+    },
+    job.ctx,
+  );
 
 export interface InThread<T> {
   result: Promise<T>;

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type P3FoldTrace, crossValidate } from '../../src/training/cv.js';
+import { type CvRun, type P3FoldTrace, crossValidate } from '../../src/training/cv.js';
 import { type P3Label, P3_LABELS, readDataset } from '../../src/training/dataset.js';
 import { EmbedderPool } from '../../src/training/fit.js';
 import { runP3 } from '../../src/training/protocols/p3.js';
@@ -90,5 +90,36 @@ describe("a P3 recipe's extra prompts", () => {
       ).toEqual(extraIds);
       for (const it of [...t.train, ...t.thresholdRows, ...t.validation]) expect(it.row.benchmark).not.toBe('chat');
     }
+  }, 60_000);
+
+  it("are cut into the CV folds with extraFolds: each fold trains on the others' part and is scored on its own", async () => {
+    const pool = new EmbedderPool();
+    const traces: P3FoldTrace[] = [];
+    let withExtra: CvRun;
+    let without: CvRun;
+    try {
+      const cv = (recipe: Recipe, onP3Fold?: (t: P3FoldTrace) => void) =>
+        crossValidate('p3', { recipe, pool, folds: 2, robustness: false, extraFolds: trainFile, ...(onP3Fold ? { onP3Fold } : {}) }, ctx());
+      withExtra = await cv(lexical({ file: trainFile, weight: 1 }), (t) => traces.push(t));
+      without = await cv(lexical());
+    } finally {
+      await pool.close();
+    }
+    const rows = (await readDataset(trainFile)).rows;
+    for (const t of traces) {
+      const trainedOn = new Set(t.copies.filter((c) => c.row.benchmark === 'chat').map((c) => c.row.id));
+      // Both folds hold some chat rows; a fold never trains on one it is scored on.
+      expect(trainedOn.size).toBeGreaterThan(0);
+      expect(trainedOn.size).toBeLessThan(rows.length);
+      const other = traces.find((u) => u.fold !== t.fold)!;
+      const otherTrained = new Set(other.copies.filter((c) => c.row.benchmark === 'chat').map((c) => c.row.id));
+      for (const r of rows) expect(trainedOn.has(r.id)).not.toBe(otherTrained.has(r.id));
+    }
+    // The other folds' chat rows teach this fold's words, which the recipe that never saw the file does not
+    // know; both are scored on the same rows. (The fixture's fold 0 picks threshold 0: nothing is OOD there.)
+    withExtra.perFold.forEach((f, k) =>
+      expect(f.metrics.extraIdAccuracy!).toBeGreaterThan(without.perFold[k]!.metrics.extraIdAccuracy! + 0.2),
+    );
+    expect(withExtra.mean.extraScore!).toBeGreaterThan(without.mean.extraScore! + 0.2);
   }, 60_000);
 });

@@ -168,7 +168,12 @@ export async function augmentItems(
 /** The recipe's extra prompts (Recipe.extra), labelled by p3DomainOf, embedded; [] when it has none. */
 export async function extraItems(recipe: Recipe, embedder: Embedder, ctx: RunContext): Promise<{ items: Item[]; sha256: string }> {
   if (recipe.extra === undefined) return { items: [], sha256: '' };
-  const ds = await readDataset(recipe.extra.file);
+  return fileItems(recipe.extra.file, embedder, ctx);
+}
+
+/** Every row of a file in the dataset schema, labelled by p3DomainOf, embedded, marked as extra prompts. */
+export async function fileItems(file: string, embedder: Embedder, ctx: RunContext): Promise<{ items: Item[]; sha256: string }> {
+  const ds = await readDataset(file);
   const X = await embedAll(embedder, ds, ctx);
   return { items: ds.rows.map((row, i) => ({ row, label: p3DomainOf(row) ?? 'ood', x: rowOf(X, i), extra: true })), sha256: ds.sha256 };
 }
