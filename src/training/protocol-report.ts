@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import { EmbedderPool, type RunContext } from './fit.js';
 import type { Panel } from './plot.js';
 import { runP1, type P1Run } from './protocols/p1.js';
@@ -38,8 +37,6 @@ export interface ProtocolReport {
   summaries: unknown[];
   /** This protocol's panels of the curves PNG (none for P3). */
   panels: Panel[];
-  /** Wall time of the job. */
-  seconds: number;
 }
 
 const jsonl = (rows: readonly object[]): string => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
@@ -55,7 +52,6 @@ function runOne(job: ProtocolJob, name: string, pool: EmbedderPool): Promise<Run
 
 /** Runs the job's recipes one after another in this thread, with `pool`'s embedders. */
 export async function reportProtocol(job: ProtocolJob, pool: EmbedderPool): Promise<ProtocolReport> {
-  const t0 = performance.now();
   const done: Run[] = [];
   for (const name of job.recipes) done.push(await runOne(job, name, pool));
   const table =
@@ -67,7 +63,6 @@ export async function reportProtocol(job: ProtocolJob, pool: EmbedderPool): Prom
     dump: jsonl(done[0]?.dump ?? []),
     summaries: done.map(summarize),
     panels: panels(done),
-    seconds: (performance.now() - t0) / 1000,
   };
 }
 
@@ -108,7 +103,8 @@ export function inThread(job: { kind: 'report'; job: ProtocolJob }): InThread<Pr
 export function inThread(job: { kind: 'cv'; job: CvJob }): InThread<CvRun>;
 export function inThread(job: ThreadJob): InThread<ProtocolReport | CvRun> {
   const { worker: file, tsLoader } = workerFileFor(import.meta.url, 'protocol.worker');
-  const data: ThreadJob = { ...job, job: { ...job.job, ctx: { ...job.job.ctx, progress: false } } } as ThreadJob;
+  const ctx = { ...job.job.ctx, progress: false };
+  const data: ThreadJob = job.kind === 'cv' ? { kind: 'cv', job: { ...job.job, ctx } } : { kind: 'report', job: { ...job.job, ctx } };
   const what = job.kind === 'cv' ? `${job.job.protocol} ${job.job.recipe}` : job.job.protocol;
   const worker = newWorker(file, tsLoader, { workerData: data, name: `signalman-eval ${what}` });
   const result = new Promise<ProtocolReport | CvRun>((resolve, reject) => {
