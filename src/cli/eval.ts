@@ -23,8 +23,8 @@ import type { RobustnessOptions } from '../training/robustness.js';
 
 const USAGE = `usage: signalman eval [--protocol p1|p2|p3] [--router NAME|all]... [--test FILE]...
                       [--data DIR] [--dump FILE | --dump-dir DIR] [--results FILE] [--plot FILE]
-                      [--cache-dir DIR | --no-cache] [--bootstrap N] [--no-robustness | --robustness-sample N] [--serial]
-       signalman eval --cv K [--protocol p1|p2|p3] [--router NAME|all]... [--data DIR] [--results FILE] [--no-robustness] [--serial]
+                      [--cache-dir DIR | --no-cache] [--bootstrap N] [--no-robustness | --robustness-sample N] [--serial | --jobs N]
+       signalman eval --cv K [--protocol p1|p2|p3] [--router NAME|all]... [--data DIR] [--results FILE] [--no-robustness] [--serial | --jobs N]
                       [--cv-extra FILE]
 
 Runs the evaluation protocols of ../shared/datasets/PROTOCOLS.md (all three unless --protocol) and
@@ -46,7 +46,9 @@ after another.
   --robustness-sample N   reshape only N test rows per test set (hash-ordered sample; slow embedders)
   --serial         run the protocols (with --cv: the recipes) one after another in this thread; less memory,
                    progress bars on a terminal. Without it each protocol runs in a thread of its own, and
-                   with --cv each recipe, as many at once as the machine has cores; the output is the same
+                   with --cv each recipe, as many at once as the machine has cores, at most 4 (memory: a whole
+                   'npm run eval' peaks at about 3.4 GB); the output is the same
+  --jobs N         at most N of those threads at once
   --cv K           K-fold cross-validation inside the train rows instead: compare or tune recipes
                    without ever scoring a test half or an out-of-domain set. P3: folds of its train
                    split (MMLU negatives folded by whole subject, so each fold's negatives are unseen
@@ -78,6 +80,7 @@ export function parseEvalArgs(argv: string[]) {
       'no-robustness': { type: 'boolean', default: false },
       'robustness-sample': { type: 'string' },
       serial: { type: 'boolean', default: false },
+      jobs: { type: 'string' },
       'cv-extra': { type: 'string' },
     },
     strict: true,
@@ -98,6 +101,12 @@ export function parseEvalArgs(argv: string[]) {
   }
   if (values['cv-extra'] !== undefined && (folds === undefined || !protocols.includes('p3')))
     throw new Error('--cv-extra FILE folds a file into the P3 cross-validation: it needs --cv K and protocol p3');
+  let jobs: number | undefined;
+  if (values.jobs !== undefined) {
+    jobs = Number(values.jobs);
+    if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`--jobs must be a whole number >= 1, got '${values.jobs}'`);
+    if (values.serial) throw new Error('--jobs and --serial exclude each other');
+  }
   let sample: number | undefined;
   if (values['robustness-sample'] !== undefined) {
     sample = Number(values['robustness-sample']);
@@ -121,7 +130,7 @@ export function parseEvalArgs(argv: string[]) {
       );
     return picked;
   };
-  return { values, protocols, recipes, bootstrap, folds, robustness };
+  return { values, protocols, recipes, bootstrap, folds, robustness, jobs };
 }
 
 /** Writes `text` to `file`, gzipped when the name ends in .gz (the per-prompt dumps: outputs, kept small). */
@@ -146,7 +155,7 @@ async function closing(pool: EmbedderPool, work: () => Promise<void>): Promise<n
 async function crossValidateAll(
   protocols: readonly CvProtocol[],
   recipes: (p: Protocol) => Recipe[],
-  cv: { folds: number; robustness: boolean; serial: boolean; extra: string | undefined },
+  cv: { folds: number; robustness: boolean; serial: boolean; extra: string | undefined; jobs: number },
   results: string | undefined,
   pool: EmbedderPool,
   ctx: RunContext,
@@ -161,13 +170,12 @@ async function crossValidateAll(
       ctx,
     })),
   );
-  // One recipe per core at a time: a CV job holds a protocol's vectors and trains fold after fold.
   const pending =
     cv.serial || jobs.length === 1
       ? jobs.map((job) => () => crossValidateJob(job, pool))
       : sideBySide(
           jobs.map((job) => ({ what: `${job.protocol} ${job.recipe}`, start: () => inThread({ kind: 'cv', job }) })),
-          availableParallelism(),
+          cv.jobs,
         ).map((p) => () => p);
   const runs: CvRun[] = [];
   for (const proto of protocols) {
@@ -187,7 +195,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     process.stderr.write(`signalman eval: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
   }
-  const { values, protocols, recipes, bootstrap, folds, robustness } = args;
+  const { values, protocols, recipes, bootstrap, folds, robustness, jobs: lanes } = args;
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
@@ -199,7 +207,14 @@ export async function evalCommand(argv: string[]): Promise<number> {
       crossValidateAll(
         protocols.filter(isCvProtocol),
         recipes,
-        { folds, robustness: robustness !== undefined, serial: values.serial, extra: values['cv-extra'] },
+        {
+          folds,
+          robustness: robustness !== undefined,
+          serial: values.serial,
+          extra: values['cv-extra'],
+          // One recipe per core at a time, at most 4 by default: each thread holds a protocol's vectors and copies.
+          jobs: lanes ?? Math.min(availableParallelism(), 4),
+        },
         values.results,
         pool,
         ctx,
@@ -217,10 +232,10 @@ export async function evalCommand(argv: string[]): Promise<number> {
     const reports =
       values.serial || jobs.length === 1
         ? serially(jobs, pool)
-        : // Three threads on any machine: P3 (the longest) is on a core from the start.
+        : // All three at once by default, on any machine: P3 (the longest) is on a core from the start.
           sideBySide(
             jobs.map((job) => ({ what: job.protocol, start: () => inThread({ kind: 'report', job }) })),
-            jobs.length,
+            lanes ?? jobs.length,
           );
     const all: ProtocolReport[] = [];
     // Printed and written in protocol order, each as soon as it and those before it are done.

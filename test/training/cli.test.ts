@@ -212,7 +212,9 @@ describe('signalman eval --cv', () => {
     };
     const threads = await run(join(out, 'cv-threads.json'), []);
     const serial = await run(join(out, 'cv-serial.json'), ['--serial']);
+    const oneAtATime = await run(join(out, 'cv-jobs1.json'), ['--jobs', '1']);
     expect(threads).toBe(serial);
+    expect(oneAtATime).toBe(serial);
     expect(threads.indexOf('P1 2-fold')).toBeLessThan(threads.indexOf('P2 2-fold'));
     expect(readFileSync(join(out, 'cv-threads.json'), 'utf8')).toBe(readFileSync(join(out, 'cv-serial.json'), 'utf8'));
     const { cv } = JSON.parse(readFileSync(join(out, 'cv-threads.json'), 'utf8')) as { cv: CvRun[] };
@@ -244,6 +246,8 @@ describe('signalman eval --cv', () => {
     quiet();
     expect(await evalCommand(['--cv', '2', '--protocol', 'p1', '--test', 'x.jsonl'])).toBe(2);
     expect(await evalCommand(['--cv', '1'])).toBe(2);
+    expect(await evalCommand(['--cv', '2', '--jobs', '0'])).toBe(2);
+    expect(await evalCommand(['--cv', '2', '--jobs', '2', '--serial'])).toBe(2);
     vi.restoreAllMocks();
   });
 });
