@@ -172,17 +172,20 @@ async function crossValidateAll(
   );
   const pending =
     cv.serial || jobs.length === 1
-      ? jobs.map((job) => () => crossValidateJob(job, pool))
+      ? inTurn(jobs, (job) => crossValidateJob(job, pool))
       : sideBySide(
           jobs.map((job) => ({ what: `${job.protocol} ${job.recipe}`, start: () => inThread({ kind: 'cv', job }) })),
           cv.jobs,
-        ).map((p) => () => p);
+        );
+  // Jobs are in protocol order: a protocol's table is printed once its last recipe is done.
   const runs: CvRun[] = [];
-  for (const proto of protocols) {
-    const done: CvRun[] = [];
-    for (let i = 0; i < jobs.length; i++) if (jobs[i]!.protocol === proto) done.push(await pending[i]!());
-    process.stdout.write(`\n${cvTable(done)}\n`);
-    runs.push(...done);
+  let from = 0;
+  for (const p of pending) {
+    runs.push(await p);
+    if (jobs[runs.length]?.protocol !== jobs[runs.length - 1]!.protocol) {
+      process.stdout.write(`\n${cvTable(runs.slice(from))}\n`);
+      from = runs.length;
+    }
   }
   if (results !== undefined) await writeOut(results, `${JSON.stringify({ data: ctx.dataDir, cv: runs }, null, 2)}\n`);
 }
@@ -231,7 +234,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
   return closing(pool, async () => {
     const reports =
       values.serial || jobs.length === 1
-        ? serially(jobs, pool)
+        ? inTurn(jobs, (job) => reportProtocol(job, pool))
         : // All three at once by default, on any machine: P3 (the longest) is on a core from the start.
           sideBySide(
             jobs.map((job) => ({ what: job.protocol, start: () => inThread({ kind: 'report', job }) })),
@@ -256,9 +259,9 @@ export async function evalCommand(argv: string[]): Promise<number> {
   });
 }
 
-/** One protocol after another in this thread (progress bars on a terminal); each starts when awaited. */
-function* serially(jobs: readonly ProtocolJob[], pool: EmbedderPool): Generator<Promise<ProtocolReport>> {
-  for (const job of jobs) yield reportProtocol(job, pool);
+/** One job after another in this thread (progress bars on a terminal): each starts when the caller asks for the next. */
+function* inTurn<J, T>(jobs: readonly J[], run: (job: J) => Promise<T>): Generator<Promise<T>> {
+  for (const job of jobs) yield run(job);
 }
 
 /**
