@@ -67,7 +67,7 @@ export function slicesOf(embedder: Embedder): Array<[number, number]> {
 /** Trains the recipe's model on the given rows of `X` with targets `Y` (one Float32Array per row, 0..1). */
 export async function fitRecipe(
   recipe: Recipe,
-  X: Matrix,
+  X: Matrix | readonly Float32Array[],
   rows: readonly number[],
   Y: readonly Float32Array[],
   output: 'sigmoid' | 'softmax',
@@ -75,6 +75,9 @@ export async function fitRecipe(
   sampleWeights?: Float32Array,
   extras: FitExtras = {},
 ): Promise<TrainedMlp> {
+  // Rows may come as their own vectors (P3's items): no copy into one matrix first.
+  const rowAt = Array.isArray(X) ? (i: number) => (X as readonly Float32Array[])[i]! : (i: number) => rowOf(X as Matrix, i);
+  const dim = Array.isArray(X) ? (X as readonly Float32Array[])[0]!.length : (X as Matrix).dim;
   if (recipe.ensemble !== undefined) {
     const members = recipe.ensemble;
     if (output === 'softmax' && members.some((m) => m.kind !== 'quality'))
@@ -85,10 +88,10 @@ export async function fitRecipe(
     const cats = extras.categories;
     try {
       return await trainEnsemble(members, {
-        X: rows.map((i) => rowOf(X, i)),
+        X: rows.map(rowAt),
         Y,
         ...(cats === undefined ? {} : { categories: rows.map((i) => cats[i]!) }),
-        slices: extras.embedder === undefined ? [[0, X.dim]] : slicesOf(extras.embedder),
+        slices: extras.embedder === undefined ? [[0, dim]] : slicesOf(extras.embedder),
         output,
         ...(sampleWeights === undefined ? {} : { sampleWeights }),
         onEpoch: (k, e) => bar.update(before[k]! + e + 1),
@@ -102,7 +105,7 @@ export async function fitRecipe(
   const bar = startProgress(`train ${recipe.name}`, mlp.epochs, ctx.progress === undefined ? {} : { enabled: ctx.progress });
   try {
     return await trainMlp(
-      rows.map((i) => rowOf(X, i)),
+      rows.map(rowAt),
       [...Y],
       {
         ...mlp,

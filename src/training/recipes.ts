@@ -54,6 +54,8 @@ const CONCAT = { type: 'concat', members: [LEX4096, USE], weights: [1, 1] };
 /** USE-lite distilled into a static table (signalman distill; embedders/static-use-lite): microseconds a prompt. */
 const STATIC = { type: 'static', artifact: 'embedders/static-use-lite' } as const;
 const CONCAT_STATIC = { type: 'concat', members: [LEX4096, STATIC], weights: [1, 1] };
+/** Hashed n-grams in 32768 buckets: fewer collisions of topic words (P3 CV, routers/README.md session 17). */
+const LEX32K = { type: 'lexical', dim: 32768 } as const;
 
 /**
  * The P1 ensemble over a concat vector [lexical | sentence embedder]: a joint-outcome softmax regression on
@@ -195,6 +197,57 @@ const P3_CV_CANDIDATES: readonly Recipe[] = [
       `p3-concat-static-mlp-lr plus data/chat/train.jsonl at weight ${weight}`,
       p3WithChat(weight),
     ),
+  ),
+  // Session 17: wider hashed n-gram member (fewer bucket collisions for topic words).
+  p3Candidate('p3-cv-lexlr16k', 'p3-lexical-lr with 16384 buckets', {
+    embedder: { type: 'lexical', dim: 16384 },
+    mlp: P3_LR,
+    augment: undefined,
+  }),
+  ...[32768, 65536].map((dim) =>
+    p3Candidate(`p3-cv-lexlr${dim / 1024}k`, `p3-lexical-lr with ${dim} buckets`, {
+      embedder: { type: 'lexical', dim },
+      mlp: P3_LR,
+      augment: undefined,
+    }),
+  ),
+  p3Candidate('p3-cv-lexlr4k', 'p3-lexical-lr as a CV candidate (the same recipe)', {
+    embedder: LEX4096,
+    mlp: P3_LR,
+    augment: undefined,
+  }),
+  p3Candidate('p3-cv-chat2-lex16k', 'p3-concat-static-mlp-lr-chat2 with a 16384-bucket lexical member', {
+    embedder: { ...CONCAT_STATIC, members: [{ type: 'lexical', dim: 16384 }, STATIC] },
+    ...p3WithChat(2),
+  }),
+  p3Candidate('p3-cv-chat2-lex16k-lrlex', 'p3-cv-chat2-lex16k with its regression on the lexical part only', {
+    embedder: { ...CONCAT_STATIC, members: [{ type: 'lexical', dim: 16384 }, STATIC] },
+    ...p3WithChat(2),
+    ensemble: [P3_MLP_LR[0]!, { ...P3_MLP_LR[1]!, input: 0 }],
+  }),
+  p3Candidate('p3-cv-chat2-lex32k', 'p3-concat-static-mlp-lr-chat2 with a 32768-bucket lexical member', {
+    embedder: { ...CONCAT_STATIC, members: [{ type: 'lexical', dim: 32768 }, STATIC] },
+    ...p3WithChat(2),
+  }),
+  p3Candidate('p3-cv-lr32k-chat2', 'a softmax regression (P3_LR) on 32768 hashed n-grams, trained as p3-concat-static-mlp-lr-chat2', {
+    embedder: { type: 'lexical', dim: 32768 },
+    mlp: P3_LR,
+    ...P3_SHIPPED_TRAINING,
+    extra: { file: CHAT_TRAIN, weight: 2 },
+  }),
+  p3Candidate('p3-cv-lr32k-static-chat2', 'a softmax regression (P3_LR) on 32768 hashed n-grams + static, trained as p3-concat-static-mlp-lr-chat2', {
+    embedder: { ...CONCAT_STATIC, members: [{ type: 'lexical', dim: 32768 }, STATIC] },
+    mlp: P3_LR,
+    ...P3_SHIPPED_TRAINING,
+    extra: { file: CHAT_TRAIN, weight: 2 },
+  }),
+  ...[4096, 16384, 65536].map((dim) =>
+    p3Candidate(`p3-cv-lr${dim / 1024}k-static-chat2`, `a softmax regression (P3_LR) on ${dim} hashed n-grams + static, trained as p3-concat-static-mlp-lr-chat2`, {
+      embedder: { ...CONCAT_STATIC, members: [{ type: 'lexical', dim }, STATIC] },
+      mlp: P3_LR,
+      ...P3_SHIPPED_TRAINING,
+      extra: { file: CHAT_TRAIN, weight: 2 },
+    }),
   ),
   p3Candidate('p3-cv-reg', 'p3-concat-static-mlp-shapes with more regularisation: dropout 0.3, l2 3e-4, 20 epochs', {
     mlp: { ...P3_MLP, dropout: 0.3, l2: 3e-4, epochs: 20 },
@@ -440,8 +493,20 @@ export const RECIPES: readonly Recipe[] = [
     ...p3WithChat(2),
     seed: 1,
     shipped: true,
+    note: 'the shipped P3 router of session 16: p3-concat-static-mlp-lr-chat with each chat prompt weighing two train rows (the CV candidate p3-cv-chat2): ahead of it on the P3 folds and on folds of the chat prompts themselves (eval --cv-extra; routers/README.md, session 16)',
+  },
+  {
+    name: 'p3-lex32k-static-lr-chat2',
+    protocol: 'p3',
+    embedder: { ...CONCAT_STATIC, members: [LEX32K, STATIC] },
+    augment: 'shapes',
+    mlp: P3_LR,
+    ...P3_SHIPPED_TRAINING,
+    extra: { file: CHAT_TRAIN, weight: 2 },
+    seed: 1,
+    shipped: true,
     best: true,
-    note: 'p3-concat-static-mlp-lr-chat with each chat prompt weighing two train rows (the CV candidate p3-cv-chat2): ahead of it on the P3 folds and on folds of the chat prompts themselves (eval --cv-extra; routers/README.md, session 16)',
+    note: 'one softmax regression (p3-lexical-lr settings) over 32768 hashed n-grams + the static table, trained as p3-concat-static-mlp-lr-chat2 (shaped copies at 0.25, chat prompts at 2, threshold over both halves); the CV candidate p3-cv-lr32k-static-chat2: ahead of p3-concat-static-mlp-lr-chat2 on all five P3 folds and all five chat folds (routers/README.md, session 17)',
   },
   ...P3_CV_CANDIDATES,
 ];

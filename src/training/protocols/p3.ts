@@ -16,7 +16,7 @@ import {
 } from '../dataset.js';
 import { type P3Result, p3Evaluate } from '../metrics.js';
 import { type EmbedderPool, type RunContext, embedAll, fitRecipe, range } from '../fit.js';
-import { rowOf, type Matrix } from '../embed-cache.js';
+import { rowOf } from '../embed-cache.js';
 import type { TrainedMlp } from '../mlp-train.js';
 import type { Recipe } from '../recipes.js';
 import { type HarmonicThreshold, bestHarmonicThreshold } from '../calibrate-router.js';
@@ -114,10 +114,6 @@ const isValidation = p3HeldOut('p3-val/');
 
 /** `embedder` made the items' vectors: an ensemble member's `input: N` reads its Nth concat member's part. */
 async function fit(recipe: Recipe, items: readonly Item[], embedder: Embedder, ctx: RunContext): Promise<TrainedMlp> {
-  const X: Matrix = { rows: items.length, dim: items[0]!.x.length, data: new Float32Array(0) };
-  // fitRecipe reads rows through rowOf(X, i): hand it a matrix built from the items' vectors.
-  X.data = new Float32Array(items.length * X.dim);
-  items.forEach((it, i) => X.data.set(it.x, i * X.dim));
   // Balanced classes: negatives outnumber each domain several times, and an unweighted softmax would
   // let 'ood' win on in-domain prompts the guard should pass.
   // A copy counts copyWeight times an original row, in its class's total too.
@@ -131,7 +127,7 @@ async function fit(recipe: Recipe, items: readonly Item[], embedder: Embedder, c
   const weights = Float32Array.from(items, (it) => (own(it) * total) / (count.size * count.get(it.label)!));
   return fitRecipe(
     recipe,
-    X,
+    items.map((it) => it.x),
     items.map((_, i) => i),
     items.map((it) => oneHot(it.label)),
     'softmax',
