@@ -93,23 +93,23 @@ try {
   for (const s of sides) for (const t of TARGETS) await window(s, t, 1000); // warm both before measuring
   for (let r = 0; r < ROUNDS; r++) {
     const order = r % 2 === 0 ? sides : [...sides].reverse();
-    for (const t of TARGETS) for (const s of order) s.rps[t].push(await window(s, t, MS));
+    for (const t of TARGETS) for (const s of order) s.rps[t]!.push(await window(s, t, MS));
   }
   console.log(
     `\nc=16, ${ROUNDS} rounds of ${MS} ms windows, A and B alternating; median over rounds (req/s, and x its side's pass-through of the round)`,
   );
   console.log(`side  pass-through  ${SHIPPED_POLICIES.map((p) => p.padEnd(16)).join('  ')}`);
   for (const s of sides) {
-    const pt = s.rps.passthrough;
+    const pt = s.rps.passthrough!;
     const cells = SHIPPED_POLICIES.map((p) =>
-      `${median(s.rps[p]).toFixed(0).padStart(5)} ${median(s.rps[p].map((v, i) => v / pt[i]!)).toFixed(3)}x`.padEnd(16),
+      `${median(s.rps[p]!).toFixed(0).padStart(5)} ${median(s.rps[p]!.map((v, i) => v / pt[i]!)).toFixed(3)}x`.padEnd(16),
     );
     console.log(`${s.name}     ${median(pt).toFixed(0).padStart(11)}  ${cells.join('  ')}`);
   }
   // Each policy's B window sits next to its A window, so B/A of the same round cancels most of the weather
   // that a side's own pass-through (another window) does not; pass-through's B/A shows the sides' spread.
   const [A, B] = sides as [Side, Side];
-  const paired = Object.fromEntries(TARGETS.map((t) => [t, median(B.rps[t].map((v, i) => v / A.rps[t][i]!))]));
+  const paired = Object.fromEntries(TARGETS.map((t) => [t, median(B.rps[t]!.map((v, i) => v / A.rps[t]![i]!))]));
   console.log(
     `B/A   ${TARGETS.map((t) => `${t} ${paired[t]!.toFixed(3)}`).join('  ')}   (median over rounds of B's req/s over A's, same target and round)`,
   );

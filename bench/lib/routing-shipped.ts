@@ -12,10 +12,15 @@ import { runThroughput, type GatewayKnobs, type GwCell } from './routing-gateway
 import { startGateway, startMock } from './servers.js';
 
 const ROOT = join(import.meta.dirname, '../../..'); // dist/bench/lib -> repo root (benches run built)
-const CONFIG = join(ROOT, 'configs/default.yaml');
+/**
+ * ROUTING_SHIPPED_CONFIG / ROUTING_SHIPPED_POLICIES: another config served the same way (its `../routers/...`
+ * paths resolve as the demo's do) and which of its policies to run, e.g. a copy of the demo config holding
+ * variants of one policy, to compare them in one gateway and the same rounds.
+ */
+const CONFIG = process.env.ROUTING_SHIPPED_CONFIG ?? join(ROOT, 'configs/default.yaml');
 /** A backend of the demo config, named directly: the pass-through baseline. */
 export const SHIPPED_PASSTHROUGH = 'mixtral';
-export const SHIPPED_POLICIES = ['auto', 'auto-open', 'expert'] as const;
+export const SHIPPED_POLICIES: readonly string[] = process.env.ROUTING_SHIPPED_POLICIES?.split(',') ?? ['auto', 'auto-open', 'expert'];
 
 export interface DecisionTiming {
   policy: string;

@@ -104,17 +104,13 @@ export async function fitRecipe(
   if (mlp === undefined) throw new Error(`recipe ${recipe.name} has neither mlp settings nor an ensemble`);
   const bar = startProgress(`train ${recipe.name}`, mlp.epochs, ctx.progress === undefined ? {} : { enabled: ctx.progress });
   try {
-    return await trainMlp(
-      rows.map(rowAt),
-      [...Y],
-      {
-        ...mlp,
-        output,
-        seed: recipe.seed,
-        ...(sampleWeights === undefined ? {} : { sampleWeights }),
-        onEpoch: (e) => bar.update(e + 1),
-      },
-    );
+    return await trainMlp(rows.map(rowAt), [...Y], {
+      ...mlp,
+      output,
+      seed: recipe.seed,
+      ...(sampleWeights === undefined ? {} : { sampleWeights }),
+      onEpoch: (e) => bar.update(e + 1),
+    });
   } finally {
     bar.stop();
   }

@@ -54,8 +54,10 @@ const CONCAT = { type: 'concat', members: [LEX4096, USE], weights: [1, 1] };
 /** USE-lite distilled into a static table (signalman distill; embedders/static-use-lite): microseconds a prompt. */
 const STATIC = { type: 'static', artifact: 'embedders/static-use-lite' } as const;
 const CONCAT_STATIC = { type: 'concat', members: [LEX4096, STATIC], weights: [1, 1] };
-/** Hashed n-grams in 32768 buckets: fewer collisions of topic words (P3 CV, routers/README.md session 17). */
-const LEX32K = { type: 'lexical', dim: 32768 } as const;
+/** Hashed n-grams in `dim` buckets; wider ones collide less on topic words (P3 CV, routers/README.md session 17). */
+const lexical = (dim: number) => ({ type: 'lexical', dim }) as const;
+/** CONCAT_STATIC with `dim` buckets. */
+const concatStatic = (dim: number) => ({ ...CONCAT_STATIC, members: [lexical(dim), STATIC] });
 
 /**
  * The P1 ensemble over a concat vector [lexical | sentence embedder]: a joint-outcome softmax regression on
@@ -116,6 +118,8 @@ const P3_SHIPPED_TRAINING = { copyWeight: 0.25, thresholdPick: 'both' } as const
 
 /** p3-concat-static-mlp-lr's members and training plus the project's chat prompts, each weighing `weight` rows. */
 const p3WithChat = (weight: number) => ({ ensemble: P3_MLP_LR, ...P3_SHIPPED_TRAINING, extra: { file: CHAT_TRAIN, weight } });
+/** P3_LR alone, trained as p3-concat-static-mlp-lr-chat2 (session 17's shipped recipe and its CV candidates). */
+const p3LrWithChat2 = { mlp: P3_LR, ...P3_SHIPPED_TRAINING, extra: { file: CHAT_TRAIN, weight: 2 } };
 
 /**
  * P3 CV candidates (not shipped; no artifact): variants of p3-concat-static-mlp-shapes compared only by
@@ -198,56 +202,38 @@ const P3_CV_CANDIDATES: readonly Recipe[] = [
       p3WithChat(weight),
     ),
   ),
-  // Session 17: wider hashed n-gram member (fewer bucket collisions for topic words).
-  p3Candidate('p3-cv-lexlr16k', 'p3-lexical-lr with 16384 buckets', {
-    embedder: { type: 'lexical', dim: 16384 },
-    mlp: P3_LR,
-    augment: undefined,
-  }),
-  ...[32768, 65536].map((dim) =>
+  // Session 17: wider hashed n-grams (fewer bucket collisions of topic words), then the regression alone.
+  ...[4096, 16384, 32768, 65536].map((dim) =>
     p3Candidate(`p3-cv-lexlr${dim / 1024}k`, `p3-lexical-lr with ${dim} buckets`, {
-      embedder: { type: 'lexical', dim },
+      embedder: lexical(dim),
       mlp: P3_LR,
       augment: undefined,
     }),
   ),
-  p3Candidate('p3-cv-lexlr4k', 'p3-lexical-lr as a CV candidate (the same recipe)', {
-    embedder: LEX4096,
-    mlp: P3_LR,
-    augment: undefined,
-  }),
-  p3Candidate('p3-cv-chat2-lex16k', 'p3-concat-static-mlp-lr-chat2 with a 16384-bucket lexical member', {
-    embedder: { ...CONCAT_STATIC, members: [{ type: 'lexical', dim: 16384 }, STATIC] },
-    ...p3WithChat(2),
-  }),
+  ...[16384, 32768].map((dim) =>
+    p3Candidate(`p3-cv-chat2-lex${dim / 1024}k`, `p3-concat-static-mlp-lr-chat2 with a ${dim}-bucket lexical member`, {
+      embedder: concatStatic(dim),
+      ...p3WithChat(2),
+    }),
+  ),
   p3Candidate('p3-cv-chat2-lex16k-lrlex', 'p3-cv-chat2-lex16k with its regression on the lexical part only', {
-    embedder: { ...CONCAT_STATIC, members: [{ type: 'lexical', dim: 16384 }, STATIC] },
+    embedder: concatStatic(16384),
     ...p3WithChat(2),
     ensemble: [P3_MLP_LR[0]!, { ...P3_MLP_LR[1]!, input: 0 }],
   }),
-  p3Candidate('p3-cv-chat2-lex32k', 'p3-concat-static-mlp-lr-chat2 with a 32768-bucket lexical member', {
-    embedder: { ...CONCAT_STATIC, members: [{ type: 'lexical', dim: 32768 }, STATIC] },
-    ...p3WithChat(2),
+  p3Candidate('p3-cv-lr32k-chat2', 'a softmax regression (P3_LR) on 32768 hashed n-grams alone, trained as p3-concat-static-mlp-lr-chat2', {
+    embedder: lexical(32768),
+    ...p3LrWithChat2,
   }),
-  p3Candidate('p3-cv-lr32k-chat2', 'a softmax regression (P3_LR) on 32768 hashed n-grams, trained as p3-concat-static-mlp-lr-chat2', {
-    embedder: { type: 'lexical', dim: 32768 },
-    mlp: P3_LR,
-    ...P3_SHIPPED_TRAINING,
-    extra: { file: CHAT_TRAIN, weight: 2 },
-  }),
-  p3Candidate('p3-cv-lr32k-static-chat2', 'a softmax regression (P3_LR) on 32768 hashed n-grams + static, trained as p3-concat-static-mlp-lr-chat2', {
-    embedder: { ...CONCAT_STATIC, members: [{ type: 'lexical', dim: 32768 }, STATIC] },
-    mlp: P3_LR,
-    ...P3_SHIPPED_TRAINING,
-    extra: { file: CHAT_TRAIN, weight: 2 },
-  }),
-  ...[4096, 16384, 65536].map((dim) =>
-    p3Candidate(`p3-cv-lr${dim / 1024}k-static-chat2`, `a softmax regression (P3_LR) on ${dim} hashed n-grams + static, trained as p3-concat-static-mlp-lr-chat2`, {
-      embedder: { ...CONCAT_STATIC, members: [{ type: 'lexical', dim }, STATIC] },
-      mlp: P3_LR,
-      ...P3_SHIPPED_TRAINING,
-      extra: { file: CHAT_TRAIN, weight: 2 },
-    }),
+  ...[4096, 16384, 32768].map((dim) =>
+    p3Candidate(
+      `p3-cv-lr${dim / 1024}k-static-chat2`,
+      `a softmax regression (P3_LR) on ${dim} hashed n-grams + static, trained as p3-concat-static-mlp-lr-chat2`,
+      {
+        embedder: concatStatic(dim),
+        ...p3LrWithChat2,
+      },
+    ),
   ),
   p3Candidate('p3-cv-reg', 'p3-concat-static-mlp-shapes with more regularisation: dropout 0.3, l2 3e-4, 20 epochs', {
     mlp: { ...P3_MLP, dropout: 0.3, l2: 3e-4, epochs: 20 },
@@ -496,17 +482,15 @@ export const RECIPES: readonly Recipe[] = [
     note: 'the shipped P3 router of session 16: p3-concat-static-mlp-lr-chat with each chat prompt weighing two train rows (the CV candidate p3-cv-chat2): ahead of it on the P3 folds and on folds of the chat prompts themselves (eval --cv-extra; routers/README.md, session 16)',
   },
   {
-    name: 'p3-lex32k-static-lr-chat2',
+    name: 'p3-lex16k-static-lr-chat2',
     protocol: 'p3',
-    embedder: { ...CONCAT_STATIC, members: [LEX32K, STATIC] },
+    embedder: concatStatic(16384),
     augment: 'shapes',
-    mlp: P3_LR,
-    ...P3_SHIPPED_TRAINING,
-    extra: { file: CHAT_TRAIN, weight: 2 },
+    ...p3LrWithChat2,
     seed: 1,
     shipped: true,
     best: true,
-    note: 'one softmax regression (p3-lexical-lr settings) over 32768 hashed n-grams + the static table, trained as p3-concat-static-mlp-lr-chat2 (shaped copies at 0.25, chat prompts at 2, threshold over both halves); the CV candidate p3-cv-lr32k-static-chat2: ahead of p3-concat-static-mlp-lr-chat2 on all five P3 folds and all five chat folds (routers/README.md, session 17)',
+    note: 'one softmax regression (p3-lexical-lr settings) over 16384 hashed n-grams + the static table, trained as p3-concat-static-mlp-lr-chat2 (shaped copies at 0.25, chat prompts at 2, threshold over both halves); the CV candidate p3-cv-lr16k-static-chat2: ahead of p3-concat-static-mlp-lr-chat2 on all five P3 folds, level with 32768 buckets there and half its vector, which keeps the decision cheap (routers/README.md, session 17)',
   },
   ...P3_CV_CANDIDATES,
 ];

@@ -109,13 +109,27 @@ export interface ShapedTest {
   X: Matrix;
 }
 
-/** The 'eval'-pool copies of `rows` of `ds` in every shape that applies to some of them, embedded. */
-export async function shapedTests(embedder: Embedder, ds: Dataset, rows: readonly number[], ctx: RunContext): Promise<ShapedTest[]> {
-  const out: ShapedTest[] = [];
+/**
+ * The 'eval'-pool copies of `rows` of `ds` in every shape that applies to some of them, embedded one shape
+ * at a time: a caller that keeps only its decisions holds one shape's vectors at once (P3's 33k-wide ones
+ * are 130 KB a row).
+ */
+export async function* eachShapedTest(
+  embedder: Embedder,
+  ds: Dataset,
+  rows: readonly number[],
+  ctx: RunContext,
+): AsyncGenerator<ShapedTest> {
   for (const shape of SHAPES) {
     const set = shapeDataset(ds, rows, shape, 'eval');
     if (set.source.length === 0) continue;
-    out.push({ shape, ds: set.ds, source: set.source, X: await embedAll(embedder, set.ds, ctx) });
+    yield { shape, ds: set.ds, source: set.source, X: await embedAll(embedder, set.ds, ctx) };
   }
+}
+
+/** eachShapedTest's sets, all held at once. */
+export async function shapedTests(embedder: Embedder, ds: Dataset, rows: readonly number[], ctx: RunContext): Promise<ShapedTest[]> {
+  const out: ShapedTest[] = [];
+  for await (const t of eachShapedTest(embedder, ds, rows, ctx)) out.push(t);
   return out;
 }

@@ -21,7 +21,7 @@ const SHIPPED_MLPS = [
   'p1-ensemble-static',
   'p2-ensemble-static-h256',
   'p2-ensemble-static',
-  'p3-lex32k-static-lr-chat2',
+  'p3-lex16k-static-lr-chat2',
   'p3-concat-static-mlp-lr-chat2',
   'p3-concat-static-mlp-lr-chat',
   'p3-concat-static-mlp-lr',

@@ -96,7 +96,7 @@ describe('fitRecipe with an ensemble recipe', () => {
     for (const r of RECIPES.filter((x) => x.ensemble)) expect(r.ensemble!.reduce((s, m) => s + m.weight, 0)).toBeCloseTo(1, 9);
     expect(shippedRecipe('p1').name).toBe('p1-ensemble-static');
     expect(shippedRecipe('p2').name).toBe('p2-ensemble-static-h256');
-    expect(shippedRecipe('p3').name).toBe('p3-lex32k-static-lr-chat2');
+    expect(shippedRecipe('p3').name).toBe('p3-lex16k-static-lr-chat2');
     // Issue #15: what eval scores by default and the demo ships decides in under a millisecond, so no USE-lite.
     for (const p of ['p1', 'p2', 'p3'] as const) expect(JSON.stringify(shippedRecipe(p).embedder)).not.toContain('"type":"use-lite"');
   });

@@ -24,7 +24,15 @@ import { maxProbScore } from '../../routers/guard.js';
 import { MlpPlan, readExportedGraph } from '../../routers/mlp-plan.js';
 import { mlpToOnnx } from '../onnx-export.js';
 import type { Embedder } from '../../embedders/types.js';
-import { type Agreement, type RobustnessOptions, type ShapedTest, agreement, sampleRows, shapedTests } from '../robustness.js';
+import {
+  type Agreement,
+  type RobustnessOptions,
+  type ShapedTest,
+  agreement,
+  eachShapedTest,
+  sampleRows,
+  shapedTests,
+} from '../robustness.js';
 import type { Shape } from '../shapes.js';
 import { copySets } from '../augment-copies.js';
 
@@ -174,6 +182,11 @@ export async function fileItems(file: string, embedder: Embedder, ctx: RunContex
   return { items: ds.rows.map((row, i) => ({ row, label: p3DomainOf(row) ?? 'ood', x: rowOf(X, i), extra: true })), sha256: ds.sha256 };
 }
 
+/** The items as one dataset keyed by `key` (their files' hash): what the shaped copies are made from. */
+function itemsDataset(items: readonly LabeledRow[], key: string, file: string): Dataset {
+  return { file, sha256: sha256Hex(key), contaminated: 0, rows: items.map((it) => it.row) };
+}
+
 /**
  * The 'eval'-pool shaped copies of `items` (src/training/shapes.ts), embedded; `source` indexes
  * `items`. The items come from several files: they are made into one dataset whose cache key is
@@ -186,13 +199,7 @@ export async function shapedItems(
   ctx: RunContext,
   file = 'p3-test',
 ): Promise<ShapedTest[]> {
-  const ds: Dataset = {
-    file,
-    sha256: sha256Hex(key),
-    contaminated: 0,
-    rows: items.map((it) => it.row),
-  };
-  return shapedTests(embedder, ds, range(items.length), ctx);
+  return shapedTests(embedder, itemsDataset(items, key, file), range(items.length), ctx);
 }
 
 /** Labels and P3 score of the test items against the same on their shaped copies. */
@@ -222,13 +229,15 @@ async function p3Robustness(
     };
   };
   // The test items come from several files: one dataset of the sampled ones, keyed by those files' hash.
-  const sets = await shapedItems(
+  // One shape's vectors at a time: only the decisions are kept.
+  const scored: Array<{ t: Pick<ShapedTest, 'shape' | 'source'>; labels: P3Label[] }> = [];
+  const ds = itemsDataset(
     picked.map((i) => test[i]!),
-    embedder,
     `${sha256}\0${picked.join(',')}`,
-    ctx,
+    'p3-test',
   );
-  const scored = sets.map((t) => ({ t, labels: range(t.source.length).map((k) => decide(rowOf(t.X, k))) }));
+  for await (const t of eachShapedTest(embedder, ds, range(picked.length), ctx))
+    scored.push({ t: { shape: t.shape, source: t.source }, labels: range(t.source.length).map((k) => decide(rowOf(t.X, k))) });
   const shapes = scored.map(({ t, labels }) => compare(t.shape, t.source, labels));
   if (scored.length > 1)
     shapes.push(
@@ -342,8 +351,12 @@ export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
   const { mmlu, llm, gsm, mtb, embedder, split, train, dropped, vec } = await loadP3(opts.recipe, opts.pool, ctx);
   const extra = await extraItems(opts.recipe, embedder, ctx);
   // The extra prompts train like copies: in both halves' fits by their ids, never picking the threshold.
-  const copies = [...(await augmentItems(opts.recipe, train, [mmlu, llm], embedder, ctx)), ...extra.items];
-  const { model, threshold } = await fitGuard(opts.recipe, train, copies, embedder, ctx);
+  // The copies' vectors are dropped once the guard is fitted (held in this closure only): they are the
+  // largest part of a wide embedder's memory.
+  const { model, threshold, copyCount } = await (async () => {
+    const copies = [...(await augmentItems(opts.recipe, train, [mmlu, llm], embedder, ctx)), ...extra.items];
+    return { ...(await fitGuard(opts.recipe, train, copies, embedder, ctx)), copyCount: copies.length };
+  })();
 
   let test: Item[];
   if (opts.testFile !== undefined) {
@@ -406,7 +419,7 @@ export async function runP3(opts: P3Options, ctx: RunContext): Promise<P3Run> {
     threshold: threshold.threshold,
     calibration: `in domain when 'ood' is not the argmax and the best domain probability >= t; t maximises the ID/OOD harmonic mean (${threshold.score.toFixed(3)}) on a validation part of the train split (held-out ids; held-out whole MMLU subjects for negatives)`,
     train: {
-      rows: train.length + copies.length,
+      rows: train.length + copyCount,
       droppedOverlap: dropped,
       sha256: sha256Hex(mmlu.sha256 + llm.sha256 + extra.sha256),
       split: `in-domain MMLU bucket(id) == 0; negatives MMLU bucket(category) == 0 and llmrouter bucket(id) == 0, minus rows quoting GSM8K/MT-Bench${
