@@ -111,8 +111,8 @@ export interface ShapedTest {
 
 /**
  * The 'eval'-pool copies of `rows` of `ds` in every shape that applies to some of them, embedded one shape
- * at a time: a caller that keeps only its decisions holds one shape's vectors at once (P3's 33k-wide ones
- * are 130 KB a row).
+ * at a time: a caller that keeps only its decisions holds one shape's vectors at once (a P3 vector with
+ * 16384 hashed buckets is 67 KB a row).
  */
 export async function* eachShapedTest(
   embedder: Embedder,
