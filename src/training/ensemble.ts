@@ -34,9 +34,20 @@ export interface TrainedEnsemble extends TrainedMlp {
 
 export const isEnsemble = (m: TrainedMlp): m is TrainedEnsemble => (m as Partial<TrainedEnsemble>).ensemble !== undefined;
 
+/** Every row of a (rows x cols) table is a distribution: then softmax x table is one too. */
+const isStochastic = (t: Float32Array, cols: number): boolean => {
+  for (let r = 0; r < t.length; r += cols) {
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += t[r + c]!;
+    if (!(Math.abs(s - 1) < 1e-6)) return false;
+  }
+  return true;
+};
+
 /**
  * Checks the parts fit together and builds the combined predictor. `output` 'softmax': the parts are
- * classifiers (softmax MLPs without tables) and the mix, a weighted mean of their probabilities, is one.
+ * classifiers (softmax MLPs, each with no table or a table of distributions, e.g. fine classes summed
+ * into their labels) and the mix, a weighted mean of their probabilities, is one.
  */
 export function makeEnsemble(
   inputDim: number,
@@ -59,8 +70,8 @@ export function makeEnsemble(
       throw new Error(`ensemble part ${k}: table has ${p.table.length} entries, expected ${p.mlp.spec.outputDim} x ${outputDim}`);
     }
     if (out !== outputDim) throw new Error(`ensemble part ${k}: gives ${out} outputs, the ensemble ${outputDim}`);
-    if (output === 'softmax' && (p.table !== undefined || p.mlp.spec.output !== 'softmax'))
-      throw new Error(`ensemble part ${k}: a softmax ensemble mixes softmax MLPs without tables`);
+    if (output === 'softmax' && (p.mlp.spec.output !== 'softmax' || (p.table !== undefined && !isStochastic(p.table, outputDim))))
+      throw new Error(`ensemble part ${k}: a softmax ensemble mixes softmax MLPs, with no table or one whose rows are distributions`);
   });
   const spec: MlpSpec = { inputDim, hidden: [], outputDim, activation: 'relu', output };
   return {
@@ -93,7 +104,8 @@ export interface EnsembleMemberRecipe {
   input: number | 'all';
   /**
    * quality: the MLP predicts the targets (in a softmax ensemble: classifies). category-prior: a softmax classifier of each row's
-   * category (needs categories), whose output is multiplied by each category's mean target.
+   * category (needs categories), whose output is multiplied by each category's mean target; in a softmax
+   * ensemble, whose categories are finer classes of the labels, that sums each label's classes.
    * joint: a softmax over the 2^m joint 0/1 outcomes of the m targets (needs 0/1 targets, m <= 4),
    * whose output is multiplied by the 0/1 table of each outcome's targets: a P(correct) per model.
    * centroid-prior: k-means clusters of the train vectors (no mlp settings; `clusters`, `temperature`).
@@ -101,6 +113,11 @@ export interface EnsembleMemberRecipe {
   kind: 'quality' | 'category-prior' | 'joint' | 'centroid-prior';
   /** Network settings; every kind but centroid-prior needs them. */
   mlp?: Omit<TrainOptions, 'output' | 'seed' | 'sampleWeights' | 'onEpoch'>;
+  /**
+   * category-prior: classify (category, joint 0/1 outcome of the targets) pairs instead of categories, so
+   * a linear member gets a direction per outcome within each category; the table is then each pair's outcome.
+   */
+  joint?: boolean;
   /** centroid-prior: number of clusters and softmax temperature over cosine similarities. */
   clusters?: number;
   temperature?: number;
@@ -117,8 +134,8 @@ export interface EnsembleFitInput {
   /** [start, end) of each concat member in the input vector (one slice of all for other embedders). */
   slices: ReadonlyArray<readonly [number, number]>;
   /**
-   * 'softmax': a classifier; Y are one-hot labels and every member is a 'quality' member whose MLP
-   * ends in a softmax (trained with `sampleWeights`, if any). Default 'sigmoid'.
+   * 'softmax': a classifier; Y are one-hot labels and every member is a 'quality' or 'category-prior'
+   * member whose MLP ends in a softmax (trained with `sampleWeights`, if any). Default 'sigmoid'.
    */
   output?: 'sigmoid' | 'softmax';
   sampleWeights?: Float32Array;
@@ -130,8 +147,8 @@ export async function trainEnsemble(members: readonly EnsembleMemberRecipe[], in
   const inputDim = input.X[0]!.length;
   const outputDim = input.Y[0]!.length;
   const output = input.output ?? 'sigmoid';
-  if (output === 'softmax' && members.some((m) => m.kind !== 'quality'))
-    throw new Error("ensemble: a softmax ensemble (a classifier) takes 'quality' members only");
+  if (output === 'softmax' && members.some((m) => m.kind !== 'quality' && m.kind !== 'category-prior'))
+    throw new Error("ensemble: a softmax ensemble (a classifier) takes 'quality' and 'category-prior' members only");
   if (output === 'sigmoid' && input.sampleWeights !== undefined) throw new Error('ensemble: sample weights are for softmax ensembles only');
   const parts: EnsemblePart[] = [];
   for (const [k, m] of members.entries()) {
@@ -148,8 +165,8 @@ export async function trainEnsemble(members: readonly EnsembleMemberRecipe[], in
     if (m.mlp === undefined) throw new Error(`ensemble member ${k} (${m.kind}) has no mlp settings`);
     const onEpoch = input.onEpoch === undefined ? undefined : (e: number) => input.onEpoch!(k, e);
     const common = { ...m.mlp, seed: m.seed, ...(onEpoch === undefined ? {} : { onEpoch }) };
+    const weights = input.sampleWeights === undefined ? {} : { sampleWeights: input.sampleWeights };
     if (m.kind === 'quality') {
-      const weights = input.sampleWeights === undefined ? {} : { sampleWeights: input.sampleWeights };
       const mlp = await trainMlp(Xs, [...input.Y], { ...common, output, ...weights });
       parts.push({ start, end, mlp, weight: m.weight });
       continue;
@@ -162,23 +179,18 @@ export async function trainEnsemble(members: readonly EnsembleMemberRecipe[], in
       const table = new Float32Array(classes * outputDim);
       for (let c = 0; c < classes; c++) for (let o = 0; o < outputDim; o++) table[c * outputDim + o] = (c >> (outputDim - 1 - o)) & 1;
       const oneHot = input.Y.map((y, i) => {
-        let c = 0;
-        for (let o = 0; o < outputDim; o++) {
-          if (y[o] !== 0 && y[o] !== 1)
-            throw new Error(`ensemble member ${k}: a joint-outcome member needs 0/1 targets; row ${i} has ${y[o]}`);
-          c = c * 2 + y[o]!;
-        }
         const v = new Float32Array(classes);
-        v[c] = 1;
+        v[jointOutcome(y, k, i)] = 1;
         return v;
       });
       const mlp = await trainMlp(Xs, oneHot, { ...common, output: 'softmax' });
       parts.push({ start, end, mlp, table, weight: m.weight });
       continue;
     }
-    const cats = input.categories;
-    if (cats === undefined || cats.length !== input.X.length)
+    const given = input.categories;
+    if (given === undefined || given.length !== input.X.length)
       throw new Error(`ensemble member ${k} is a category prior but the rows have no categories`);
+    const cats = m.joint === true ? given.map((c, i) => `${c}|${jointOutcome(input.Y[i]!, k, i)}`) : given;
     const labels = [...new Set(cats)].sort();
     const index = new Map(labels.map((c, i) => [c, i]));
     const oneHot = cats.map((c) => {
@@ -197,10 +209,21 @@ export async function trainEnsemble(members: readonly EnsembleMemberRecipe[], in
     });
     for (let r = 0; r < labels.length; r++)
       for (let o = 0; o < outputDim; o++) table[r * outputDim + o] = sums[r * outputDim + o]! / counts[r]!;
-    const mlp = await trainMlp(Xs, oneHot, { ...common, output: 'softmax' });
+    const mlp = await trainMlp(Xs, oneHot, { ...common, output: 'softmax', ...weights });
     parts.push({ start, end, mlp, table, weight: m.weight });
   }
   return makeEnsemble(inputDim, outputDim, parts, output);
+}
+
+/** The joint 0/1 outcome of a row's targets as a number (first target the highest bit). */
+function jointOutcome(y: Float32Array, member: number, row: number): number {
+  let c = 0;
+  for (let o = 0; o < y.length; o++) {
+    if (y[o] !== 0 && y[o] !== 1)
+      throw new Error(`ensemble member ${member}: a joint-outcome member needs 0/1 targets; row ${row} has ${y[o]}`);
+    c = c * 2 + y[o]!;
+  }
+  return c;
 }
 
 const K_MEANS_ITERATIONS = 20;

@@ -80,8 +80,8 @@ export async function fitRecipe(
   const dim = Array.isArray(X) ? (X as readonly Float32Array[])[0]!.length : (X as Matrix).dim;
   if (recipe.ensemble !== undefined) {
     const members = recipe.ensemble;
-    if (output === 'softmax' && members.some((m) => m.kind !== 'quality'))
-      throw new Error(`recipe ${recipe.name}: a softmax ensemble (a classifier) takes 'quality' members only`);
+    if (output === 'softmax' && members.some((m) => m.kind !== 'quality' && m.kind !== 'category-prior'))
+      throw new Error(`recipe ${recipe.name}: a softmax ensemble (a classifier) takes 'quality' and 'category-prior' members only`);
     const epochs = members.reduce((s, m) => s + (m.mlp?.epochs ?? 1), 0);
     const bar = startProgress(`train ${recipe.name}`, epochs, ctx.progress === undefined ? {} : { enabled: ctx.progress });
     const before = members.map((_, k) => members.slice(0, k).reduce((s, m) => s + (m.mlp?.epochs ?? 1), 0));

@@ -120,6 +120,14 @@ const P3_SHIPPED_TRAINING = { copyWeight: 0.25, thresholdPick: 'both' } as const
 const p3WithChat = (weight: number) => ({ ensemble: P3_MLP_LR, ...P3_SHIPPED_TRAINING, extra: { file: CHAT_TRAIN, weight } });
 /** P3_LR alone, trained as p3-concat-static-mlp-lr-chat2 (session 17's shipped recipe and its CV candidates). */
 const p3LrWithChat2 = { mlp: P3_LR, ...P3_SHIPPED_TRAINING, extra: { file: CHAT_TRAIN, weight: 2 } };
+/**
+ * P3_LR over fine classes (protocols/p3.ts p3FineClass: an MMLU subject, a llmrouter cluster, a chat
+ * prompt's label) whose probabilities are summed into law / finance / health / ood: a linear model gets
+ * one direction per subject instead of one for everything out of domain.
+ */
+const P3_FINE_LR: EnsembleMemberRecipe = { input: 'all', kind: 'category-prior', mlp: P3_LR, seed: 1, weight: 1 };
+/** P3_FINE_LR trained as p3-lex16k-static-lr-chat2 (session 18). */
+const p3FineWithChat2 = { ensemble: [P3_FINE_LR], ...P3_SHIPPED_TRAINING, extra: { file: CHAT_TRAIN, weight: 2 } };
 
 /**
  * P3 CV candidates (not shipped; no artifact): variants of p3-concat-static-mlp-shapes compared only by
@@ -135,6 +143,38 @@ const p3Candidate = (name: string, note: string, r: Partial<Recipe>): Recipe => 
   shipped: false,
   ...r,
   note: `CV candidate (routers/README.md, P3 CV): ${note}`,
+});
+
+/** P1 CV candidates (session 18; not shipped): p1-ensemble-static with its subject prior over (subject, joint outcome) pairs. */
+const P1_CV_CANDIDATES: Recipe[] = [
+  [0.35, 0.3, 0.35],
+  [0.2, 0.3, 0.5],
+].map(([lex, net, prior]) => ({
+  name: `p1-cv-static-jointprior-${[lex!, net!, prior!].map((w) => Math.round(w * 100)).join('-')}`,
+  protocol: 'p1' as const,
+  embedder: CONCAT_STATIC,
+  augment: 'stems' as const,
+  ensemble: p1Ensemble(lex!, net!, prior!).map((m) => (m.kind === 'category-prior' ? { ...m, joint: true } : m)),
+  seed: 1,
+  shipped: false,
+  note: `CV candidate (routers/README.md): p1-ensemble-static at ${lex} / ${net} / ${prior} with its subject prior over (subject, joint outcome) pairs`,
+}));
+P1_CV_CANDIDATES.push({
+  name: 'p1-cv-static-both-priors',
+  protocol: 'p1',
+  embedder: CONCAT_STATIC,
+  augment: 'stems',
+  ensemble: p1Ensemble(0.35, 0.3, 0.35).flatMap((m) =>
+    m.kind === 'category-prior'
+      ? [
+          { ...m, weight: 0.175 },
+          { ...m, weight: 0.175, joint: true },
+        ]
+      : [m],
+  ),
+  seed: 1,
+  shipped: false,
+  note: 'CV candidate (routers/README.md): p1-ensemble-static with its subject prior split in half, one half over (subject, joint outcome) pairs',
 });
 
 const P3_CV_CANDIDATES: readonly Recipe[] = [
@@ -235,6 +275,20 @@ const P3_CV_CANDIDATES: readonly Recipe[] = [
       },
     ),
   ),
+  // Session 18: one regression direction per subject (fine classes summed into their labels), not one for all of 'ood'.
+  p3Candidate('p3-cv-lr16k-static-fine-chat2', 'p3-lex16k-static-lr-chat2 over fine classes (p3FineClass), summed into the labels', {
+    embedder: concatStatic(16384),
+    ...p3FineWithChat2,
+  }),
+  p3Candidate('p3-cv-lr16k-static-mixfine-chat2', 'p3-lex16k-static-lr-chat2 mixed half and half with p3-cv-lr16k-static-fine-chat2', {
+    embedder: concatStatic(16384),
+    ...P3_SHIPPED_TRAINING,
+    extra: { file: CHAT_TRAIN, weight: 2 },
+    ensemble: [
+      { input: 'all', kind: 'quality', mlp: P3_LR, seed: 1, weight: 0.5 },
+      { ...P3_FINE_LR, weight: 0.5 },
+    ],
+  }),
   p3Candidate('p3-cv-reg', 'p3-concat-static-mlp-shapes with more regularisation: dropout 0.3, l2 3e-4, 20 epochs', {
     mlp: { ...P3_MLP, dropout: 0.3, l2: 3e-4, epochs: 20 },
   }),
@@ -489,9 +543,20 @@ export const RECIPES: readonly Recipe[] = [
     ...p3LrWithChat2,
     seed: 1,
     shipped: true,
-    best: true,
-    note: 'one softmax regression (p3-lexical-lr settings) over 16384 hashed n-grams + the static table, trained as p3-concat-static-mlp-lr-chat2 (shaped copies at 0.25, chat prompts at 2, threshold over both halves); the CV candidate p3-cv-lr16k-static-chat2: ahead of p3-concat-static-mlp-lr-chat2 on all five P3 folds, level with 32768 buckets there and half its vector, which keeps the decision cheap (routers/README.md, session 17)',
+    note: 'the shipped P3 router of session 17: one softmax regression (p3-lexical-lr settings) over 16384 hashed n-grams + the static table, trained as p3-concat-static-mlp-lr-chat2 (shaped copies at 0.25, chat prompts at 2, threshold over both halves); the CV candidate p3-cv-lr16k-static-chat2: ahead of p3-concat-static-mlp-lr-chat2 on all five P3 folds, level with 32768 buckets there and half its vector, which keeps the decision cheap (routers/README.md, session 17)',
   },
+  {
+    name: 'p3-lex16k-static-fine-chat2',
+    protocol: 'p3',
+    embedder: concatStatic(16384),
+    augment: 'shapes',
+    ...p3FineWithChat2,
+    seed: 1,
+    shipped: true,
+    best: true,
+    note: "one softmax regression (p3-lexical-lr settings) over 16384 hashed n-grams + the static table whose classes are the train rows' subjects, llmrouter clusters and chat labels, summed into law / finance / health / ood; trained as p3-lex16k-static-lr-chat2 (shaped copies at 0.25, chat prompts at 2, threshold over both halves); the CV candidate p3-cv-lr16k-static-fine-chat2: ahead of p3-lex16k-static-lr-chat2 on all five P3 folds (routers/README.md, session 18)",
+  },
+  ...P1_CV_CANDIDATES,
   ...P3_CV_CANDIDATES,
 ];
 

@@ -151,10 +151,10 @@ describe('ensemble of MLPs', () => {
       const rt = await ort.run(v);
       for (let i = 0; i < 3; i++) expect(rt[i]).toBeCloseTo(js[i]!, 5);
     }
-    // Only plain members classify, and weights belong to classifiers.
+    // Joint-outcome members do not classify (their table's rows are not distributions), and weights belong to classifiers.
     await expect(
       trainEnsemble([{ ...members[0]!, kind: 'joint', weight: 1 }], { X: rows.vectors, Y, slices: SLICES, output: 'softmax' }),
-    ).rejects.toThrow(/'quality' members only/);
+    ).rejects.toThrow(/'quality' and 'category-prior' members only/);
     await expect(trainEnsemble(MEMBERS, { X: rows.vectors, Y: rows.scores, slices: SLICES, sampleWeights })).rejects.toThrow(
       /softmax ensembles only/,
     );

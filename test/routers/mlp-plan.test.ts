@@ -21,6 +21,7 @@ const SHIPPED_MLPS = [
   'p1-ensemble-static',
   'p2-ensemble-static-h256',
   'p2-ensemble-static',
+  'p3-lex16k-static-fine-chat2',
   'p3-lex16k-static-lr-chat2',
   'p3-concat-static-mlp-lr-chat2',
   'p3-concat-static-mlp-lr-chat',

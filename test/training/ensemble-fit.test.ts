@@ -85,10 +85,89 @@ describe('fitRecipe with an ensemble recipe', () => {
       const rt = await ort.run(v);
       for (let i = 0; i < 2; i++) expect(rt[i]).toBeCloseTo(js[i]!, 5);
     }
-    // A classifier (softmax) ensemble takes plain members only: no priors or joint-outcome tables.
+    // A classifier (softmax) ensemble takes no joint-outcome tables (their rows are not distributions).
     await expect(fitRecipe(recipe, X, rows, Y, 'softmax', { dataDir: '', cacheDir: null, progress: false })).rejects.toThrow(
-      /'quality' members only/,
+      /'quality' and 'category-prior' members only/,
     );
+  });
+
+  it('a classifier over fine classes sums them into its labels, and a joint prior learns outcomes within a category', async () => {
+    const embedder = await smallConcat();
+    onTestFinished(() => embedder.close());
+    // Two labels; 'other' is two unlike topics, so no single direction separates it from 'law'.
+    const texts: string[] = [];
+    const fine: string[] = [];
+    const labels: Float32Array[] = [];
+    for (const [cat, words] of Object.entries(TOPICS)) {
+      for (let i = 0; i < 12; i++) {
+        texts.push(`${words[i % 5]} ${words[(i * 3 + 1) % 5]} ${words[(i * 7 + 2) % 5]} question ${i}`);
+        fine.push(cat);
+        labels.push(Float32Array.of(cat === 'law' ? 1 : 0, cat === 'law' ? 0 : 1));
+      }
+    }
+    const vecs = await embedder.embedMany(texts);
+    const rows = texts.map((_, i) => i);
+    const ctx = { dataDir: '', cacheDir: null, progress: false };
+    const lr = { hidden: [], epochs: 20, lr: 0.02, batchSize: 8 };
+    const classifier: Recipe = {
+      name: 'test-fine',
+      protocol: 'p3',
+      embedder: { type: 'concat' },
+      ensemble: [
+        { input: 'all', kind: 'quality', mlp: lr, seed: 1, weight: 0.5 },
+        { input: 'all', kind: 'category-prior', mlp: lr, seed: 1, weight: 0.5 },
+      ],
+      seed: 1,
+      shipped: false,
+      note: '',
+    };
+    const weights = new Float32Array(rows.length).fill(1);
+    const m = await fitRecipe(classifier, vecs, rows, labels, 'softmax', ctx, weights, { embedder, categories: fine });
+    if (!isEnsemble(m)) throw new Error('not an ensemble');
+    // The prior's table sends each fine class to its label: algebra and biology to 'other'.
+    expect(Array.from(m.ensemble.parts[1]!.table!)).toEqual([0, 1, 0, 1, 1, 0]);
+    for (const [i, v] of vecs.entries()) {
+      const p = m.predict(v);
+      expect(p[0]! + p[1]!).toBeCloseTo(1, 6);
+      expect(p[0]! > 0.5).toBe(fine[i] === 'law');
+    }
+    const dir = await mkdtemp(join(tmpdir(), 'sm-fine-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    await writeMlpArtifact(dir, m, {
+      embedder: { id: embedder.id, dim: embedder.dim },
+      models: ['law', 'ood'],
+      labels: ['law', 'ood'],
+      trained_on: { file: 'synthetic', sha256: '0'.repeat(64), split: 'all', seed: 1, rows: rows.length },
+      metrics: {},
+      command: 'test',
+      created_at: '2025-01-01T00:00:00.000Z',
+    });
+    const ort = await OnnxMlp.load(dir);
+    onTestFinished(() => ort.close());
+    for (const v of vecs) {
+      const js = m.predict(v);
+      const rt = await ort.run(v);
+      for (let i = 0; i < 2; i++) expect(rt[i]).toBeCloseTo(js[i]!, 5);
+    }
+
+    // A joint prior: within 'law' the weak model fails the 'court' questions only, which a subject prior
+    // (one mean per subject) cannot tell apart and a (subject, outcome) classifier can.
+    const Y = texts.map((t, i) => Float32Array.of(1, fine[i] === 'law' && t.includes('court') ? 0 : 1));
+    const prior = (joint: boolean): Recipe => ({
+      ...classifier,
+      name: 'test-joint-prior',
+      protocol: 'p1',
+      ensemble: [{ input: 'all', kind: 'category-prior', mlp: lr, seed: 1, weight: 1, ...(joint ? { joint } : {}) }],
+    });
+    const gap = async (joint: boolean): Promise<number> => {
+      const model = await fitRecipe(prior(joint), vecs, rows, Y, 'sigmoid', ctx, undefined, { embedder, categories: fine });
+      const court = rows.filter((i) => fine[i] === 'law' && texts[i]!.includes('court'));
+      const rest = rows.filter((i) => fine[i] === 'law' && !texts[i]!.includes('court'));
+      const weak = (is: number[]) => is.reduce((s, i) => s + model.predict(vecs[i]!)[1]!, 0) / is.length;
+      return weak(rest) - weak(court);
+    };
+    expect(Math.abs(await gap(false))).toBeLessThan(0.1);
+    expect(await gap(true)).toBeGreaterThan(0.3);
   });
 
   it('every recipe has either mlp settings or an ensemble, and each protocol one best', () => {
@@ -96,7 +175,7 @@ describe('fitRecipe with an ensemble recipe', () => {
     for (const r of RECIPES.filter((x) => x.ensemble)) expect(r.ensemble!.reduce((s, m) => s + m.weight, 0)).toBeCloseTo(1, 9);
     expect(shippedRecipe('p1').name).toBe('p1-ensemble-static');
     expect(shippedRecipe('p2').name).toBe('p2-ensemble-static-h256');
-    expect(shippedRecipe('p3').name).toBe('p3-lex16k-static-lr-chat2');
+    expect(shippedRecipe('p3').name).toBe('p3-lex16k-static-fine-chat2');
     // Issue #15: what eval scores by default and the demo ships decides in under a millisecond, so no USE-lite.
     for (const p of ['p1', 'p2', 'p3'] as const) expect(JSON.stringify(shippedRecipe(p).embedder)).not.toContain('"type":"use-lite"');
   });

@@ -141,9 +141,17 @@ async function fit(recipe: Recipe, items: readonly Item[], embedder: Embedder, c
     'softmax',
     ctx,
     weights,
-    { embedder },
+    { embedder, categories: items.map(p3FineClass) },
   );
 }
+
+/**
+ * A finer class than the label, for recipes with a category-prior member: the row's source and its
+ * category (an MMLU subject, a llmrouter cluster, a chat prompt's label). Each belongs to one label, so a
+ * softmax over them, summed per label, is a guard's softmax; a linear model gets one direction per
+ * subject instead of one for all of 'ood'.
+ */
+export const p3FineClass = (it: LabeledRow): string => `${it.row.benchmark}/${it.row.category}`;
 
 /**
  * The recipe's augmentation copies of the train items (same label; `row` stays the original, so the
