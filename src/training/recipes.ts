@@ -145,37 +145,35 @@ const p3Candidate = (name: string, note: string, r: Partial<Recipe>): Recipe => 
   note: `CV candidate (routers/README.md, P3 CV): ${note}`,
 });
 
-/** P1 CV candidates (session 18; not shipped): p1-ensemble-static with its subject prior over (subject, joint outcome) pairs. */
-const P1_CV_CANDIDATES: Recipe[] = [
-  [0.35, 0.3, 0.35],
-  [0.2, 0.3, 0.5],
-].map(([lex, net, prior]) => ({
-  name: `p1-cv-static-jointprior-${[lex!, net!, prior!].map((w) => Math.round(w * 100)).join('-')}`,
-  protocol: 'p1' as const,
-  embedder: CONCAT_STATIC,
-  augment: 'stems' as const,
-  ensemble: p1Ensemble(lex!, net!, prior!).map((m) => (m.kind === 'category-prior' ? { ...m, joint: true } : m)),
-  seed: 1,
-  shipped: false,
-  note: `CV candidate (routers/README.md): p1-ensemble-static at ${lex} / ${net} / ${prior} with its subject prior over (subject, joint outcome) pairs`,
-}));
-P1_CV_CANDIDATES.push({
-  name: 'p1-cv-static-both-priors',
+/** p1-ensemble-static with its subject prior's weight split: `pair` of it over (subject, joint outcome) pairs. */
+const p1PairPrior = (lex: number, net: number, subject: number, pair: number): EnsembleMemberRecipe[] =>
+  p1Ensemble(lex, net, subject + pair).flatMap((m) =>
+    m.kind !== 'category-prior'
+      ? [m]
+      : [...(subject > 0 ? [{ ...m, weight: subject }] : []), ...(pair > 0 ? [{ ...m, weight: pair, joint: true }] : [])],
+  );
+
+/** P1 CV candidates (session 18; not shipped): a prior over (subject, joint outcome) pairs, which gives a linear member a direction per outcome within each subject. */
+const P1_CV_CANDIDATES: readonly Recipe[] = (
+  [
+    ['p1-cv-static-jointprior-35-30-35', 'the subject prior over (subject, joint outcome) pairs', [0.35, 0.3, 0, 0.35]],
+    ['p1-cv-static-jointprior-20-30-50', 'the same at 0.2 / 0.3 / 0.5', [0.2, 0.3, 0, 0.5]],
+    [
+      'p1-cv-static-both-priors',
+      'the subject prior split in half, one half over (subject, joint outcome) pairs',
+      [0.35, 0.3, 0.175, 0.175],
+    ],
+  ] as const
+).map(([name, what, [lex, net, subject, pair]]) => ({
+  name,
   protocol: 'p1',
   embedder: CONCAT_STATIC,
   augment: 'stems',
-  ensemble: p1Ensemble(0.35, 0.3, 0.35).flatMap((m) =>
-    m.kind === 'category-prior'
-      ? [
-          { ...m, weight: 0.175 },
-          { ...m, weight: 0.175, joint: true },
-        ]
-      : [m],
-  ),
+  ensemble: p1PairPrior(lex, net, subject, pair),
   seed: 1,
   shipped: false,
-  note: 'CV candidate (routers/README.md): p1-ensemble-static with its subject prior split in half, one half over (subject, joint outcome) pairs',
-});
+  note: `CV candidate (routers/README.md, session 18): p1-ensemble-static with ${what}`,
+}));
 
 const P3_CV_CANDIDATES: readonly Recipe[] = [
   p3Candidate('p3-cv-seeds3', 'p3-concat-static-mlp-shapes averaged over MLP seeds 1-3 (mean of their softmaxes)', {
