@@ -47,7 +47,11 @@ export class OnnxMlp {
 
   /** Holders of this instance (load() shares one per artifact; close() releases it with the last one). */
   private refs = 1;
-  /** The last input and its output: a guard and a classifier reading one artifact run it once a request. */
+  /**
+   * The last input and its output: a guard and a classifier reading one artifact run it once a request.
+   * Held by reference, not copied: vectors are never mutated once handed out (embedders/common.ts), and a
+   * copy plus a compare of expert's 16,640-wide vector cost more than the regression itself.
+   */
   private lastX: Float32Array | null = null;
   private lastY: Float32Array | null = null;
 
@@ -143,10 +147,9 @@ export class OnnxMlp {
 
   async run(x: Float32Array): Promise<Float32Array> {
     if (x.length !== this.inputDim) throw new Error(`MLP ${this.dir} expects ${this.inputDim} inputs, got ${x.length}`);
-    const { lastX, lastY } = this;
-    if (lastX !== null && lastY !== null && sameValues(x, lastX)) return lastY.slice();
+    if (x === this.lastX && this.lastY !== null) return this.lastY.slice();
     const y = this.plan !== null ? this.plan.run(x) : await this.runOrt(this.session!, x);
-    (this.lastX ??= new Float32Array(this.inputDim)).set(x);
+    this.lastX = x;
     this.lastY = y.slice();
     return y;
   }
@@ -184,11 +187,6 @@ export class OnnxMlp {
 
 /** Loaded artifacts by folder (see OnnxMlp.load). */
 const loaded = new Map<string, Promise<OnnxMlp>>();
-
-function sameValues(a: Float32Array, b: Float32Array): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 /**
  * The plan computes what onnxruntime computes from the same file: on the zero vector and on seeded dense

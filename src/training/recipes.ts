@@ -174,6 +174,13 @@ const P1_CV_CANDIDATES: readonly Recipe[] = (
   shipped: false,
   note: `CV candidate (routers/README.md, session 18): p1-ensemble-static with ${what}`,
 }));
+/** The pair prior at stronger l2 (the subject prior's 5e-6 leaves 228 classes of ~60 rows each nearly unregularised). */
+const P1_PAIR_L2_CANDIDATES: readonly Recipe[] = [1e-4, 5e-4].map((l2) => ({
+  ...P1_CV_CANDIDATES[0]!,
+  name: `p1-cv-static-jointprior-l2-${l2.toExponential().replace('e-', 'e')}`,
+  ensemble: P1_CV_CANDIDATES[0]!.ensemble!.map((m) => (m.joint === true ? { ...m, mlp: { ...m.mlp!, l2 } } : m)),
+  note: `CV candidate (routers/README.md, session 18): p1-cv-static-jointprior-35-30-35 with the pair prior's l2 at ${l2}`,
+}));
 
 const P3_CV_CANDIDATES: readonly Recipe[] = [
   p3Candidate('p3-cv-seeds3', 'p3-concat-static-mlp-shapes averaged over MLP seeds 1-3 (mean of their softmaxes)', {
@@ -555,6 +562,7 @@ export const RECIPES: readonly Recipe[] = [
     note: "one softmax regression (p3-lexical-lr settings) over 16384 hashed n-grams + the static table whose classes are the train rows' subjects, llmrouter clusters and chat labels, summed into law / finance / health / ood; trained as p3-lex16k-static-lr-chat2 (shaped copies at 0.25, chat prompts at 2, threshold over both halves); the CV candidate p3-cv-lr16k-static-fine-chat2: ahead of p3-lex16k-static-lr-chat2 on all five P3 folds (routers/README.md, session 18)",
   },
   ...P1_CV_CANDIDATES,
+  ...P1_PAIR_L2_CANDIDATES,
   ...P3_CV_CANDIDATES,
 ];
 

@@ -2,11 +2,11 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import concat, { ConcatOptions } from '../../src/embedders/concat.js';
 import { knownNonZeros } from '../../src/embedders/common.js';
 import { OnnxMlp } from '../../src/routers/mlp.js';
-import { readExportedGraph } from '../../src/routers/mlp-plan.js';
+import { MlpPlan, readExportedGraph } from '../../src/routers/mlp-plan.js';
 import { ONNX_FILE } from '../../src/routers/artifacts.js';
 import { seededRandom } from '../../src/util/random.js';
 import { embedder, makeClassifierArtifact, makeMlpArtifact, prompt, TOPICS } from './helpers.js';
@@ -134,11 +134,19 @@ describe('mlp plan (the trainer graphs without onnxruntime)', () => {
     const b = await OnnxMlp.load(dir);
     expect(b).toBe(a);
     const x = embedder.embedSync(prompt('code', 1));
+    const runs = vi.spyOn(MlpPlan.prototype, 'run');
+    onTestFinished(() => runs.mockRestore());
     const first = await a.run(x);
-    const again = await b.run(Float32Array.from(x)); // equal values, another array
+    const again = await b.run(x); // expert's guard and classifier: one vector, one computation
+    expect(runs).toHaveBeenCalledTimes(1);
     expect(again).toEqual(first);
     again[0] = 42; // callers get their own copy
     expect((await a.run(x))[0]).toBe(first[0]);
+    expect(runs).toHaveBeenCalledTimes(1);
+    // Remembered by reference (vectors are never mutated once handed out): equal values in another array
+    // are computed again, to the same result.
+    expect(await a.run(Float32Array.from(x))).toEqual(first);
+    expect(runs).toHaveBeenCalledTimes(2);
     await a.close();
     expect(await b.run(x)).toEqual(first); // still open for b
     await b.close();
