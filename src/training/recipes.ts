@@ -287,8 +287,7 @@ const P3_CV_CANDIDATES: readonly Recipe[] = [
   }),
   p3Candidate('p3-cv-lr16k-static-mixfine-chat2', 'p3-lex16k-static-lr-chat2 mixed half and half with p3-cv-lr16k-static-fine-chat2', {
     embedder: concatStatic(16384),
-    ...P3_SHIPPED_TRAINING,
-    extra: { file: CHAT_TRAIN, weight: 2 },
+    ...p3FineWithChat2,
     ensemble: [
       { input: 'all', kind: 'quality', mlp: P3_LR, seed: 1, weight: 0.5 },
       { ...P3_FINE_LR, weight: 0.5 },

@@ -1,12 +1,13 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { isEnsemble } from '../../src/training/ensemble.js';
-import { fitGuard, type Item } from '../../src/training/protocols/p3.js';
+import { fitGuard, p3FineClass, type Item } from '../../src/training/protocols/p3.js';
 import type { P3Label } from '../../src/training/dataset.js';
 import type { Recipe } from '../../src/training/recipes.js';
 import { smallConcat } from './fixture.js';
 
 // P3's trainer hands an ensemble its embedder's member slices, as P1's and P2's do: `input: 0` is the
-// first concat member's part, not the whole vector (until session 14 it silently read the whole vector).
+// first concat member's part, not the whole vector (until session 14 it silently read the whole vector);
+// and a category-prior member its rows' fine classes (session 18's shipped guard).
 
 const WORDS: Record<P3Label, string[]> = {
   law: ['court', 'statute', 'plaintiff', 'tort', 'contract'],
@@ -49,5 +50,57 @@ describe('P3 training with an ensemble recipe', () => {
       [0, 64],
       [64, 96],
     ]);
+  });
+
+  it('gives a category-prior member the fine classes (source and category) and sums them into the labels', async () => {
+    const embedder = await smallConcat();
+    onTestFinished(() => embedder.close());
+    // 'ood' comes from two MMLU subjects and a llmrouter cluster; each domain from one subject.
+    const sources: Array<[P3Label, string, string, string[]]> = [
+      ['law', 'mmlu', 'jurisprudence', WORDS.law],
+      ['finance', 'mmlu', 'econometrics', WORDS.finance],
+      ['health', 'mmlu', 'anatomy', WORDS.health],
+      ['ood', 'mmlu', 'astronomy', ['planet', 'orbit', 'comet', 'galaxy', 'star']],
+      ['ood', 'mmlu', 'music', ['guitar', 'chord', 'tempo', 'melody', 'drum']],
+      ['ood', 'llmrouter', 'cluster-0', ['poem', 'recipe', 'chess', 'story', 'joke']],
+    ];
+    const items: Item[] = [];
+    for (const [label, benchmark, category, words] of sources) {
+      for (let i = 0; i < 12; i++) {
+        const prompt = `${words[i % 5]} ${words[(i * 3 + 1) % 5]} question ${i}`;
+        const row = { id: `${category}-${i}`, benchmark, category, prompt, scores: { m: 1 }, contaminated: false };
+        items.push({ row, label, x: await embedder.embed(prompt) });
+      }
+    }
+    expect(new Set(items.map(p3FineClass))).toEqual(
+      new Set(['mmlu/jurisprudence', 'mmlu/econometrics', 'mmlu/anatomy', 'mmlu/astronomy', 'mmlu/music', 'llmrouter/cluster-0']),
+    );
+    const recipe: Recipe = {
+      name: 'test-p3-fine',
+      protocol: 'p3',
+      embedder: { type: 'concat' },
+      ensemble: [{ input: 'all', kind: 'category-prior', mlp: { hidden: [], epochs: 10, lr: 0.05, batchSize: 16 }, seed: 1, weight: 1 }],
+      seed: 1,
+      shipped: false,
+      note: 'test',
+    };
+    const { model } = await fitGuard(recipe, items, [], embedder, { dataDir: '', cacheDir: null, progress: false });
+    if (!isEnsemble(model)) throw new Error('not an ensemble');
+    const [part] = model.ensemble.parts;
+    expect(part!.mlp.spec.outputDim).toBe(6); // one class per source and category, not per label
+    // Classes in sorted order; each row of the table is its class's label (law, finance, health, ood).
+    expect(Array.from(part!.table!)).toEqual([
+      ...[0, 0, 0, 1], // llmrouter/cluster-0
+      ...[0, 0, 1, 0], // mmlu/anatomy
+      ...[0, 0, 0, 1], // mmlu/astronomy
+      ...[0, 1, 0, 0], // mmlu/econometrics
+      ...[1, 0, 0, 0], // mmlu/jurisprudence
+      ...[0, 0, 0, 1], // mmlu/music
+    ]);
+    for (const it of items) {
+      const p = model.predict(it.x);
+      expect(p.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
+      expect(Array.from(p).indexOf(Math.max(...p))).toBe(['law', 'finance', 'health', 'ood'].indexOf(it.label));
+    }
   });
 });
