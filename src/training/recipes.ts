@@ -182,6 +182,31 @@ const P1_PAIR_L2_CANDIDATES: readonly Recipe[] = [1e-4, 5e-4].map((l2) => ({
   note: `CV candidate (routers/README.md, session 18): p1-cv-static-jointprior-35-30-35 with the pair prior's l2 at ${l2}`,
 }));
 
+/**
+ * P2 CV candidates (session 18; not shipped): the shipped ensemble on the static part of lexical 16384 +
+ * static, plus a regression (p2-lexical-lr's settings) on the whole wide vector at weight `w`: width is what
+ * lifted P3's regression. The static part of an equal-weight concat is the unit vector times sqrt(1/2), so
+ * the priors' temperature is scaled by it to keep their softmax as shipped.
+ */
+const P2_CV_CANDIDATES: readonly Recipe[] = [0.1, 0.2].map((w) => ({
+  name: `p2-cv-lex16k-lr${Math.round(w * 100)}`,
+  protocol: 'p2',
+  embedder: concatStatic(16384),
+  augment: 'shapes',
+  ensemble: [
+    ...p2Ensemble(256).map((m) => ({
+      ...m,
+      input: 1,
+      weight: m.weight * (1 - w),
+      ...(m.temperature === undefined ? {} : { temperature: m.temperature * Math.SQRT1_2 }),
+    })),
+    { input: 'all', kind: 'quality', mlp: { hidden: [], epochs: 20, lr: 0.01, batchSize: 256, l2: 5e-5 }, seed: 1, weight: w },
+  ],
+  seed: 1,
+  shipped: false,
+  note: `CV candidate (routers/README.md, session 18): p2-ensemble-static-h256 on the static part of lexical 16384 + static, plus a regression on the whole vector at weight ${w}`,
+}));
+
 const P3_CV_CANDIDATES: readonly Recipe[] = [
   p3Candidate('p3-cv-seeds3', 'p3-concat-static-mlp-shapes averaged over MLP seeds 1-3 (mean of their softmaxes)', {
     ensemble: [1, 2, 3].map((seed) => ({ input: 'all' as const, kind: 'quality' as const, mlp: P3_MLP, seed, weight: 1 / 3 })),
@@ -562,6 +587,7 @@ export const RECIPES: readonly Recipe[] = [
   },
   ...P1_CV_CANDIDATES,
   ...P1_PAIR_L2_CANDIDATES,
+  ...P2_CV_CANDIDATES,
   ...P3_CV_CANDIDATES,
 ];
 
