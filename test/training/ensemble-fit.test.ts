@@ -8,6 +8,8 @@ import { isEnsemble } from '../../src/training/ensemble.js';
 import { writeMlpArtifact } from '../../src/training/onnx-export.js';
 import { RECIPES, shippedRecipe, type Recipe } from '../../src/training/recipes.js';
 import type { Matrix } from '../../src/training/embed-cache.js';
+import type { TrainedMlp } from '../../src/training/mlp-train.js';
+import type { Embedder } from '../../src/embedders/types.js';
 import { smallConcat } from './fixture.js';
 
 // fitRecipe with an ensemble recipe on a real concat embedder (two lexical members, so it is fast):
@@ -18,6 +20,32 @@ const TOPICS = {
   law: ['court', 'statute', 'plaintiff', 'tort', 'contract'],
   biology: ['cell', 'gene', 'protein', 'enzyme', 'membrane'],
 };
+
+/** Writes `m` as an artifact and checks that the gateway's loader computes what the trainer's predict() does. */
+async function expectArtifactComputes(
+  m: TrainedMlp,
+  embedder: Embedder,
+  vecs: readonly Float32Array[],
+  columns: { models: string[]; labels?: string[] },
+): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'sm-ens-'));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  await writeMlpArtifact(dir, m, {
+    embedder: { id: embedder.id, dim: embedder.dim },
+    ...columns,
+    trained_on: { file: 'synthetic', sha256: '0'.repeat(64), split: 'all', seed: 1, rows: vecs.length },
+    metrics: {},
+    command: 'test',
+    created_at: '2025-01-01T00:00:00.000Z',
+  });
+  const ort = await OnnxMlp.load(dir);
+  onTestFinished(() => ort.close());
+  for (const v of vecs) {
+    const js = m.predict(v);
+    const rt = await ort.run(v);
+    for (let i = 0; i < js.length; i++) expect(rt[i]).toBeCloseTo(js[i]!, 5);
+  }
+}
 
 describe('fitRecipe with an ensemble recipe', () => {
   it('trains each member on its slice of a concat vector and exports one graph', async () => {
@@ -68,23 +96,7 @@ describe('fitRecipe with an ensemble recipe', () => {
     const algebra = m.predict(vecs[0]!);
     const law = m.predict(vecs[12]!);
     expect(algebra[0]! - algebra[1]!).toBeGreaterThan(law[0]! - law[1]!);
-    const dir = await mkdtemp(join(tmpdir(), 'sm-ens-'));
-    onTestFinished(() => rm(dir, { recursive: true, force: true }));
-    await writeMlpArtifact(dir, m, {
-      embedder: { id: embedder.id, dim: embedder.dim },
-      models: ['strong', 'weak'],
-      trained_on: { file: 'synthetic', sha256: '0'.repeat(64), split: 'all', seed: 1, rows: rows.length },
-      metrics: {},
-      command: 'test',
-      created_at: '2025-01-01T00:00:00.000Z',
-    });
-    const ort = await OnnxMlp.load(dir);
-    onTestFinished(() => ort.close());
-    for (const v of vecs) {
-      const js = m.predict(v);
-      const rt = await ort.run(v);
-      for (let i = 0; i < 2; i++) expect(rt[i]).toBeCloseTo(js[i]!, 5);
-    }
+    await expectArtifactComputes(m, embedder, vecs, { models: ['strong', 'weak'] });
     // A classifier (softmax) ensemble takes no joint-outcome tables (their rows are not distributions).
     await expect(fitRecipe(recipe, X, rows, Y, 'softmax', { dataDir: '', cacheDir: null, progress: false })).rejects.toThrow(
       /'quality' and 'category-prior' members only/,
@@ -131,24 +143,7 @@ describe('fitRecipe with an ensemble recipe', () => {
       expect(p[0]! + p[1]!).toBeCloseTo(1, 6);
       expect(p[0]! > 0.5).toBe(fine[i] === 'law');
     }
-    const dir = await mkdtemp(join(tmpdir(), 'sm-fine-'));
-    onTestFinished(() => rm(dir, { recursive: true, force: true }));
-    await writeMlpArtifact(dir, m, {
-      embedder: { id: embedder.id, dim: embedder.dim },
-      models: ['law', 'ood'],
-      labels: ['law', 'ood'],
-      trained_on: { file: 'synthetic', sha256: '0'.repeat(64), split: 'all', seed: 1, rows: rows.length },
-      metrics: {},
-      command: 'test',
-      created_at: '2025-01-01T00:00:00.000Z',
-    });
-    const ort = await OnnxMlp.load(dir);
-    onTestFinished(() => ort.close());
-    for (const v of vecs) {
-      const js = m.predict(v);
-      const rt = await ort.run(v);
-      for (let i = 0; i < 2; i++) expect(rt[i]).toBeCloseTo(js[i]!, 5);
-    }
+    await expectArtifactComputes(m, embedder, vecs, { models: ['law', 'ood'], labels: ['law', 'ood'] });
 
     // A joint prior: within 'law' the weak model fails the 'court' questions only, which a subject prior
     // (one mean per subject) cannot tell apart and a (subject, outcome) classifier can.
