@@ -174,6 +174,17 @@ const P1_CV_CANDIDATES: readonly Recipe[] = (
   shipped: false,
   note: `CV candidate (routers/README.md, session 18): p1-ensemble-static with ${what}`,
 }));
+/** p1-ensemble-static on lexical 16384 + static: the width that lifted P3's regression, for the joint regression on the n-grams. */
+const P1_WIDE_CANDIDATE: Recipe = {
+  name: 'p1-cv-static-lex16k',
+  protocol: 'p1',
+  embedder: concatStatic(16384),
+  augment: 'stems',
+  ensemble: p1Ensemble(0.35, 0.3, 0.35),
+  seed: 1,
+  shipped: false,
+  note: 'CV candidate (routers/README.md, session 18): p1-ensemble-static with 16384 hashed n-gram buckets instead of 4096',
+};
 /** The pair prior at stronger l2 (the subject prior's 5e-6 leaves 228 classes of ~60 rows each nearly unregularised). */
 const P1_PAIR_L2_CANDIDATES: readonly Recipe[] = [1e-4, 5e-4].map((l2) => ({
   ...P1_CV_CANDIDATES[0]!,
@@ -587,6 +598,7 @@ export const RECIPES: readonly Recipe[] = [
   },
   ...P1_CV_CANDIDATES,
   ...P1_PAIR_L2_CANDIDATES,
+  P1_WIDE_CANDIDATE,
   ...P2_CV_CANDIDATES,
   ...P3_CV_CANDIDATES,
 ];
