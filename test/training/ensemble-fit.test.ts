@@ -21,6 +21,19 @@ const TOPICS = {
   biology: ['cell', 'gene', 'protein', 'enzyme', 'membrane'],
 };
 
+/** Twelve short prompts per topic, in TOPICS order, with their topic. */
+function topicRows(): { texts: string[]; categories: string[] } {
+  const texts: string[] = [];
+  const categories: string[] = [];
+  for (const [cat, words] of Object.entries(TOPICS)) {
+    for (let i = 0; i < 12; i++) {
+      texts.push(`${words[i % 5]} ${words[(i * 3 + 1) % 5]} ${words[(i * 7 + 2) % 5]} question ${i}`);
+      categories.push(cat);
+    }
+  }
+  return { texts, categories };
+}
+
 /** Writes `m` as an artifact and checks that the gateway's loader computes what the trainer's predict() does. */
 async function expectArtifactComputes(
   m: TrainedMlp,
@@ -55,16 +68,8 @@ describe('fitRecipe with an ensemble recipe', () => {
       [0, 64],
       [64, 96],
     ]);
-    const texts: string[] = [];
-    const categories: string[] = [];
-    const Y: Float32Array[] = [];
-    for (const [cat, words] of Object.entries(TOPICS)) {
-      for (let i = 0; i < 12; i++) {
-        texts.push(`${words[i % 5]} ${words[(i * 3 + 1) % 5]} ${words[(i * 7 + 2) % 5]} question ${i}`);
-        categories.push(cat);
-        Y.push(Float32Array.of(1, cat === 'algebra' ? 0 : 1)); // the weak model fails algebra
-      }
-    }
+    const { texts, categories } = topicRows();
+    const Y = categories.map((cat) => Float32Array.of(1, cat === 'algebra' ? 0 : 1)); // the weak model fails algebra
     const vecs = await embedder.embedMany(texts);
     const X: Matrix = { rows: vecs.length, dim: embedder.dim, data: new Float32Array(vecs.length * embedder.dim) };
     vecs.forEach((v, i) => X.data.set(v, i * embedder.dim));
@@ -107,16 +112,8 @@ describe('fitRecipe with an ensemble recipe', () => {
     const embedder = await smallConcat();
     onTestFinished(() => embedder.close());
     // Two labels; 'other' is two unlike topics, so no single direction separates it from 'law'.
-    const texts: string[] = [];
-    const fine: string[] = [];
-    const labels: Float32Array[] = [];
-    for (const [cat, words] of Object.entries(TOPICS)) {
-      for (let i = 0; i < 12; i++) {
-        texts.push(`${words[i % 5]} ${words[(i * 3 + 1) % 5]} ${words[(i * 7 + 2) % 5]} question ${i}`);
-        fine.push(cat);
-        labels.push(Float32Array.of(cat === 'law' ? 1 : 0, cat === 'law' ? 0 : 1));
-      }
-    }
+    const { texts, categories: fine } = topicRows();
+    const labels = fine.map((cat) => Float32Array.of(cat === 'law' ? 1 : 0, cat === 'law' ? 0 : 1));
     const vecs = await embedder.embedMany(texts);
     const rows = texts.map((_, i) => i);
     const ctx = { dataDir: '', cacheDir: null, progress: false };
