@@ -83,12 +83,24 @@ export interface SparseEmbedder {
 
 /**
  * Where a vector's non-zeros are, when whoever made it listed them (a concat of a sparse member): a router
- * reading the vector (mlp-plan.ts) then skips its own pass over the zeros. Vectors are never mutated once
- * handed out, so the list stays true; weak keys, so it goes with the vector.
+ * reading the vector (mlp-plan.ts) then skips its own pass over the zeros. A vector is not mutated once
+ * handed out, except by an embedder that rewrites its one buffer (below), which lists it again; weak keys,
+ * so the list goes with the vector.
  */
 const nonZeroLists = new WeakMap<Float32Array, Int32Array>();
 export const rememberNonZeros = (v: Float32Array, idx: Int32Array): void => void nonZeroLists.set(v, idx);
 export const knownNonZeros = (v: Float32Array): Int32Array | undefined => nonZeroLists.get(v);
+
+/**
+ * Embedders made with EmbedderContext.reuseVectors may write each vector over their last one. Each such
+ * rewrite bumps this count (per thread), so a memo keyed by a vector's identity (routers/mlp.ts) holds only
+ * while it is unchanged: within one decision, never from one to the next.
+ */
+let rewrites = 0;
+export const vectorRewrites = (): number => rewrites;
+export const noteVectorRewrite = (): void => {
+  rewrites++;
+};
 
 export const isSparseEmbedder = (e: Embedder): e is Embedder & SparseEmbedder =>
   typeof (e as Partial<SparseEmbedder>).embedSparse === 'function';

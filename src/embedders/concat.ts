@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineEmbedder, type Embedder, type EmbedderContext } from './types.js';
-import { cacheSizeOption, isSparseEmbedder, isSyncEmbedder, rememberNonZeros, type SyncEmbedder } from './common.js';
+import { cacheSizeOption, isSparseEmbedder, isSyncEmbedder, noteVectorRewrite, rememberNonZeros, type SyncEmbedder } from './common.js';
 import lexical, { LexicalOptions } from './lexical.js';
 import useLite, { UseLiteOptions } from './use-lite.js';
 import onnx, { OnnxOptions } from './onnx.js';
@@ -73,16 +73,48 @@ function createMember(o: MemberOptions, ctx: EmbedderContext): Promise<Embedder>
 let nonZero = new Int32Array(4096);
 /** A member's vector, dense, or as its non-zeros in index order (SparseEmbedder.embedSparse). */
 type Part = Float32Array | { n: number; idx: Int32Array; val: Float32Array };
-export function combineVectors(parts: readonly Part[], dims: readonly number[], weights: readonly number[]): Float32Array {
+/**
+ * A concat's own output, rewritten by each call (EmbedderContext.reuseVectors): `n` non-zeros at `nz`.
+ * Why: a fresh 66 KB vector per prompt cost `expert` 10-20% of its CPU on a scoring thread, most of it in
+ * the scavenges V8 starts for that much external memory (bench/shipped-decisions.ts --thread).
+ */
+export interface ConcatBuffer {
+  readonly out: Float32Array;
+  readonly nz: Int32Array;
+  n: number;
+}
+export const concatBuffer = (dim: number): ConcatBuffer => ({ out: new Float32Array(dim), nz: new Int32Array(dim), n: 0 });
+
+export function combineVectors(
+  parts: readonly Part[],
+  dims: readonly number[],
+  weights: readonly number[],
+  into?: ConcatBuffer,
+): Float32Array {
   let total = 0;
   let size = 0;
   for (let i = 0; i < dims.length; i++) {
     total += weights[i]!;
     size += dims[i]!;
+    const p = parts[i]!;
+    // Checked before anything is written: a reused buffer must not be left half rewritten.
+    if (p instanceof Float32Array && p.length !== dims[i])
+      throw new Error(`concat member ${i} gave a ${p.length}-d vector, expected ${dims[i]}`);
   }
-  const out = new Float32Array(size);
-  if (nonZero.length < size) nonZero = new Int32Array(size);
-  const nz = nonZero;
+  let out: Float32Array;
+  let nz: Int32Array;
+  if (into === undefined) {
+    out = new Float32Array(size);
+    if (nonZero.length < size) nonZero = new Int32Array(size);
+    nz = nonZero;
+  } else {
+    if (into.out.length !== size) throw new Error(`concat buffer holds ${into.out.length} values, expected ${size}`);
+    ({ out, nz } = into);
+    noteVectorRewrite();
+    // Back to all zeros: only the last vector's listed non-zeros were not.
+    for (let j = 0; j < into.n; j++) out[nz[j]!] = 0;
+    into.n = 0;
+  }
   let n = 0;
   let ss = 0;
   let at = 0;
@@ -109,7 +141,6 @@ export function combineVectors(parts: readonly Part[], dims: readonly number[], 
       at += d;
       continue;
     }
-    if (p.length !== d) throw new Error(`concat member ${i} gave a ${p.length}-d vector, expected ${d}`);
     for (let k = 0; k < d; k++) {
       const x = p[k]!;
       if (x === 0) continue; // `out` starts at zero
@@ -129,7 +160,11 @@ export function combineVectors(parts: readonly Part[], dims: readonly number[], 
       out[i] = out[i]! * inv;
     }
   }
-  if (hasSparse) rememberNonZeros(out, nz.slice(0, n));
+  if (into !== undefined) {
+    into.n = n;
+    // A view, not a copy: the buffer's list is rewritten with it.
+    if (hasSparse) rememberNonZeros(out, nz.subarray(0, n));
+  } else if (hasSparse) rememberNonZeros(out, nz.slice(0, n));
   return out;
 }
 
@@ -164,7 +199,8 @@ function rememberLast(m: SyncEmbedder): SyncEmbedder {
 export async function createConcatEmbedder(o: ConcatOptions, ctx: EmbedderContext): Promise<ConcatEmbedder> {
   const members: Embedder[] = [];
   try {
-    for (const m of o.members) members.push(await createMember(m, ctx));
+    // Members always hand out vectors of their own: a guard on one member keeps its vector past the concat's.
+    for (const m of o.members) members.push(await createMember(m, { resolvePath: ctx.resolvePath }));
   } catch (e) {
     await Promise.allSettled(members.map((m) => m.close()));
     throw e;
@@ -182,6 +218,8 @@ export async function createConcatEmbedder(o: ConcatOptions, ctx: EmbedderContex
   const syncMembers = members.every(isSyncEmbedder) ? (members as SyncEmbedder[]) : null;
   // A sparse member (lexical) hands over its non-zeros only: no dense 4096-wide array per prompt.
   const parts = syncMembers?.map((m): ((text: string) => Part) => (isSparseEmbedder(m) ? (t) => m.embedSparse(t) : (t) => m.embedSync(t)));
+  // Only prompts embedded one at a time (embed / embedSync) write into it; embedMany's vectors are kept.
+  const reused = parts !== undefined && ctx.reuseVectors === true ? concatBuffer(dims.reduce((s, d) => s + d, 0)) : undefined;
   const embedSync =
     parts === undefined
       ? undefined
@@ -191,6 +229,7 @@ export async function createConcatEmbedder(o: ConcatOptions, ctx: EmbedderContex
               parts.map((f) => f(text)),
               dims,
               weights,
+              reused,
             ),
         };
   return {

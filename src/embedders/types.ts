@@ -15,6 +15,12 @@ export interface Embedder {
 export interface EmbedderContext {
   /** Resolves a path written in the config relative to the config file's folder. */
   resolvePath(p: string): string;
+  /**
+   * The caller keeps no vector and is done with each one before it asks for the next (a scoring thread:
+   * no vector cache, one text at a time). An embedder may then write every vector into one buffer of its
+   * own, calling noteVectorRewrite() (common.ts) each time: no allocation per prompt.
+   */
+  reuseVectors?: boolean;
 }
 
 export interface EmbedderPlugin<S extends z.ZodType = z.ZodType> {

@@ -34,7 +34,10 @@ export async function compilePolicy(
   p: PolicyConfig,
   resolvePath: (p: string) => string,
   holdEmbedder: HoldEmbedder,
-  /** false: embedders keep no vectors (scoring threads: see scoring.worker.ts). */
+  /**
+   * false: a scoring thread (scoring.worker.ts). Embedders keep no vectors, and the policy's may write each
+   * over the last (EmbedderContext.reuseVectors): the thread scores one text at a time.
+   */
   embedCache = true,
 ): Promise<CompiledPolicy> {
   const candidates = p.candidates.map((c) => (typeof c === 'string' ? { backend: c, as: c } : { backend: c.backend, as: c.as }));
@@ -46,7 +49,7 @@ export async function compilePolicy(
     try {
       // Policies with equal embedder settings (and successive configs) share one instance.
       embedder = await holdEmbedder(`${opts.type}:${JSON.stringify(opts)}:${resolvePath('.')}`, async () => {
-        const inner = await plugin.create(opts, { resolvePath });
+        const inner = await plugin.create(opts, { resolvePath, reuseVectors: !embedCache });
         return withEmbedCache(inner, embedCache ? (opts.cache_size ?? defaultCacheEntries(inner.dim)) : 0);
       });
     } catch (err) {

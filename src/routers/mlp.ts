@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { ArtifactError, bindArtifact, checkEmbedding, columnOf, ONNX_FILE, readManifest, type ArtifactManifest } from './artifacts.js';
 import { defineRouter, type CandidateScore, type Guard } from './types.js';
 import { MlpPlan, readExportedGraph } from './mlp-plan.js';
+import { vectorRewrites } from '../embedders/common.js';
 import { seededRandom } from '../util/random.js';
 
 type Ort = typeof import('onnxruntime-node');
@@ -49,11 +50,13 @@ export class OnnxMlp {
   private refs = 1;
   /**
    * The last input and its output: a guard and a classifier reading one artifact run it once a request.
-   * Held by reference, not copied: vectors are never mutated once handed out (embedders/common.ts), and a
-   * copy plus a compare of expert's 16,640-wide vector cost more than the regression itself.
+   * Held by reference, not copied: a copy plus a compare of expert's 16,640-wide vector cost more than the
+   * regression itself. A vector changes only when an embedder rewrites its buffer (a scoring thread,
+   * embedders/common.ts), and then the rewrite count has moved on.
    */
   private lastX: Float32Array | null = null;
   private lastY: Float32Array | null = null;
+  private lastRewrites = 0;
 
   /**
    * The artifact in `dir`, run by mlp-plan.ts or onnxruntime. Loads of the same folder with the same
@@ -147,10 +150,12 @@ export class OnnxMlp {
 
   async run(x: Float32Array): Promise<Float32Array> {
     if (x.length !== this.inputDim) throw new Error(`MLP ${this.dir} expects ${this.inputDim} inputs, got ${x.length}`);
-    if (x === this.lastX && this.lastY !== null) return this.lastY.slice();
+    const rewrites = vectorRewrites();
+    if (x === this.lastX && this.lastY !== null && rewrites === this.lastRewrites) return this.lastY.slice();
     const y = this.plan !== null ? this.plan.run(x) : await this.runOrt(this.session!, x);
     this.lastX = x;
     this.lastY = y.slice();
+    this.lastRewrites = rewrites;
     return y;
   }
 

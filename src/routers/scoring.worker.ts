@@ -45,13 +45,23 @@ load(workerData as ScoringWorkerData).then(
     // a batch is every text of an event-loop turn (at c=16 often 8-16 of them), and answering them
     // together kept the event loop, the upstream and the clients idle until the last was scored (a
     // convoy). Now the event loop forwards the first request while the next text is scored.
-    port.on('message', (batch: ScoreBatch) => {
-      void (async () => {
+    // One text at a time, batches in arrival order, even while a router awaits onnxruntime: the policies'
+    // embedders write each vector over the last (compilePolicy with embedCache false).
+    const queue: ScoreBatch[] = [];
+    let draining = false;
+    const drain = async (): Promise<void> => {
+      draining = true;
+      for (let batch = queue.shift(); batch !== undefined; batch = queue.shift()) {
         for (let i = 0; i < batch.length; i += BATCH_STRIDE) {
           const meta = batch[i + 3] as RouteQuery['meta'] | null;
           send(await one(batch[i] as number, batch[i + 1] as number, batch[i + 2] as string, meta));
         }
-      })();
+      }
+      draining = false;
+    };
+    port.on('message', (batch: ScoreBatch) => {
+      queue.push(batch);
+      if (!draining) void drain();
     });
     send({ kind: 'ready' });
   },

@@ -2,8 +2,8 @@ import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import concat, { combineVectors, ConcatOptions, isConcatEmbedder } from '../../src/embedders/concat.js';
-import { normalizeInPlace } from '../../src/embedders/common.js';
+import concat, { combineVectors, concatBuffer, ConcatOptions, isConcatEmbedder } from '../../src/embedders/concat.js';
+import { knownNonZeros, normalizeInPlace, vectorRewrites } from '../../src/embedders/common.js';
 import lexical, { LexicalOptions } from '../../src/embedders/lexical.js';
 import { readDataset, rowText } from '../../src/training/dataset.js';
 import { embedDataset, rowOf } from '../../src/training/embed-cache.js';
@@ -80,6 +80,35 @@ describe('concat embedder', () => {
       expect(Buffer.from((await e.embed(text)).buffer).equals(Buffer.from(want.buffer)), JSON.stringify(text.slice(0, 40))).toBe(true);
     }
     await Promise.all([e.close(), a.close(), b.close()]);
+  });
+
+  it('writes every prompt into one buffer when the caller keeps none (a scoring thread), with the same bits', async () => {
+    const opts = ConcatOptions.parse({ type: 'concat', members: [{ type: 'lexical', dim: 4096 }, B], weights: [2, 1] });
+    const [fresh, reusing] = await Promise.all([concat.create(opts, ctx), concat.create(opts, { ...ctx, reuseVectors: true })]);
+    // Long then short, empty, repeated: what the last prompt left behind must not show through.
+    const texts = ['the quick brown fox '.repeat(200), 'hi', '', '!!!', 'What is a tort?', 'What is a tort?', 'a'];
+    const buffer = await reusing.embed('warm-up');
+    for (const t of texts) {
+      const before = vectorRewrites();
+      const v = await reusing.embed(t);
+      expect(v).toBe(buffer);
+      expect(vectorRewrites()).toBe(before + 1);
+      const want = await fresh.embed(t);
+      expect(Buffer.from(v.buffer).equals(Buffer.from(want.buffer)), JSON.stringify(t.slice(0, 20))).toBe(true);
+      expect(Array.from(knownNonZeros(v)!)).toEqual(Array.from(knownNonZeros(want)!));
+    }
+    // Vectors asked for together are kept by the caller: each its own array, none of them the buffer.
+    const many = await reusing.embedMany(texts);
+    expect(new Set([buffer, ...many]).size).toBe(texts.length + 1);
+    // A member of the wrong size is refused before anything is written.
+    const reused = concatBuffer(6);
+    combineVectors([Float32Array.of(1, 0, 0, 0), Float32Array.of(0, 1)], [4, 2], [1, 1], reused);
+    const kept = Array.from(reused.out);
+    expect(() => combineVectors([Float32Array.of(0, 0, 1, 0), new Float32Array(3)], [4, 2], [1, 1], reused)).toThrow(
+      /member 1 gave a 3-d vector/,
+    );
+    expect(Array.from(reused.out)).toEqual(kept);
+    await Promise.all([fresh.close(), reusing.close()]);
   });
 
   it('names its members and weights in its id', async () => {

@@ -89,6 +89,31 @@ describe('mlp plan (the trainer graphs without onnxruntime)', () => {
     }
   });
 
+  it('computes each prompt afresh when a scoring thread rewrites one vector buffer, and once for guard and classifier', async () => {
+    const mlp = await OnnxMlp.load(join(ROUTERS, 'p3-concat-static-mlp-shapes'));
+    onTestFinished(() => mlp.close());
+    const opts = ConcatOptions.parse({ type: 'concat', members: [{ type: 'lexical', dim: 4096 }, { type: 'static' }], weights: [1, 1] });
+    const resolvePath = (p: string) => join(ROUTERS, p);
+    const [fresh, reusing] = await Promise.all([
+      concat.create(opts, { resolvePath }),
+      concat.create(opts, { resolvePath, reuseVectors: true }),
+    ]);
+    onTestFinished(() => Promise.all([fresh.close(), reusing.close()]).then(() => undefined));
+    const texts = ['What is a tort?', 'hi', ...TOPICS.flatMap((t) => [0, 1].map((i) => prompt(t, i)))];
+    const want: Float32Array[] = [];
+    for (const t of texts) want.push(await mlp.run(await fresh.embed(t)));
+    const runs = vi.spyOn(MlpPlan.prototype, 'run');
+    onTestFinished(() => runs.mockRestore());
+    const buffer = await reusing.embed('warm-up');
+    for (const [k, t] of texts.entries()) {
+      const v = await reusing.embed(t);
+      expect(v).toBe(buffer); // the same array, rewritten: a memo by identity alone would answer the last prompt
+      expect(await mlp.run(v), t).toEqual(want[k]);
+      expect(await mlp.run(v), t).toEqual(want[k]); // the classifier after the guard
+    }
+    expect(runs).toHaveBeenCalledTimes(texts.length);
+  });
+
   it("gives a plain MLP's predict() bit for bit (sigmoid and tanh/softmax)", async () => {
     const { dir, mlp: trained } = await makeMlpArtifact(3);
     const plain = await OnnxMlp.load(dir);
