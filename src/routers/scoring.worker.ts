@@ -51,13 +51,17 @@ load(workerData as ScoringWorkerData).then(
     let draining = false;
     const drain = async (): Promise<void> => {
       draining = true;
-      for (let batch = queue.shift(); batch !== undefined; batch = queue.shift()) {
-        for (let i = 0; i < batch.length; i += BATCH_STRIDE) {
-          const meta = batch[i + 3] as RouteQuery['meta'] | null;
-          send(await one(batch[i] as number, batch[i + 1] as number, batch[i + 2] as string, meta));
+      try {
+        for (let batch = queue.shift(); batch !== undefined; batch = queue.shift()) {
+          for (let i = 0; i < batch.length; i += BATCH_STRIDE) {
+            const meta = batch[i + 3] as RouteQuery['meta'] | null;
+            send(await one(batch[i] as number, batch[i + 1] as number, batch[i + 2] as string, meta));
+          }
         }
+      } finally {
+        // A throw here (a reply that cannot be posted) ends this thread; never leave later batches unread.
+        draining = false;
       }
-      draining = false;
     };
     port.on('message', (batch: ScoreBatch) => {
       queue.push(batch);
