@@ -6,11 +6,11 @@ import { OnnxMlp } from '../../src/routers/mlp.js';
 import { fitRecipe, slicesOf } from '../../src/training/fit.js';
 import { isEnsemble } from '../../src/training/ensemble.js';
 import { writeMlpArtifact } from '../../src/training/onnx-export.js';
-import { RECIPES, shippedRecipe, type Recipe } from '../../src/training/recipes.js';
+import { RECIPES, shippedRecipe } from '../../src/training/recipes.js';
 import type { Matrix } from '../../src/training/embed-cache.js';
 import type { TrainedMlp } from '../../src/training/mlp-train.js';
 import type { Embedder } from '../../src/embedders/types.js';
-import { smallConcat } from './fixture.js';
+import { ensembleRecipe, smallConcat } from './fixture.js';
 
 // fitRecipe with an ensemble recipe on a real concat embedder (two lexical members, so it is fast):
 // members read their own parts of the joined vector, and the artifact runs in onnxruntime.
@@ -73,19 +73,11 @@ describe('fitRecipe with an ensemble recipe', () => {
     const vecs = await embedder.embedMany(texts);
     const X: Matrix = { rows: vecs.length, dim: embedder.dim, data: new Float32Array(vecs.length * embedder.dim) };
     vecs.forEach((v, i) => X.data.set(v, i * embedder.dim));
-    const recipe: Recipe = {
-      name: 'test-ensemble',
-      protocol: 'p1',
-      embedder: { type: 'concat' },
-      ensemble: [
-        { input: 0, kind: 'joint', mlp: { hidden: [], epochs: 15, lr: 0.02, batchSize: 8 }, seed: 1, weight: 0.5 },
-        { input: 1, kind: 'quality', mlp: { hidden: [8], epochs: 15, lr: 0.01, batchSize: 8 }, seed: 1, weight: 0.2 },
-        { input: 'all', kind: 'category-prior', mlp: { hidden: [], epochs: 20, lr: 0.02, batchSize: 8 }, seed: 1, weight: 0.3 },
-      ],
-      seed: 1,
-      shipped: false,
-      note: '',
-    };
+    const recipe = ensembleRecipe('test-ensemble', 'p1', [
+      { input: 0, kind: 'joint', mlp: { hidden: [], epochs: 15, lr: 0.02, batchSize: 8 }, seed: 1, weight: 0.5 },
+      { input: 1, kind: 'quality', mlp: { hidden: [8], epochs: 15, lr: 0.01, batchSize: 8 }, seed: 1, weight: 0.2 },
+      { input: 'all', kind: 'category-prior', mlp: { hidden: [], epochs: 20, lr: 0.02, batchSize: 8 }, seed: 1, weight: 0.3 },
+    ]);
     const rows = texts.map((_, i) => i);
     const m = await fitRecipe(recipe, X, rows, Y, 'sigmoid', { dataDir: '', cacheDir: null, progress: false }, undefined, {
       embedder,
@@ -118,18 +110,10 @@ describe('fitRecipe with an ensemble recipe', () => {
     const rows = texts.map((_, i) => i);
     const ctx = { dataDir: '', cacheDir: null, progress: false };
     const lr = { hidden: [], epochs: 20, lr: 0.02, batchSize: 8 };
-    const classifier: Recipe = {
-      name: 'test-fine',
-      protocol: 'p3',
-      embedder: { type: 'concat' },
-      ensemble: [
-        { input: 'all', kind: 'quality', mlp: lr, seed: 1, weight: 0.5 },
-        { input: 'all', kind: 'category-prior', mlp: lr, seed: 1, weight: 0.5 },
-      ],
-      seed: 1,
-      shipped: false,
-      note: '',
-    };
+    const classifier = ensembleRecipe('test-fine', 'p3', [
+      { input: 'all', kind: 'quality', mlp: lr, seed: 1, weight: 0.5 },
+      { input: 'all', kind: 'category-prior', mlp: lr, seed: 1, weight: 0.5 },
+    ]);
     const weights = new Float32Array(rows.length).fill(1);
     const m = await fitRecipe(classifier, vecs, rows, labels, 'softmax', ctx, weights, { embedder, categories: fine });
     if (!isEnsemble(m)) throw new Error('not an ensemble');
@@ -145,12 +129,10 @@ describe('fitRecipe with an ensemble recipe', () => {
     // A joint prior: within 'law' the weak model fails the 'court' questions only, which a subject prior
     // (one mean per subject) cannot tell apart and a (subject, outcome) classifier can.
     const Y = texts.map((t, i) => Float32Array.of(1, fine[i] === 'law' && t.includes('court') ? 0 : 1));
-    const prior = (joint: boolean): Recipe => ({
-      ...classifier,
-      name: 'test-joint-prior',
-      protocol: 'p1',
-      ensemble: [{ input: 'all', kind: 'category-prior', mlp: lr, seed: 1, weight: 1, ...(joint ? { joint } : {}) }],
-    });
+    const prior = (joint: boolean) =>
+      ensembleRecipe('test-joint-prior', 'p1', [
+        { input: 'all', kind: 'category-prior', mlp: lr, seed: 1, weight: 1, ...(joint ? { joint } : {}) },
+      ]);
     const gap = async (joint: boolean): Promise<number> => {
       const model = await fitRecipe(prior(joint), vecs, rows, Y, 'sigmoid', ctx, undefined, { embedder, categories: fine });
       const court = rows.filter((i) => fine[i] === 'law' && texts[i]!.includes('court'));

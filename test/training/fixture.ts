@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { vi } from 'vitest';
 import { createConcatEmbedder, ConcatOptions, type ConcatEmbedder } from '../../src/embedders/concat.js';
 import { seededRandom } from '../../src/util/random.js';
+import type { EnsembleMemberRecipe } from '../../src/training/ensemble.js';
+import type { Protocol, Recipe } from '../../src/training/recipes.js';
 
 // A tiny datasets folder with the layout and schema of ../shared/datasets, written by the tests
 // themselves: prompts are made-up word lists, so no real dataset text is ever copied.
@@ -107,3 +109,14 @@ export async function smallConcat(): Promise<ConcatEmbedder> {
     { resolvePath: (p) => p },
   );
 }
+
+/** A throwaway ensemble recipe on a concat embedder (not shipped, seed 1), for fitting tests. */
+export const ensembleRecipe = (name: string, protocol: Protocol, ensemble: EnsembleMemberRecipe[]): Recipe => ({
+  name,
+  protocol,
+  embedder: { type: 'concat' },
+  ensemble,
+  seed: 1,
+  shipped: false,
+  note: '',
+});

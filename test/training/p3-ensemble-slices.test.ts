@@ -2,8 +2,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { isEnsemble } from '../../src/training/ensemble.js';
 import { fitGuard, p3FineClass, type Item } from '../../src/training/protocols/p3.js';
 import type { P3Label } from '../../src/training/dataset.js';
-import type { Recipe } from '../../src/training/recipes.js';
-import { smallConcat } from './fixture.js';
+import { ensembleRecipe, smallConcat } from './fixture.js';
 
 // P3's trainer hands an ensemble its embedder's member slices, as P1's and P2's do: `input: 0` is the
 // first concat member's part, not the whole vector (until session 14 it silently read the whole vector);
@@ -29,19 +28,11 @@ describe('P3 training with an ensemble recipe', () => {
       }
     }
     const lr = { hidden: [], epochs: 5, lr: 0.05, batchSize: 16 };
-    const recipe: Recipe = {
-      name: 'test-p3-ensemble',
-      protocol: 'p3',
-      embedder: { type: 'concat' },
-      ensemble: [
-        { input: 'all', kind: 'quality', mlp: lr, seed: 1, weight: 0.5 },
-        { input: 0, kind: 'quality', mlp: lr, seed: 1, weight: 0.3 },
-        { input: 1, kind: 'quality', mlp: lr, seed: 1, weight: 0.2 },
-      ],
-      seed: 1,
-      shipped: false,
-      note: 'test',
-    };
+    const recipe = ensembleRecipe('test-p3-ensemble', 'p3', [
+      { input: 'all', kind: 'quality', mlp: lr, seed: 1, weight: 0.5 },
+      { input: 0, kind: 'quality', mlp: lr, seed: 1, weight: 0.3 },
+      { input: 1, kind: 'quality', mlp: lr, seed: 1, weight: 0.2 },
+    ]);
     const { model } = await fitGuard(recipe, items, [], embedder, { dataDir: '', cacheDir: null, progress: false });
     expect(isEnsemble(model)).toBe(true);
     if (!isEnsemble(model)) return;
@@ -75,15 +66,9 @@ describe('P3 training with an ensemble recipe', () => {
     expect(new Set(items.map(p3FineClass))).toEqual(
       new Set(['mmlu/jurisprudence', 'mmlu/econometrics', 'mmlu/anatomy', 'mmlu/astronomy', 'mmlu/music', 'llmrouter/cluster-0']),
     );
-    const recipe: Recipe = {
-      name: 'test-p3-fine',
-      protocol: 'p3',
-      embedder: { type: 'concat' },
-      ensemble: [{ input: 'all', kind: 'category-prior', mlp: { hidden: [], epochs: 10, lr: 0.05, batchSize: 16 }, seed: 1, weight: 1 }],
-      seed: 1,
-      shipped: false,
-      note: 'test',
-    };
+    const recipe = ensembleRecipe('test-p3-fine', 'p3', [
+      { input: 'all', kind: 'category-prior', mlp: { hidden: [], epochs: 10, lr: 0.05, batchSize: 16 }, seed: 1, weight: 1 },
+    ]);
     const { model } = await fitGuard(recipe, items, [], embedder, { dataDir: '', cacheDir: null, progress: false });
     if (!isEnsemble(model)) throw new Error('not an ensemble');
     const [part] = model.ensemble.parts;
