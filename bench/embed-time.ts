@@ -1,11 +1,12 @@
 // How long one embed() takes per prompt, per embedder, as the gateway calls it (one at a time, cache
-// misses): lexical, static and their concat run on the calling thread, use-lite in its worker. Prompts are the
+// misses): lexical, static, shape and the concat of the first two run on the calling thread, use-lite in its worker. Prompts are the
 // held-out halves of the shared datasets and the out-of-domain sets, through the gateway's prompt
 // extraction, so the lengths are those routing sees.
 //   npx tsx bench/embed-time.ts [--data ../shared/datasets] [--n 3000] [--use-lite-n 200]
 import { parseArgs } from 'node:util';
 import { ConcatOptions, createConcatEmbedder } from '../src/embedders/concat.js';
 import { createLexicalEmbedder, LexicalOptions } from '../src/embedders/lexical.js';
+import { createShapeEmbedder, ShapeOptions } from '../src/embedders/shape.js';
 import { createStaticEmbedder, StaticOptions } from '../src/embedders/static.js';
 import { createUseLiteEmbedder, UseLiteOptions } from '../src/embedders/use-lite.js';
 import type { Embedder } from '../src/embedders/types.js';
@@ -70,6 +71,7 @@ const run = async (name: string, e: Embedder, n: number): Promise<void> => {
 const stat = await createStaticEmbedder(StaticOptions.parse({ type: 'static' }), values.artifact);
 await run(`static (${stat.id})`, stat, Number(values.n));
 await run('lexical dim 4096', createLexicalEmbedder(LexicalOptions.parse({ type: 'lexical', dim: 4096 })), Number(values.n));
+await run('shape', createShapeEmbedder(ShapeOptions.parse({ type: 'shape' })), Number(values.n));
 // The vector `auto` and `expert` route on: both of the above joined.
 const joined = ConcatOptions.parse({
   type: 'concat',

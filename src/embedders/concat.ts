@@ -6,12 +6,20 @@ import useLite, { UseLiteOptions } from './use-lite.js';
 import onnx, { OnnxOptions } from './onnx.js';
 import remote, { RemoteOptions } from './remote.js';
 import staticTable, { StaticOptions } from './static.js';
+import shape, { ShapeOptions } from './shape.js';
 
 // Several embedders side by side in one vector, so one artifact (which names one embedder) can read
 // several signals, e.g. hashed n-grams plus a sentence encoder. Members are built through their plugins
 // directly, not the registry: the registry lists this plugin, and importing it back would be a cycle.
 
-const MemberOptions = z.discriminatedUnion('type', [LexicalOptions, UseLiteOptions, OnnxOptions, RemoteOptions, StaticOptions]);
+const MemberOptions = z.discriminatedUnion('type', [
+  LexicalOptions,
+  UseLiteOptions,
+  OnnxOptions,
+  RemoteOptions,
+  StaticOptions,
+  ShapeOptions,
+]);
 type MemberOptions = z.infer<typeof MemberOptions>;
 
 export const ConcatOptions = z
@@ -21,7 +29,7 @@ export const ConcatOptions = z
       .array(MemberOptions)
       .min(2)
       .prefault([{ type: 'lexical', dim: 4096 }, { type: 'use-lite' }])
-      .describe('Embedders whose vectors are joined, in this order (lexical, use-lite, onnx, remote, static; not concat).'),
+      .describe('Embedders whose vectors are joined, in this order (lexical, use-lite, onnx, remote, static, shape; not concat).'),
     weights: z
       .array(z.number().positive().finite())
       .optional()
@@ -58,6 +66,8 @@ function createMember(o: MemberOptions, ctx: EmbedderContext): Promise<Embedder>
       return remote.create(o, ctx);
     case 'static':
       return staticTable.create(o, ctx);
+    case 'shape':
+      return shape.create(o, ctx);
   }
 }
 

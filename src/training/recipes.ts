@@ -218,6 +218,74 @@ const P2_CV_CANDIDATES: readonly Recipe[] = [0.1, 0.2].map((w) => ({
   note: `CV candidate (routers/README.md, session 18): p2-ensemble-static-h256 on the static part of lexical 16384 + static, plus a regression on the whole vector at weight ${w}`,
 }));
 
+/** The static table beside the prompt's shape (length, lines, character shares: embedders/shape.ts), shape weighing `w`. */
+const staticShape = (w: number) => ({ type: 'concat', members: [STATIC, { type: 'shape' }], weights: [1, w] });
+
+const P2_SHAPE_CANDIDATES: readonly Recipe[] = [0.1, 0.3, 1].map((w) => ({
+  name: `p2-cv-shape${Math.round(w * 100)}`,
+  protocol: 'p2',
+  embedder: staticShape(w),
+  augment: 'shapes',
+  // The network reads both parts; the centroid priors the static part, whose concat scale sqrt(1 / (1 + w))
+  // the temperature takes on, so they are the shipped priors.
+  ensemble: p2Ensemble(256).map((m) =>
+    m.kind === 'centroid-prior' ? { ...m, input: 0, temperature: m.temperature! * Math.sqrt(1 / (1 + w)) } : m,
+  ),
+  seed: 1,
+  shipped: false,
+  note: `CV candidate (routers/README.md, session 20): p2-ensemble-static-h256 with the prompt's shape beside the static table at weight ${w}; the network reads both`,
+}));
+
+const P2_SHAPE_MEMBER_CANDIDATES: readonly Recipe[] = [0.05, 0.1].map((share) => ({
+  name: `p2-cv-shape-member${Math.round(share * 100)}`,
+  protocol: 'p2',
+  embedder: staticShape(0.1),
+  augment: 'shapes',
+  ensemble: [
+    ...p2Ensemble(256).map((m) =>
+      m.kind === 'centroid-prior'
+        ? { ...m, input: 0, temperature: m.temperature! * Math.sqrt(1 / 1.1) }
+        : { ...m, input: 0, weight: m.weight - share },
+    ),
+    { input: 1, kind: 'quality' as const, mlp: { hidden: [16], epochs: 30, lr: 0.01, batchSize: 64, l2: 1e-4 }, seed: 1, weight: share },
+  ],
+  seed: 1,
+  shipped: false,
+  note: `CV candidate (routers/README.md, session 20): p2-ensemble-static-h256 on the static part, plus a small network on the prompt's shape alone at weight ${share}`,
+}));
+
+const P1_SHAPE_CANDIDATES: readonly Recipe[] = [0.05, 0.1].map((share) => ({
+  name: `p1-cv-shape-member${Math.round(share * 100)}`,
+  protocol: 'p1',
+  embedder: { ...CONCAT_STATIC, members: [LEX4096, STATIC, { type: 'shape' }], weights: [1, 1, 0.1] },
+  augment: 'stems',
+  ensemble: [
+    ...p1Ensemble(0.35, 0.3, 0.35).map((m) => ({ ...m, weight: m.weight * (1 - share) })),
+    {
+      input: 2,
+      kind: 'joint' as const,
+      mlp: { hidden: [16], epochs: 30, lr: 0.01, batchSize: 64, l2: 1e-4 },
+      seed: 1,
+      weight: share,
+    },
+  ],
+  seed: 1,
+  shipped: false,
+  note: `CV candidate (routers/README.md, session 20): p1-ensemble-static plus a small joint-outcome network on the prompt's shape at weight ${share}`,
+}));
+
+/** p2-ensemble-static-h256 trained with the chat copies only (no system-prompt or multi-turn copies). */
+const P2_CHAT_ONLY_CANDIDATE: Recipe = {
+  name: 'p2-cv-chat-only',
+  protocol: 'p2',
+  embedder: STATIC,
+  augment: 'stem-chat',
+  ensemble: p2Ensemble(256),
+  seed: 1,
+  shipped: false,
+  note: 'CV candidate (routers/README.md, session 20): p2-ensemble-static-h256 trained with chat copies only (llmrouter rows have no options to strip)',
+};
+
 const P3_CV_CANDIDATES: readonly Recipe[] = [
   p3Candidate('p3-cv-seeds3', 'p3-concat-static-mlp-shapes averaged over MLP seeds 1-3 (mean of their softmaxes)', {
     ensemble: [1, 2, 3].map((seed) => ({ input: 'all' as const, kind: 'quality' as const, mlp: P3_MLP, seed, weight: 1 / 3 })),
@@ -600,6 +668,10 @@ export const RECIPES: readonly Recipe[] = [
   ...P1_PAIR_L2_CANDIDATES,
   P1_WIDE_CANDIDATE,
   ...P2_CV_CANDIDATES,
+  ...P2_SHAPE_CANDIDATES,
+  ...P2_SHAPE_MEMBER_CANDIDATES,
+  ...P1_SHAPE_CANDIDATES,
+  P2_CHAT_ONLY_CANDIDATE,
   ...P3_CV_CANDIDATES,
 ];
 

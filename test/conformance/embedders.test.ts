@@ -39,6 +39,7 @@ const cases: Record<string, () => Record<string, unknown>> = {
     weights: [2, 1],
   }),
   static: () => ({ type: 'static', artifact: 'static-tiny' }),
+  shape: () => ({ type: 'shape' }),
 };
 
 const TEXTS = ['What is a tort?', 'Write a Python function that reverses a string.', 'ok', '数学 😀 émigré'];
