@@ -236,15 +236,17 @@ const P2_SHAPE_CANDIDATES: readonly Recipe[] = [0.1, 0.3, 1].map((w) => ({
   note: `CV candidate (routers/README.md, session 20): p2-ensemble-static-h256 with the prompt's shape beside the static table at weight ${w}; the network reads both`,
 }));
 
+const MEMBER_SHAPE_W = 0.1;
 const P2_SHAPE_MEMBER_CANDIDATES: readonly Recipe[] = [0.05, 0.1].map((share) => ({
   name: `p2-cv-shape-member${Math.round(share * 100)}`,
   protocol: 'p2',
-  embedder: staticShape(0.1),
+  embedder: staticShape(MEMBER_SHAPE_W),
   augment: 'shapes',
+  // The shipped members on the static part (priors at the shipped temperature, as above); the network gives up `share`.
   ensemble: [
     ...p2Ensemble(256).map((m) =>
       m.kind === 'centroid-prior'
-        ? { ...m, input: 0, temperature: m.temperature! * Math.sqrt(1 / 1.1) }
+        ? { ...m, input: 0, temperature: m.temperature! * Math.sqrt(1 / (1 + MEMBER_SHAPE_W)) }
         : { ...m, input: 0, weight: m.weight - share },
     ),
     { input: 1, kind: 'quality' as const, mlp: { hidden: [16], epochs: 30, lr: 0.01, batchSize: 64, l2: 1e-4 }, seed: 1, weight: share },
